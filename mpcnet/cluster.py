@@ -1,0 +1,164 @@
+"""Start a whole cluster as local processes on loopback (demo, bench, tests).
+
+``LocalCluster`` writes a TOML config with free ports, starts the dealer,
+the N nodes and the coordinator as separate OS processes (``python -m
+nodes.<role>``), waits until each reports SERVING on the gRPC health service,
+and on exit stops every process it started: SIGTERM, a grace period, then
+SIGKILL.  Each child runs in its own process group so that nothing it forks
+survives either.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_serving(address: str, timeout_s: float, proc: subprocess.Popen[Any] | None = None, what: str = "") -> None:
+    """Poll the gRPC health service until SERVING (bounded by ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{what or address} exited with code {proc.returncode} during start-up")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{what or address} did not report SERVING within {timeout_s:g}s")
+
+
+class LocalCluster:
+    """Coordinator, dealer and ``n_nodes`` nodes as local processes."""
+
+    def __init__(self, n_nodes: int = 3, workdir: str | os.PathLike[str] | None = None,
+                 stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
+                 max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
+                 start_timeout_s: float = 60.0) -> None:
+        if n_nodes < 2:
+            raise ValueError("a cluster needs at least 2 nodes")
+        self.n_nodes = n_nodes
+        self._tmp = tempfile.TemporaryDirectory(prefix="mpcnet-") if workdir is None else None
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.python = python
+        self.start_timeout_s = start_timeout_s
+        self.coordinator = f"127.0.0.1:{free_port()}"
+        self.dealer = f"127.0.0.1:{free_port()}"
+        self.nodes = [f"127.0.0.1:{free_port()}" for _ in range(n_nodes)]
+        self.config_path = self.workdir / "mpcnet.toml"
+        nodes = ", ".join(f'"{a}"' for a in self.nodes)
+        self.config_path.write_text(
+            "[cluster]\n"
+            f'coordinator = "{self.coordinator}"\ndealer = "{self.dealer}"\nnodes = [{nodes}]\n'
+            f"max_elements = {max_elements}\n\n"
+            f"[timeouts]\nrpc_s = {rpc_timeout_s}\nstage_s = {stage_timeout_s}\njob_s = {job_timeout_s}\n"
+        )
+        self.log_level = log_level
+        self.procs: dict[str, subprocess.Popen[Any]] = {}
+        self.logs: dict[str, Path] = {}
+
+    def _spawn(self, name: str, module: str, *args: str) -> subprocess.Popen[Any]:
+        log_path = self.workdir / f"{name}.log"
+        self.logs[name] = log_path
+        env = dict(os.environ, MPCNET_CONFIG=str(self.config_path), MPCNET_LOG_LEVEL=self.log_level,
+                   PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        with open(log_path, "ab") as fh:
+            proc = subprocess.Popen([self.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                                    stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def node_name(self, node_id: int) -> str:
+        return f"node{node_id}"
+
+    def start_node(self, node_id: int, wait: bool = True) -> None:
+        name = self.node_name(node_id)
+        proc = self._spawn(name, "nodes.node", "--id", str(node_id),
+                           "--state-dir", str(self.workdir / name))
+        if wait:
+            wait_serving(self.nodes[node_id - 1], self.start_timeout_s, proc, name)
+
+    def start(self) -> "LocalCluster":
+        try:
+            dealer = self._spawn("dealer", "nodes.dealer")
+            for i in range(1, self.n_nodes + 1):
+                self.start_node(i, wait=False)
+            coord = self._spawn("coordinator", "nodes.coordinator")
+            wait_serving(self.dealer, self.start_timeout_s, dealer, "dealer")
+            for i in range(1, self.n_nodes + 1):
+                wait_serving(self.nodes[i - 1], self.start_timeout_s, self.procs[self.node_name(i)], f"node {i}")
+            wait_serving(self.coordinator, self.start_timeout_s, coord, "coordinator")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(timeout=10)
+
+    def stop(self, grace_s: float = 5.0) -> dict[str, int | None]:
+        """SIGTERM every process, wait ``grace_s``, SIGKILL the rest; return exit codes."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
+        return {name: proc.returncode for name, proc in self.procs.items()}
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs.values() if p.exists())
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

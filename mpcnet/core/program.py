@@ -1,0 +1,426 @@
+"""Job programs over named secrets, their type checking and compilation.
+
+A :class:`Program` is what a user writes: a short list of operations over
+named secrets (add, sub, mul_public, mul, dot, matmul, sum, mean,
+weighted_average) and the outputs with the parties allowed to read them.
+
+:func:`compile_program` turns it, given the shapes and scales of the inputs,
+into a :class:`Plan`: a list of primitive instructions, each either *local*
+(no communication) or an *opening* (Beaver masks, truncation masks, a value
+the program opens to the nodes).  Every opening instruction gets a *layer*:
+1 + the deepest layer among its inputs.  All openings of one layer travel in
+one batched exchange, so the number of network rounds is the multiplicative
+depth, not the number of elements or operations.
+
+Compilation is pure and deterministic: the coordinator compiles to plan the
+dealer material; every node compiles the same program itself and checks the
+plan digest the coordinator sent, so all parties run the identical plan.
+
+Scales: integer secrets have scale 0, fixed-point secrets scale f.  A product
+of scales s1 + s2 > f is truncated back to f with a dealer truncation pair.
+Division by a public count D (mean, weighted average) multiplies by
+K = round(2^T / D) and truncates by T (+ the input scale - f); with T = 32 by
+default the result must satisfy |result| < 2^(62 - f - T) = 2^14 and is
+accurate to about D * 2^-T relative error plus one unit in the last place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from mpcnet.core.beaver import ProductKind
+from mpcnet.core.fixedpoint import DEFAULT_FRAC_BITS
+from mpcnet.core.preprocessing import MaterialItem, MaterialKind
+
+Shape = tuple[int, ...]
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+DEFAULT_DIVISION_BITS = 32
+MAX_PUBLIC_INT = 2**31
+
+
+class ProgramError(ValueError):
+    """A program that cannot run: unknown name, shape or scale mismatch, ..."""
+
+
+class OpCode(str, Enum):
+    ADD = "add"
+    SUB = "sub"
+    MUL_PUBLIC = "mul_public"
+    MUL = "mul"
+    DOT = "dot"
+    MATMUL = "matmul"
+    SUM = "sum"
+    MEAN = "mean"
+    WEIGHTED_AVERAGE = "weighted_average"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    code: OpCode
+    out: str
+    args: tuple[str, ...]
+    public: float | None = None
+    counts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecretType:
+    shape: Shape
+    frac_bits: int  # 0 for integers
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+@dataclass
+class Program:
+    """A job program; the builder methods return ``self`` so calls chain."""
+
+    ops: list[Op] = field(default_factory=list)
+    outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def _add(self, op: Op) -> "Program":
+        self.ops.append(op)
+        return self
+
+    def add(self, out: str, a: str, b: str) -> "Program":
+        return self._add(Op(OpCode.ADD, out, (a, b)))
+
+    def sub(self, out: str, a: str, b: str) -> "Program":
+        return self._add(Op(OpCode.SUB, out, (a, b)))
+
+    def mul_public(self, out: str, a: str, value: float) -> "Program":
+        return self._add(Op(OpCode.MUL_PUBLIC, out, (a,), public=float(value)))
+
+    def mul(self, out: str, a: str, b: str) -> "Program":
+        return self._add(Op(OpCode.MUL, out, (a, b)))
+
+    def dot(self, out: str, a: str, b: str) -> "Program":
+        return self._add(Op(OpCode.DOT, out, (a, b)))
+
+    def matmul(self, out: str, a: str, b: str) -> "Program":
+        return self._add(Op(OpCode.MATMUL, out, (a, b)))
+
+    def sum(self, out: str, a: str) -> "Program":
+        return self._add(Op(OpCode.SUM, out, (a,)))
+
+    def mean(self, out: str, a: str) -> "Program":
+        return self._add(Op(OpCode.MEAN, out, (a,)))
+
+    def weighted_average(self, out: str, values: Sequence[str], counts: Sequence[str]) -> "Program":
+        return self._add(Op(OpCode.WEIGHTED_AVERAGE, out, tuple(values), counts=tuple(counts)))
+
+    def output(self, name: str, to: Iterable[str]) -> "Program":
+        self.outputs[name] = tuple(to)
+        return self
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ops": [
+                {"code": op.code.value, "out": op.out, "args": list(op.args), "public": op.public,
+                 "counts": list(op.counts)}
+                for op in self.ops
+            ],
+            "outputs": {k: list(v) for k, v in sorted(self.outputs.items())},
+        }
+
+
+class IrCode(str, Enum):
+    ADD = "add"
+    SUB = "sub"
+    SCALE = "scale"  # multiply by a public integer (value)
+    SUM = "sum"
+    RECIP_SCALE = "recip_scale"  # multiply by round(2^value / public D), D = args[1]
+    BEAVER = "beaver"  # opening: d, e
+    TRUNC = "trunc"  # opening: c
+    OPEN = "open"  # opening: the value itself, made public to the nodes
+
+    @property
+    def opens(self) -> bool:
+        return self in (IrCode.BEAVER, IrCode.TRUNC, IrCode.OPEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Instr:
+    code: IrCode
+    out: str
+    args: tuple[str, ...]
+    shape: Shape
+    layer: int
+    value: int = 0
+    product: ProductKind = ProductKind.ELEMENTWISE
+    material: int = -1  # index into Plan.material, or -1
+
+    def open_size(self, shapes: Mapping[str, Shape]) -> int:
+        """Ring elements this instruction opens."""
+        if self.code is IrCode.BEAVER:
+            return sum(_size(shapes[a]) for a in self.args)
+        return _size(shapes[self.args[0]]) if self.code.opens else 0
+
+
+def _size(shape: Shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    frac_bits: int
+    inputs: dict[str, SecretType]
+    instrs: tuple[Instr, ...]
+    material: tuple[MaterialItem, ...]
+    types: dict[str, SecretType]
+    outputs: dict[str, tuple[str, ...]]
+    opened_to_nodes: tuple[str, ...]
+    digest: str
+
+    @property
+    def layers(self) -> int:
+        return max((i.layer for i in self.instrs if i.code.opens), default=0)
+
+    def layer_size(self, layer: int) -> int:
+        shapes = {k: t.shape for k, t in self.types.items()}
+        return sum(i.open_size(shapes) for i in self.instrs if i.code.opens and i.layer == layer)
+
+
+class _Compiler:
+    def __init__(self, inputs: Mapping[str, SecretType], frac_bits: int, division_bits: int) -> None:
+        self.f = frac_bits
+        self.T = division_bits
+        self.types: dict[str, SecretType] = dict(inputs)
+        self.layer: dict[str, int] = {k: 0 for k in inputs}
+        self.public: set[str] = set()
+        self.instrs: list[Instr] = []
+        self.material: list[MaterialItem] = []
+        self.opened: list[str] = []
+        self.tmp = 0
+
+    def temp(self, hint: str) -> str:
+        self.tmp += 1
+        return f"%{hint}{self.tmp}"
+
+    def need(self, name: str, op: Op) -> SecretType:
+        if name not in self.types or name in self.public:
+            raise ProgramError(f"{op.code.value} '{op.out}': unknown secret '{name}'")
+        return self.types[name]
+
+    def emit(self, code: IrCode, out: str, args: tuple[str, ...], t: SecretType, *, value: int = 0,
+             product: ProductKind = ProductKind.ELEMENTWISE, material: MaterialItem | None = None) -> str:
+        dep = max((self.layer[a] for a in args), default=0)
+        layer = dep + 1 if code.opens else dep
+        idx = -1
+        if material is not None:
+            idx = len(self.material)
+            self.material.append(material)
+        self.instrs.append(Instr(code, out, args, t.shape, layer, value, product, idx))
+        self.types[out] = t
+        self.layer[out] = layer
+        return out
+
+    def rescale(self, name: str, target: int) -> str:
+        t = self.types[name]
+        if t.frac_bits == target:
+            return name
+        if t.frac_bits > target:
+            return self.truncate(name, t.frac_bits - target)
+        return self.emit(IrCode.SCALE, self.temp("scale"), (name,), SecretType(t.shape, target),
+                         value=1 << (target - t.frac_bits))
+
+    def truncate(self, name: str, shift: int, out: str | None = None) -> str:
+        t = self.types[name]
+        return self.emit(IrCode.TRUNC, out or self.temp("trunc"), (name,), SecretType(t.shape, t.frac_bits - shift),
+                         material=MaterialItem(MaterialKind.TRUNCATION, t.shape, shift=shift))
+
+    def finish_product(self, name: str, out: str) -> str:
+        t = self.types[name]
+        if t.frac_bits > self.f:
+            return self.truncate(name, t.frac_bits - self.f, out)
+        return self.alias(name, out)
+
+    def alias(self, name: str, out: str) -> str:
+        return self.emit(IrCode.SCALE, out, (name,), self.types[name], value=1)
+
+    def divide_public(self, name: str, denominator: str | int, out: str) -> str:
+        t = self.types[name]
+        scaled_t = SecretType(t.shape, t.frac_bits + self.T)
+        if isinstance(denominator, int):
+            k = round((1 << self.T) / denominator)
+            scaled = self.emit(IrCode.SCALE, self.temp("div"), (name,), scaled_t, value=k)
+        else:
+            scaled = self.emit(IrCode.RECIP_SCALE, self.temp("div"), (name, denominator), scaled_t, value=self.T)
+        return self.truncate(scaled, scaled_t.frac_bits - self.f, out)
+
+    def define(self, op: Op) -> None:
+        if not NAME_RE.match(op.out):
+            raise ProgramError(f"invalid output name {op.out!r}: use letters, digits, '_', '.', '-' (max 64)")
+        if op.out in self.types:
+            raise ProgramError(f"{op.code.value}: name '{op.out}' is already defined")
+        getattr(self, "op_" + op.code.value)(op)
+
+    def binary_same_shape(self, op: Op) -> tuple[str, str, SecretType]:
+        if len(op.args) != 2:
+            raise ProgramError(f"{op.code.value} '{op.out}' takes 2 arguments, got {len(op.args)}")
+        ta, tb = self.need(op.args[0], op), self.need(op.args[1], op)
+        if ta.shape != tb.shape:
+            raise ProgramError(f"{op.code.value} '{op.out}': shapes {ta.shape} and {tb.shape} differ")
+        s = max(ta.frac_bits, tb.frac_bits)
+        return self.rescale(op.args[0], s), self.rescale(op.args[1], s), SecretType(ta.shape, s)
+
+    def op_add(self, op: Op) -> None:
+        a, b, t = self.binary_same_shape(op)
+        self.emit(IrCode.ADD, op.out, (a, b), t)
+
+    def op_sub(self, op: Op) -> None:
+        a, b, t = self.binary_same_shape(op)
+        self.emit(IrCode.SUB, op.out, (a, b), t)
+
+    def op_mul_public(self, op: Op) -> None:
+        if len(op.args) != 1 or op.public is None or not math.isfinite(op.public):
+            raise ProgramError(f"mul_public '{op.out}' takes one secret and one finite public number")
+        t = self.need(op.args[0], op)
+        c = op.public
+        if c == int(c) and abs(c) < MAX_PUBLIC_INT:
+            self.emit(IrCode.SCALE, op.out, op.args, t, value=int(c))
+            return
+        k = round(c * (1 << self.f))
+        if abs(k) >= MAX_PUBLIC_INT << self.f:
+            raise ProgramError(f"mul_public '{op.out}': public value out of range")
+        scaled = self.emit(IrCode.SCALE, self.temp("mulp"), op.args, SecretType(t.shape, t.frac_bits + self.f), value=k)
+        self.finish_product(scaled, op.out)
+
+    def _beaver(self, op: Op, kind: ProductKind, shape_out: Shape) -> None:
+        a, b = op.args
+        ta, tb = self.types[a], self.types[b]
+        t = SecretType(shape_out, ta.frac_bits + tb.frac_bits)
+        prod = self.emit(IrCode.BEAVER, self.temp("prod"), (a, b), t, product=kind,
+                         material=MaterialItem(MaterialKind.TRIPLE, ta.shape, tb.shape, kind))
+        self.finish_product(prod, op.out)
+
+    def op_mul(self, op: Op) -> None:
+        if len(op.args) != 2:
+            raise ProgramError(f"mul '{op.out}' takes 2 arguments")
+        ta, tb = self.need(op.args[0], op), self.need(op.args[1], op)
+        if ta.shape != tb.shape and ta.shape != () and tb.shape != ():
+            raise ProgramError(f"mul '{op.out}': shapes {ta.shape} and {tb.shape} differ (only scalars broadcast)")
+        self._beaver(op, ProductKind.ELEMENTWISE, ta.shape if ta.shape != () else tb.shape)
+
+    def op_dot(self, op: Op) -> None:
+        if len(op.args) != 2:
+            raise ProgramError(f"dot '{op.out}' takes 2 arguments")
+        ta, tb = self.need(op.args[0], op), self.need(op.args[1], op)
+        if len(ta.shape) != 1 or ta.shape != tb.shape:
+            raise ProgramError(f"dot '{op.out}' needs two vectors of equal length, got {ta.shape} and {tb.shape}")
+        self._beaver(op, ProductKind.MATMUL, ())
+
+    def op_matmul(self, op: Op) -> None:
+        if len(op.args) != 2:
+            raise ProgramError(f"matmul '{op.out}' takes 2 arguments")
+        ta, tb = self.need(op.args[0], op), self.need(op.args[1], op)
+        if len(ta.shape) != 2 or len(tb.shape) != 2 or ta.shape[1] != tb.shape[0]:
+            raise ProgramError(f"matmul '{op.out}': shapes {ta.shape} and {tb.shape} are not (m,k) and (k,n)")
+        self._beaver(op, ProductKind.MATMUL, (ta.shape[0], tb.shape[1]))
+
+    def op_sum(self, op: Op) -> None:
+        if len(op.args) != 1:
+            raise ProgramError(f"sum '{op.out}' takes 1 argument")
+        t = self.need(op.args[0], op)
+        self.emit(IrCode.SUM, op.out, op.args, SecretType((), t.frac_bits))
+
+    def op_mean(self, op: Op) -> None:
+        if len(op.args) != 1:
+            raise ProgramError(f"mean '{op.out}' takes 1 argument")
+        t = self.need(op.args[0], op)
+        if t.size == 0:
+            raise ProgramError(f"mean '{op.out}': '{op.args[0]}' is empty")
+        total = self.emit(IrCode.SUM, self.temp("sum"), op.args, SecretType((), t.frac_bits))
+        self.divide_public(total, t.size, op.out)
+
+    def op_weighted_average(self, op: Op) -> None:
+        if not op.args or len(op.args) != len(op.counts):
+            raise ProgramError(f"weighted_average '{op.out}' needs as many counts as values (and at least one)")
+        vtypes = [self.need(v, op) for v in op.args]
+        ctypes = [self.need(c, op) for c in op.counts]
+        if len({t.shape for t in vtypes}) != 1 or len({t.frac_bits for t in vtypes}) != 1:
+            raise ProgramError(f"weighted_average '{op.out}': all values need the same shape and type")
+        for c, t in zip(op.counts, ctypes):
+            if t.frac_bits != 0 or t.shape not in ((), (1,)):
+                raise ProgramError(f"weighted_average '{op.out}': count '{c}' must be an integer scalar")
+        shape, s = vtypes[0].shape, vtypes[0].frac_bits
+        counts = [c if self.types[c].shape == () else self.emit(IrCode.SUM, self.temp("cnt"), (c,), SecretType((), 0))
+                  for c in op.counts]
+        terms = [
+            self.emit(IrCode.BEAVER, self.temp("wprod"), (c, v), SecretType(shape, s),
+                      material=MaterialItem(MaterialKind.TRIPLE, (), shape, ProductKind.ELEMENTWISE))
+            for v, c in zip(op.args, counts)
+        ]
+        num = terms[0]
+        for t in terms[1:]:
+            num = self.emit(IrCode.ADD, self.temp("num"), (num, t), SecretType(shape, s))
+        den = counts[0]
+        for c in counts[1:]:
+            den = self.emit(IrCode.ADD, self.temp("den"), (den, c), SecretType((), 0))
+        opened = self.emit(IrCode.OPEN, self.temp("total"), (den,), SecretType((), 0))
+        self.public.add(opened)
+        self.opened.append(f"{op.out}: total count {' + '.join(op.counts)}")
+        self.divide_public(num, opened, op.out)
+
+
+def compile_program(
+    program: Program,
+    inputs: Mapping[str, SecretType],
+    frac_bits: int = DEFAULT_FRAC_BITS,
+    division_bits: int = DEFAULT_DIVISION_BITS,
+) -> Plan:
+    """Type-check ``program`` against ``inputs`` and compile it to a :class:`Plan`."""
+    if not program.ops:
+        raise ProgramError("the program has no operations")
+    if not program.outputs:
+        raise ProgramError("the program names no outputs: nothing would be revealed")
+    comp = _Compiler(inputs, frac_bits, division_bits)
+    for op in program.ops:
+        comp.define(op)
+    for name, readers in program.outputs.items():
+        if name not in comp.types or name in comp.public:
+            raise ProgramError(f"output '{name}' is not defined by the program or inputs")
+        if not readers:
+            raise ProgramError(f"output '{name}' names no reader")
+    canonical = json.dumps(
+        {"program": program.to_json(), "inputs": {k: [list(t.shape), t.frac_bits] for k, t in sorted(inputs.items())},
+         "f": frac_bits, "T": division_bits},
+        sort_keys=True,
+    )
+    return Plan(
+        frac_bits=frac_bits,
+        inputs=dict(inputs),
+        instrs=tuple(comp.instrs),
+        material=tuple(comp.material),
+        types=comp.types,
+        outputs=dict(program.outputs),
+        opened_to_nodes=tuple(comp.opened),
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def program_from_json(data: Mapping[str, object]) -> Program:
+    """Rebuild a Program from :meth:`Program.to_json` output, validating its form."""
+    try:
+        ops_raw = data["ops"]
+        outs_raw = data["outputs"]
+        assert isinstance(ops_raw, list) and isinstance(outs_raw, dict)
+        ops = []
+        for o in ops_raw:
+            ops.append(Op(OpCode(o["code"]), str(o["out"]), tuple(str(a) for a in o["args"]),
+                          None if o.get("public") is None else float(o["public"]),
+                          tuple(str(c) for c in o.get("counts", []))))
+        outputs = {str(k): tuple(str(r) for r in v) for k, v in outs_raw.items()}
+    except (KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise ProgramError(f"malformed program: {exc}") from None
+    return Program(ops, outputs)

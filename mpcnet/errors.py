@@ -1,0 +1,62 @@
+"""Errors a person can act on, each mapped to one gRPC status code.
+
+Grpc-free on purpose: the core and SDK raise these; the transport maps
+``status`` to ``grpc.StatusCode`` when aborting an RPC, and the SDK maps a
+received status back to the same class.  Messages name the job, secret,
+peer and stage where relevant, and never contain secret values.
+"""
+
+from __future__ import annotations
+
+
+class MpcnetError(Exception):
+    status = "INTERNAL"
+
+
+class InvalidInput(MpcnetError):
+    status = "INVALID_ARGUMENT"
+
+
+class NotFound(MpcnetError):
+    status = "NOT_FOUND"
+
+
+class AlreadyExists(MpcnetError):
+    status = "ALREADY_EXISTS"
+
+
+class PermissionDenied(MpcnetError):
+    status = "PERMISSION_DENIED"
+
+
+class Unauthenticated(MpcnetError):
+    status = "UNAUTHENTICATED"
+
+
+class FailedPrecondition(MpcnetError):
+    status = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(MpcnetError):
+    status = "RESOURCE_EXHAUSTED"
+
+
+class PeerTimeout(MpcnetError):
+    """A peer did not answer within the stage deadline."""
+
+    status = "DEADLINE_EXCEEDED"
+
+
+class PeerUnavailable(MpcnetError):
+    status = "UNAVAILABLE"
+
+
+class Aborted(MpcnetError):
+    status = "ABORTED"
+
+
+BY_STATUS: dict[str, type[MpcnetError]] = {
+    cls.status: cls
+    for cls in (InvalidInput, NotFound, AlreadyExists, PermissionDenied, Unauthenticated,
+                FailedPrecondition, ResourceExhausted, PeerTimeout, PeerUnavailable, Aborted)
+}

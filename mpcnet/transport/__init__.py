@@ -1,0 +1,1 @@
+"""grpc.aio glue: channels, servers, deadlines, chunked arrays, status mapping."""

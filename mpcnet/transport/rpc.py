@@ -1,0 +1,154 @@
+"""Servers, channels, status mapping and metadata helpers for grpc.aio."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import signal
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from mpcnet import errors
+from mpcnet.errors import MpcnetError
+
+log = logging.getLogger("mpcnet.transport")
+
+PARTY_TOKEN_KEY = "mpcnet-party-token"
+NODE_ID_KEY = "mpcnet-node-id"
+# gRPC's own 4 MiB default stays the limit; arrays are chunked well below it.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+T = TypeVar("T")
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return None
+
+
+def grpc_status(err: MpcnetError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, err.status, grpc.StatusCode.INTERNAL)
+
+
+def servicer_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn MpcnetError into ``context.abort(code, message)``; log unexpected errors
+    without their arguments (they may hold shares) and report INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except MpcnetError as exc:
+            await context.abort(grpc_status(exc), str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - last line of defence
+            log.error("internal error in %s: %s", method.__name__, type(exc).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {type(exc).__name__}")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def stream_servicer_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Same as :func:`servicer_errors` for server-streaming (async generator) methods."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except MpcnetError as exc:
+            await context.abort(grpc_status(exc), str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.error("internal error in %s: %s", method.__name__, type(exc).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {type(exc).__name__}")
+
+    return wrapper
+
+
+def from_rpc_error(exc: grpc.RpcError, who: str) -> MpcnetError:
+    """Map a received gRPC error to the matching MpcnetError, naming the peer."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    name = code.name if code is not None else "UNKNOWN"
+    cls = errors.BY_STATUS.get(name, MpcnetError)
+    if name == "UNAVAILABLE":
+        return errors.PeerUnavailable(f"{who} is unreachable: {details}")
+    if name == "DEADLINE_EXCEEDED" and "Deadline" in (details or ""):
+        return errors.PeerTimeout(f"{who} did not answer within the deadline")
+    return cls(f"{who}: {details}")
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def insecure_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+class RoleServer:
+    """A grpc.aio server with the health service, plaintext warning and
+    graceful shutdown on SIGTERM/SIGINT."""
+
+    def __init__(self, role: str, listen: str) -> None:
+        self.role = role
+        self.listen = listen
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.port = 0
+        self._stop = asyncio.Event()
+
+    async def start(self) -> int:
+        self.port = self.server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise OSError(f"{self.role}: cannot listen on {self.listen}")
+        if not is_loopback(self.listen):
+            log.warning("%s: PLAINTEXT gRPC on non-loopback address %s - configure certificates "
+                        "before carrying real data", self.role, self.listen)
+        else:
+            log.warning("%s: plaintext gRPC on loopback %s (development mode, no TLS)", self.role, self.listen)
+        await self.server.start()
+        return self.port
+
+    async def set_serving(self, serving: bool, services: Sequence[str] = ("",)) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for svc in services:
+            res = self.health.set(svc, status)
+            if asyncio.iscoroutine(res):
+                await res
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+
+    async def wait_for_stop(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self, grace: float = 3.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)

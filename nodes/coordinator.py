@@ -1,0 +1,252 @@
+"""The coordinator: registry of parties and jobs, planning, running jobs.
+
+It never sees a secret value: it holds the program, the declared shapes, the
+dealer batch id and the timings.  RunJob compiles the program (the same pure
+compiler every node runs), asks the dealer for exactly the material the plan
+needs, then runs Execute on every node concurrently under the job deadline.
+If any node fails, every node is told to abort and the caller gets the first
+failure, which names the node and the stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from mpcnet.config import Config
+from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile_program
+from mpcnet.errors import (
+    AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied, Unauthenticated,
+)
+from mpcnet.receipt import job_receipt
+from mpcnet.transport.rpc import (
+    PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
+)
+from mpcnet.wire import program_from_proto, secret_type
+from nodes.dealer import material_to_proto
+from mpcnet.v1 import mpc_pb2 as pb
+from mpcnet.v1 import mpc_pb2_grpc as pbg
+
+log = logging.getLogger("mpcnet.coordinator")
+
+
+@dataclass
+class CoordinatorJob:
+    job_id: str
+    name: str
+    parties: tuple[str, ...]
+    state: str = "open"
+    inputs: dict[str, tuple[SecretType, str]] = field(default_factory=dict)
+    outputs: list[pb.SecretSpec] = field(default_factory=list)
+    error: str = ""
+    receipt: str = ""
+
+    def info(self) -> pb.JobInfo:
+        return pb.JobInfo(
+            job_id=self.job_id, name=self.name, state=self.state, parties=self.parties,
+            inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o)
+                    for k, (t, o) in self.inputs.items()],
+            outputs=self.outputs, error=self.error, receipt_json=self.receipt)
+
+
+class CoordinatorService(pbg.CoordinatorServicer):
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.tokens: dict[str, str] = {}  # party name -> token
+        self.by_hash: dict[bytes, str] = {}
+        self.jobs: dict[str, CoordinatorJob] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = insecure_channel(address)
+        return self._channels[address]
+
+    def node(self, node_id: int) -> pbg.NodeStub:
+        return pbg.NodeStub(self.channel(self.cfg.node_address(node_id)))
+
+    def dealer(self) -> pbg.DealerStub:
+        return pbg.DealerStub(self.channel(self.cfg.dealer))
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+
+    def caller(self, context: grpc.aio.ServicerContext) -> str:
+        token = metadata_value(context, PARTY_TOKEN_KEY)
+        if not token:
+            raise Unauthenticated(f"missing {PARTY_TOKEN_KEY} metadata: register the party first")
+        name = self.by_hash.get(token_hash(token))
+        if name is None:
+            raise Unauthenticated("unknown party token: register the party with this coordinator")
+        return name
+
+    def job(self, job_id: str, party: str) -> CoordinatorJob:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"unknown job '{job_id}'")
+        if party not in job.parties:
+            raise PermissionDenied(f"party '{party}' is not a party of job '{job_id}'")
+        return job
+
+    async def all_nodes(self, what: str, call) -> list:
+        """Run ``call(node_id)`` on every node concurrently; first failure names the node."""
+        async def one(i: int):
+            try:
+                return await call(i)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, f"node {i} ({what})") from None
+        return list(await asyncio.gather(*(one(i) for i in range(1, self.cfg.n_nodes + 1))))
+
+    @servicer_errors
+    async def RegisterParty(self, request: pb.RegisterPartyRequest,
+                            context: grpc.aio.ServicerContext) -> pb.RegisterPartyResponse:
+        if not NAME_RE.match(request.name):
+            raise InvalidInput(f"invalid party name {request.name!r}: use letters, digits, '_', '.', '-'")
+        if request.name in self.tokens:
+            raise AlreadyExists(f"party '{request.name}' is already registered; choose another name")
+        token = secrets.token_urlsafe(24)
+        self.tokens[request.name] = token
+        self.by_hash[token_hash(token)] = request.name
+        log.info("party %s registered", request.name)
+        return pb.RegisterPartyResponse(token=token)
+
+    @servicer_errors
+    async def GetCluster(self, request: pb.GetClusterRequest, context: grpc.aio.ServicerContext) -> pb.ClusterInfo:
+        return pb.ClusterInfo(nodes=[pb.NodeAddress(id=i + 1, address=a) for i, a in enumerate(self.cfg.nodes)],
+                              frac_bits=self.cfg.frac_bits, max_elements=self.cfg.max_elements)
+
+    @servicer_errors
+    async def CreateJob(self, request: pb.CreateJobRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
+        caller = self.caller(context)
+        parties = tuple(dict.fromkeys([caller, *request.parties]))
+        unknown = [p for p in parties if p not in self.tokens]
+        if unknown:
+            raise NotFound(f"unregistered part{'y' if len(unknown) == 1 else 'ies'} {unknown}: they must connect first")
+        job = CoordinatorJob(f"job-{secrets.token_hex(6)}", request.name or "job", parties)
+        entries = [pb.PartyEntry(name=p, token_sha256=token_hash(self.tokens[p])) for p in parties]
+        req = pb.OpenJobRequest(job_id=job.job_id, parties=entries,
+                                nodes=[pb.NodeAddress(id=i + 1, address=a) for i, a in enumerate(self.cfg.nodes)],
+                                frac_bits=self.cfg.frac_bits)
+        await self.all_nodes("open job", lambda i: self.node(i).OpenJob(req, timeout=self.cfg.rpc_timeout_s))
+        self.jobs[job.job_id] = job
+        log.info("job %s (%s) created for parties %s", job.job_id, job.name, ", ".join(parties))
+        return job.info()
+
+    @servicer_errors
+    async def DeclareInput(self, request: pb.DeclareInputRequest,
+                           context: grpc.aio.ServicerContext) -> pb.DeclareInputResponse:
+        caller = self.caller(context)
+        job = self.job(request.job_id, caller)
+        if job.state != "open":
+            raise FailedPrecondition(f"job '{job.job_id}' is {job.state}; inputs are closed")
+        t = secret_type(request.secret, self.cfg.frac_bits, self.cfg.max_elements)
+        if request.secret.name in job.inputs:
+            raise AlreadyExists(f"job '{job.job_id}': secret '{request.secret.name}' is already declared "
+                                f"(by {job.inputs[request.secret.name][1]})")
+        spec = pb.SecretSpec(name=request.secret.name, shape=t.shape, frac_bits=t.frac_bits, owner=caller)
+        job.inputs[spec.name] = (t, caller)
+        fwd = pb.DeclareInputRequest(job_id=job.job_id, secret=spec)
+        try:
+            await self.all_nodes("declare input", lambda i: self.node(i).DeclareInput(fwd, timeout=self.cfg.rpc_timeout_s))
+        except MpcnetError:
+            del job.inputs[spec.name]
+            raise
+        return pb.DeclareInputResponse()
+
+    @servicer_errors
+    async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
+        return self.job(request.job_id, self.caller(context)).info()
+
+    async def create_batch(self, job: CoordinatorJob, plan: Plan) -> pb.CreateBatchResponse:
+        req = pb.CreateBatchRequest(job_id=job.job_id, items=[material_to_proto(m) for m in plan.material])
+        for attempt in range(2):
+            try:
+                return await self.dealer().CreateBatch(req, timeout=self.cfg.rpc_timeout_s)
+            except grpc.RpcError as exc:
+                if attempt == 0 and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    # A node is not enrolled with this dealer (e.g. the dealer restarted): re-enrol, retry once.
+                    await self.all_nodes("enrol with dealer", lambda i: self.node(i).EnsureEnrolled(
+                        pb.EnsureEnrolledRequest(), timeout=self.cfg.rpc_timeout_s))
+                    continue
+                raise from_rpc_error(exc, "dealer (create batch)") from None
+        raise AssertionError("unreachable")
+
+    @servicer_errors
+    async def RunJob(self, request: pb.RunJobRequest, context: grpc.aio.ServicerContext) -> pb.RunJobResponse:
+        caller = self.caller(context)
+        job = self.job(request.job_id, caller)
+        if job.state != "open":
+            raise FailedPrecondition(f"job '{job.job_id}' is {job.state}; a job runs once")
+        program = program_from_proto(request.program)
+        for name, readers in program.outputs.items():
+            strangers = [r for r in readers if r not in job.parties]
+            if strangers:
+                raise PermissionDenied(f"output '{name}' names reader(s) {strangers} who are not parties of the job")
+        try:
+            plan = compile_program(program, {k: t for k, (t, _) in job.inputs.items()}, self.cfg.frac_bits)
+        except ProgramError as exc:
+            raise InvalidInput(str(exc)) from None
+        job.state = "running"
+        t0 = time.perf_counter()
+        try:
+            batch = await self.create_batch(job, plan)
+            exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,
+                                    batch_id=batch.batch_id, node_epochs=batch.node_epochs,
+                                    deadline_s=self.cfg.stage_timeout_s)
+            results = await asyncio.wait_for(
+                self.all_nodes("execute", lambda i: self.node(i).Execute(exe, timeout=self.cfg.job_timeout_s)),
+                timeout=self.cfg.job_timeout_s + 5)
+        except (MpcnetError, asyncio.TimeoutError) as exc:
+            job.state = "failed"
+            job.error = str(exc) if isinstance(exc, MpcnetError) else f"job exceeded {self.cfg.job_timeout_s}s"
+            log.warning("job %s failed: %s", job.job_id, job.error)
+            abort = pb.AbortJobRequest(job_id=job.job_id, reason=job.error)
+            await asyncio.gather(*(self.node(i).AbortJob(abort, timeout=self.cfg.rpc_timeout_s)
+                                   for i in range(1, self.cfg.n_nodes + 1)), return_exceptions=True)
+            if isinstance(exc, MpcnetError):
+                raise
+            raise FailedPrecondition(job.error) from None
+        total = time.perf_counter() - t0
+        job.state = "done"
+        job.outputs = [pb.SecretSpec(name=k, shape=plan.types[k].shape, frac_bits=plan.types[k].frac_bits)
+                       for k in plan.outputs]
+        job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes), indent=2)
+        reports = [r.report for r in results]
+        log.info("job %s done in %.3fs (%d layers)", job.job_id, total, plan.layers)
+        return pb.RunJobResponse(
+            job=job.info(), preprocessing_s=max(r.preprocessing_s for r in reports),
+            online_s=max(r.online_s for r in reports), total_s=total, layers=plan.layers,
+            bytes_exchanged=sum(r.bytes_sent for r in reports), nodes=reports)
+
+
+async def serve(cfg: Config) -> None:
+    listen = cfg.listen or cfg.coordinator
+    service = CoordinatorService(cfg)
+    server = RoleServer("coordinator", listen)
+    pbg.add_CoordinatorServicer_to_server(service, server.server)
+    port = await server.start()
+    server.install_signal_handlers()
+    await server.set_serving(True, ("", "mpcnet.v1.Coordinator"))
+    log.info("coordinator serving on port %d; %d nodes, dealer %s", port, cfg.n_nodes, cfg.dealer)
+    try:
+        await server.wait_for_stop()
+    finally:
+        log.info("coordinator shutting down")
+        await server.stop()
+        await service.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nodes.common import role_main
+    return role_main("coordinator", serve, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
