@@ -1,0 +1,52 @@
+"""The `mpcnet` command: run a role, the demo or a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="mpcnet", description="mpcnet: privacy-preserving computation over gRPC")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for role in ("coordinator", "dealer", "node"):
+        sub.add_parser(role, help=f"run the {role} (see `mpcnet {role} --help`)", add_help=False)
+    sub.add_parser("demo", help="start a local cluster, run the demo workload, check against numpy")
+    b = sub.add_parser("bench", help="benchmark against MPyC in the same run")
+    b.add_argument("workload", choices=["mul", "dot"])
+    b.add_argument("--size", type=int, default=1_000_000)
+    b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
+    b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
+    b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    sub.add_parser("version", help="print the version")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "coordinator":
+        from nodes.coordinator import main as run
+        return run(rest)
+    if cmd == "dealer":
+        from nodes.dealer import main as run
+        return run(rest)
+    if cmd == "node":
+        from nodes.node import main as run
+        return run(rest)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from mpcnet.demo import run_demo
+        return run_demo()
+    if args.command == "bench":
+        from mpcnet.bench.runner import run_bench
+        return run_bench(args.workload, args.size, repeats=args.repeats, with_mpyc=not args.no_mpyc, out_dir=args.out)
+    if args.command == "version":
+        from mpcnet import __version__
+        print(__version__)
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
