@@ -106,6 +106,62 @@ def insecure_channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
+class _Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Answer unparseable request bytes with INVALID_ARGUMENT (gRPC says UNKNOWN)."""
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        deserialize = handler.request_deserializer
+        method = details.method
+        message = f"malformed request to {method}: the bytes are not a valid protobuf message of this method"
+
+        def safe(data: bytes) -> Any:
+            try:
+                return deserialize(data)
+            except Exception:  # noqa: BLE001 - any parse failure
+                return _Malformed()
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if isinstance(request, _Malformed):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, safe, handler.response_serializer)
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if isinstance(request, _Malformed):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+                async for item in inner_us(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, safe, handler.response_serializer)
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def checked(iterator: Any) -> Any:
+                async for item in iterator:
+                    if isinstance(item, _Malformed):
+                        raise errors.InvalidInput(message)
+                    yield item
+
+            async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await inner_su(checked(request_iterator), context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, safe, handler.response_serializer)
+        return handler
+
+
 class RoleServer:
     """A grpc.aio server with the health service, plaintext warning and
     graceful shutdown on SIGTERM/SIGINT."""
@@ -113,7 +169,7 @@ class RoleServer:
     def __init__(self, role: str, listen: str) -> None:
         self.role = role
         self.listen = listen
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[MalformedRequestInterceptor()])
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = 0
