@@ -133,7 +133,7 @@ class NodeService(pbg.NodeServicer):
 
     async def enroll(self) -> str:
         resp = await self.dealer_stub().Enroll(pb.EnrollRequest(node_id=self.node_id),
-                                               timeout=self.cfg.rpc_timeout_s)
+                                               timeout=self.cfg.rpc_timeout_s, wait_for_ready=True)
         if resp.n_nodes != self.n:
             raise FailedPrecondition(f"node {self.node_id}: dealer serves {resp.n_nodes} nodes, this cluster has {self.n}")
         self.seed, self.epoch = resp.seed, resp.epoch
@@ -435,7 +435,7 @@ async def serve(cfg: Config) -> None:
         except (grpc.RpcError, MpcnetError) as exc:
             log.info("dealer at %s not ready (%s); retrying", cfg.dealer, type(exc).__name__)
             try:
-                await asyncio.wait_for(server.wait_for_stop(), timeout=1.0)
+                await asyncio.wait_for(server.wait_for_stop(), timeout=0.5)
                 break
             except asyncio.TimeoutError:
                 pass

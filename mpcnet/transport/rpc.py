@@ -25,6 +25,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
+    # A restarted peer is found again within about a second (gRPC's default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 T = TypeVar("T")
@@ -184,6 +188,8 @@ class RoleServer:
                         "before carrying real data", self.role, self.listen)
         else:
             log.warning("%s: plaintext gRPC on loopback %s (development mode, no TLS)", self.role, self.listen)
+        # The health servicer starts out SERVING for ""; readiness is ours to declare.
+        await self.set_serving(False)
         await self.server.start()
         return self.port
 

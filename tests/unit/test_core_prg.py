@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mpcnet.core import prg
 from mpcnet.core.prg import PrgSeedError
 
-SETTINGS = settings(max_examples=50, deadline=None)
+SETTINGS = settings(max_examples=50, deadline=None, database=None)
 SEEDS = st.binary(min_size=16, max_size=64)
 LABELS = st.binary(min_size=0, max_size=40)
 

@@ -13,7 +13,7 @@ from mpcnet.core.ring import RingTypeError
 
 MOD = 1 << 64
 U64 = st.integers(min_value=0, max_value=MOD - 1)
-SETTINGS = settings(max_examples=75, deadline=None)
+SETTINGS = settings(max_examples=75, deadline=None, database=None)
 
 
 def u64_arrays(shape):
@@ -33,7 +33,7 @@ def test_add_sub_neg_mul_wrap_like_python_ints_mod_2_64(data, n):
     a = data.draw(u64_arrays((n,)))
     b = data.draw(u64_arrays((n,)))
     pa, pb = as_pyints(a), as_pyints(b)
-    with ring.wrapping:
+    with np.errstate(over="ignore"):
         add = a + b
         sub = a - b
         neg = np.uint64(0) - a
@@ -48,7 +48,7 @@ def test_add_sub_neg_mul_wrap_like_python_ints_mod_2_64(data, n):
 def test_wrap_edge_values():
     top = np.array([MOD - 1], dtype=np.uint64)
     one = np.array([1], dtype=np.uint64)
-    with ring.wrapping:
+    with np.errstate(over="ignore"):
         assert as_pyints(top + one) == [0]
         assert as_pyints(one - top) == [2]
         assert as_pyints(top * top) == [1]  # (-1)*(-1)
@@ -58,14 +58,22 @@ def test_wrap_edge_values():
         assert as_pyints(half * np.uint64(2)) == [0]
 
 
-def test_wrapping_silences_scalar_overflow_warning():
+def test_wrapping_decorator_silences_scalar_overflow_and_is_reentrant():
     import warnings
+
+    @ring.wrapping
+    def inner():
+        return np.uint64(MOD - 1) + np.uint64(2)
+
+    @ring.wrapping
+    def outer():
+        return inner() * np.uint64(1 << 63) + inner()
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with ring.wrapping:
-            r = np.uint64(MOD - 1) + np.uint64(2)
-    assert int(r) == 1
+        assert int(inner()) == 1
+        assert int(inner()) == 1  # the shared decorator works on every call
+        assert int(outer()) == ((1 << 63) + 1) % MOD  # and nested
 
 
 @SETTINGS
@@ -114,7 +122,7 @@ def test_ring_matmul_requires_uint64():
 
 
 @SETTINGS
-@given(v=hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=2, max_side=5)))
+@given(v=hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5)))
 def test_as_ring_signed_reduces_mod_2_64(v):
     r = ring.as_ring(v)
     assert r.dtype == np.uint64 and r.shape == v.shape and r.flags.c_contiguous
@@ -184,6 +192,16 @@ def test_as_ring_refuses_floats_hidden_in_object_arrays():
                    "instead of being reduced mod 2^64")
 def test_as_ring_accepts_mixed_sign_python_ints_beyond_int64():
     assert as_pyints(ring.as_ring([1 << 63, -1])) == [1 << 63, MOD - 1]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: as_ring uses np.ascontiguousarray, which returns ndim >= 1, "
+                   "so 0-d inputs (as_ring(5), as_ring(np.array(7, dtype=np.uint64))) come back with shape (1,) "
+                   "instead of (); only the object path (ints >= 2^64) keeps shape ()")
+@pytest.mark.parametrize("value", [5, -1, np.int32(3), np.array(7, dtype=np.uint64), np.array(-2)])
+def test_as_ring_preserves_scalar_shape(value):
+    r = ring.as_ring(value)
+    assert isinstance(r, np.ndarray) and r.dtype == np.uint64
+    assert r.shape == ()
 
 
 def test_require_ring():

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 from mpcnet.core import prg, sharing
 from mpcnet.core.ring import RingTypeError
 
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=60, deadline=None, database=None)
 U64 = st.integers(0, (1 << 64) - 1)
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 SEED_ST = st.binary(min_size=32, max_size=32)

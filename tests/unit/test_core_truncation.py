@@ -12,7 +12,7 @@ from mpcnet.core.preprocessing import InProcessDealer, MaterialItem, MaterialKin
 from mpcnet.core.ring import as_ring
 from mpcnet.core.truncation import TruncationPairShare
 
-SETTINGS = settings(max_examples=100, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None, database=None)
 DOMAIN = 1 << 62
 EDGES = [-DOMAIN, DOMAIN - 1, 0, -1, 1, -(DOMAIN - 1)]
 
