@@ -42,7 +42,7 @@ class TripleShare:
     c: RingArray
 
 
-@_wrapping
+@_wrapping()
 
 
 def product(kind: ProductKind, x: RingArray, y: RingArray) -> RingArray:
@@ -52,7 +52,7 @@ def product(kind: ProductKind, x: RingArray, y: RingArray) -> RingArray:
     return np.asarray(np.matmul(x, y), dtype=np.uint64)
 
 
-@_wrapping
+@_wrapping()
 
 
 def masked_operands(x_share: RingArray, y_share: RingArray, triple: TripleShare) -> tuple[RingArray, RingArray]:
@@ -67,7 +67,7 @@ def masked_operands(x_share: RingArray, y_share: RingArray, triple: TripleShare)
     return x_share - triple.a, y_share - triple.b
 
 
-@_wrapping
+@_wrapping()
 
 
 def combine(d: RingArray, e: RingArray, triple: TripleShare, party_index: int) -> RingArray:

@@ -61,6 +61,7 @@ class JobExecution:
         self.done: set[int] = set()
         self.next_layer = 1
         self.opening: list[tuple[Instr, int, int]] = []
+        self.prepared_layer = 0
 
     # -- local instructions -------------------------------------------------
     def _run_local(self, upto_layer: int) -> None:
@@ -70,7 +71,7 @@ class JobExecution:
             self.values[ins.out] = np.asarray(self._local(ins), dtype=np.uint64)
             self.done.add(idx)
 
-    @_wrapping
+    @_wrapping()
 
     def _local(self, ins: Instr) -> RingArray:
         v = self.values
@@ -94,7 +95,7 @@ class JobExecution:
         return self.material[ins.material]
 
     # -- openings -------------------------------------------------------------
-    @_wrapping
+    @_wrapping()
     def masked_shares(self, layer: int) -> RingArray:
         """This node's share of everything layer ``layer`` opens, as one flat vector."""
         if layer != self.next_layer or self.opening:
@@ -121,16 +122,19 @@ class JobExecution:
             self.opening.append((ins, offset, size))
             parts.extend(chunk)
             offset += size
+        self.prepared_layer = layer
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
-    @_wrapping
+    @_wrapping()
 
     def absorb_opening(self, layer: int, opened: RingArray) -> None:
         """Finish layer ``layer`` from the opened (summed) vector."""
-        if layer != self.next_layer:
-            raise ExecutionError(f"opening for layer {layer} arrived out of order")
+        if layer != self.next_layer or self.prepared_layer != layer:
+            raise ExecutionError(f"opening for layer {layer} arrived out of order (masked_shares first)")
         expected = sum(size for _, _, size in self.opening)
-        if opened.dtype != np.uint64 or opened.size != expected:
+        if opened.dtype != np.uint64:
+            raise ExecutionError(f"layer {layer} opening has dtype {opened.dtype}, expected uint64")
+        if opened.size != expected:
             raise ExecutionError(f"layer {layer} opened {opened.size} elements, expected {expected}")
         for ins, offset, size in self.opening:
             part = opened[offset:offset + size]

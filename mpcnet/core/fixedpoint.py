@@ -42,28 +42,33 @@ class FixedPointFormat:
 
     @property
     def max_abs(self) -> float:
-        """Largest magnitude accepted by :meth:`encode`."""
-        return float(2 ** (TRUNCATION_DOMAIN_BITS - self.frac_bits) - 1)
+        """Largest magnitude :meth:`encode` accepts (just below :attr:`bound`)."""
+        below = float(2 ** (TRUNCATION_DOMAIN_BITS - self.frac_bits) - 1)
+        return below if below < self.bound else float(np.nextafter(self.bound, 0.0))
+
+    @property
+    def bound(self) -> float:
+        """Encoded values must satisfy |x| < bound = 2^(62 - frac_bits)."""
+        return float(2 ** (TRUNCATION_DOMAIN_BITS - self.frac_bits))
 
     def encode(self, values: npt.ArrayLike) -> RingArray:
         """Encode a float array; raise FixedPointRangeError on NaN/inf/out of range."""
         arr = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
             raise FixedPointRangeError("cannot encode NaN or infinite values")
-        limit = self.max_abs
-        if arr.size and float(np.max(np.abs(arr))) > limit:
-            # Say how far out of range without printing the offending (private) value.
+        if arr.size and float(np.max(np.abs(arr))) >= self.bound:
+            # Say what the range is without printing the offending (private) value.
             raise FixedPointRangeError(
-                f"value out of fixed-point range: |x| must be <= {limit:g} with "
-                f"{self.frac_bits} fractional bits"
+                f"value out of fixed-point range: |x| must be < 2^{TRUNCATION_DOMAIN_BITS - self.frac_bits} "
+                f"with {self.frac_bits} fractional bits"
             )
-        scaled = np.rint(arr * float(1 << self.frac_bits)).astype(np.int64)
-        return scaled.view(np.uint64)
+        scaled = np.asarray(np.rint(arr * float(1 << self.frac_bits))).astype(np.int64)
+        return np.asarray(scaled).view(np.uint64)
 
     def decode(self, ring_values: RingArray) -> npt.NDArray[np.float64]:
         """Decode ring elements (two's complement) back to floats."""
-        signed = require_ring(ring_values, "fixed-point value").view(np.int64)
-        return signed.astype(np.float64) / float(1 << self.frac_bits)
+        signed = require_ring(np.asarray(ring_values), "fixed-point value").view(np.int64)
+        return np.asarray(signed.astype(np.float64) / float(1 << self.frac_bits))
 
 
 DEFAULT_FORMAT = FixedPointFormat()

@@ -107,7 +107,7 @@ def _expanded_components(seed: bytes, batch_id: str, index: int, item: MaterialI
     }
 
 
-@_wrapping
+@_wrapping()
 
 
 def dealer_corrections(node_seeds: Sequence[bytes], batch_id: str, items: Sequence[MaterialItem]) -> list[list[RingArray]]:
@@ -135,7 +135,7 @@ def dealer_corrections(node_seeds: Sequence[bytes], batch_id: str, items: Sequen
     return out
 
 
-@_wrapping
+@_wrapping()
 
 
 def _sum(arrays: list[RingArray]) -> RingArray:
@@ -190,14 +190,15 @@ class InProcessDealer:
 
     def __init__(self, n_nodes: int) -> None:
         self.seeds = [prg.new_seed() for _ in range(n_nodes)]
-        self._corrections: dict[str, list[list[RingArray]]] = {}
+        self._corrections: dict[tuple[str, tuple[MaterialItem, ...]], list[list[RingArray]]] = {}
 
     def material(self, node_index: int, batch_id: str, items: Sequence[MaterialItem]) -> list[Material]:
         last = node_index == len(self.seeds) - 1
         corr = None
         if last:
-            corr = self._corrections.get(batch_id)
+            key = (batch_id, tuple(items))
+            corr = self._corrections.get(key)
             if corr is None:
                 corr = dealer_corrections(self.seeds, batch_id, items)
-                self._corrections[batch_id] = corr
+                self._corrections[key] = corr
         return node_material(self.seeds[node_index], batch_id, items, last, corr)

@@ -384,6 +384,9 @@ def compile_program(
         raise ProgramError("the program has no operations")
     if not program.outputs:
         raise ProgramError("the program names no outputs: nothing would be revealed")
+    for name in inputs:
+        if not NAME_RE.match(name):
+            raise ProgramError(f"invalid input name {name!r}: use letters, digits, '_', '.', '-' (max 64)")
     comp = _Compiler(inputs, frac_bits, division_bits)
     for op in program.ops:
         comp.define(op)

@@ -16,9 +16,18 @@ import numpy.typing as npt
 
 RING_BITS = 64
 RingArray = npt.NDArray[np.uint64]
-# Ring arithmetic wraps by definition; numpy warns on 0-d overflow, so silence it.
-_wrapping = np.errstate(over="ignore")
-wrapping = _wrapping
+
+
+def wrapping() -> np.errstate:
+    """Ring arithmetic wraps by definition; numpy warns on 0-d overflow, so silence it.
+
+    A fresh context each call (numpy 2 refuses to enter one errstate twice);
+    use as ``@wrapping()`` or ``with wrapping():``.
+    """
+    return np.errstate(over="ignore")
+
+
+_wrapping = wrapping
 
 
 class RingTypeError(TypeError):
@@ -26,21 +35,27 @@ class RingTypeError(TypeError):
 
 
 def as_ring(values: Any) -> RingArray:
-    """Return ``values`` as a contiguous uint64 array, refusing lossy inputs.
+    """Return ``values`` as a uint64 array (shape kept), refusing lossy inputs.
 
-    Accepts uint64 arrays as they are, and signed/unsigned integer arrays or
-    Python ints by reduction modulo 2^64.  Floats are refused: use
+    Accepts uint64 arrays as they are, and signed/unsigned integer arrays,
+    Python ints and (nested) lists of ints by reduction modulo 2^64.  Floats
+    are refused, also inside lists or object arrays: use
     :mod:`mpcnet.core.fixedpoint` to encode reals.
     """
+    if isinstance(values, (list, tuple, int)) and not isinstance(values, bool):
+        values = np.array(values, dtype=object)
     arr = np.asarray(values)
     if arr.dtype == np.uint64:
-        return np.ascontiguousarray(arr)
-    if arr.dtype.kind in "iu":
-        return np.ascontiguousarray(arr.astype(np.int64, copy=False).view(np.uint64)
-                                    if arr.dtype.kind == "i" else arr.astype(np.uint64))
+        return np.array(arr, dtype=np.uint64, copy=True, order="C")
+    if arr.dtype.kind == "i":
+        return np.array(arr.astype(np.int64).view(np.uint64), order="C")
+    if arr.dtype.kind == "u":
+        return np.array(arr.astype(np.uint64), order="C")
     if arr.dtype == object:
-        flat = [int(v) % (1 << RING_BITS) for v in arr.ravel()]
-        return np.array(flat, dtype=np.uint64).reshape(arr.shape)
+        flat = arr.ravel()
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in flat):
+            raise RingTypeError("ring values must be integers; encode reals with fixedpoint.encode")
+        return np.array([int(v) % (1 << RING_BITS) for v in flat], dtype=np.uint64).reshape(arr.shape)
     raise RingTypeError(
         f"ring values must be integers, got dtype {arr.dtype}; encode reals with fixedpoint.encode"
     )
@@ -59,7 +74,7 @@ def to_signed(arr: RingArray) -> npt.NDArray[np.int64]:
     return require_ring(arr).view(np.int64)
 
 
-@_wrapping
+@_wrapping()
 
 
 def ring_sum(arrays: list[RingArray]) -> RingArray:
@@ -72,7 +87,7 @@ def ring_sum(arrays: list[RingArray]) -> RingArray:
     return total
 
 
-@_wrapping
+@_wrapping()
 
 
 def ring_matmul(a: RingArray, b: RingArray) -> RingArray:

@@ -35,7 +35,7 @@ class SeededSharing:
         return len(self.seeds) + 1
 
 
-@_wrapping
+@_wrapping()
 
 
 def input_label(job_id: str, secret: str) -> bytes:
@@ -45,11 +45,11 @@ def input_label(job_id: str, secret: str) -> bytes:
 
 def share(secret: RingArray, n_parties: int) -> list[RingArray]:
     """Split ``secret`` into ``n_parties`` additive shares (OS entropy)."""
-    secret = require_ring(secret, "secret")
+    secret = require_ring(np.asarray(secret), "secret")
     if n_parties < 2:
         raise ValueError(f"additive sharing needs at least 2 parties, got {n_parties}")
     shares = [prg.random_ring(secret.size).reshape(secret.shape) for _ in range(n_parties - 1)]
-    last = secret - ring_sum(shares)
+    last = np.asarray(secret - ring_sum(shares), dtype=np.uint64)
     return shares + [last]
 
 
@@ -59,7 +59,7 @@ def expand_share(seed: bytes, label: bytes, shape: tuple[int, ...]) -> RingArray
     return prg.expand(seed, label, count).reshape(shape)
 
 
-@_wrapping
+@_wrapping()
 
 
 def share_seeded(
@@ -84,7 +84,7 @@ def reconstruct(shares: Sequence[RingArray]) -> RingArray:
     shapes = {s.shape for s in shares}
     if len(shapes) != 1:
         raise ValueError(f"shares disagree on shape: {sorted(shapes)}")
-    return ring_sum(list(shares))
+    return np.asarray(ring_sum([np.asarray(s) for s in shares]), dtype=np.uint64)
 
 
 def seeded_shares(sharing: SeededSharing, shape: tuple[int, ...]) -> list[RingArray]:

@@ -60,7 +60,7 @@ def pair_from_mask(r: RingArray, shift: int) -> tuple[RingArray, RingArray]:
     return r >> np.uint64(shift), r >> np.uint64(63)
 
 
-@_wrapping
+@_wrapping()
 
 
 def masked_value(x_share: RingArray, pair: TruncationPairShare, party_index: int) -> RingArray:
@@ -74,7 +74,7 @@ def masked_value(x_share: RingArray, pair: TruncationPairShare, party_index: int
     return np.asarray(c, dtype=np.uint64)
 
 
-@_wrapping
+@_wrapping()
 
 
 def finish(opened_c: RingArray, pair: TruncationPairShare, party_index: int) -> RingArray:

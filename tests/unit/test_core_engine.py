@@ -349,10 +349,6 @@ def test_wrong_opened_dtype_refused():
         r.absorb_opening(1, m.view(np.int64))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: absorb_opening(layer, empty vector) without a prior "
-                   "masked_shares(layer) is accepted (expected size is computed from the empty pending "
-                   "list, so it is 0); the layer's Beaver step is skipped and outputs() later fails with "
-                   "KeyError instead of an ExecutionError")
 def test_absorb_without_masked_shares_refused():
     plan, shares, material = _job_setup()
     r = JobExecution(plan, 0, 2, shares[0], material[0])

@@ -82,10 +82,6 @@ def test_encode_max_abs_boundary_accepted():
     np.testing.assert_array_equal(fp.decode(enc), [MAX_ABS, -MAX_ABS])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: encode() of a scalar / 0-d array returns a numpy scalar "
-                   "(np.uint64) rather than a 0-d uint64 ndarray (np.rint(...).astype(...).view(...) on a "
-                   "0-d input yields a scalar), so decode(encode(1.5)) and sharing.share(encode(1.5), n) "
-                   "raise RingTypeError")
 @pytest.mark.parametrize("value", [1.5, np.array(-2.25), np.float64(0.0)])
 def test_encode_decode_scalar(value):
     enc = fp.encode(value)
@@ -94,7 +90,7 @@ def test_encode_decode_scalar(value):
 
 
 def test_encode_scalar_value_is_still_correct():
-    # the value is right even though the container is a numpy scalar (see the xfail above)
+    # known answers for the encoding itself
     assert int(np.asarray(fp.encode(1.5)).view(np.int64)) == 98304
     assert int(np.asarray(fp.encode(-2.25)).view(np.int64)) == -147456
 
@@ -146,9 +142,6 @@ def test_nan_error_message_has_no_value():
     assert "7.12" not in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: for frac_bits <= 8, max_abs = float(2**(62-f) - 1) rounds up to "
-                   "2**(62-f) in float64, so encode accepts x = 2**(62-f) whose encoding is 2**62, outside "
-                   "the documented domain |x| * 2^f < 2^62")
 @pytest.mark.parametrize("bits", [0, 8])
 def test_encode_refuses_exactly_two_pow_62_scaled(bits):
     with pytest.raises(FixedPointRangeError):
@@ -160,7 +153,7 @@ def test_encode_refuses_exactly_two_pow_62_scaled(bits):
 def test_max_abs_encodings_stay_in_truncation_domain_for_exactly_representable_limits(bits):
     fmt = FixedPointFormat(bits)
     if float(2 ** (62 - bits) - 1) != 2 ** (62 - bits) - 1:
-        return  # covered by the xfail test above
+        return  # covered by test_encode_refuses_exactly_two_pow_62_scaled
     enc = fmt.encode([fmt.max_abs, -fmt.max_abs])
     assert all(abs(int(x)) < 2**62 for x in enc.view(np.int64))
 

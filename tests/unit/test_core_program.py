@@ -173,9 +173,6 @@ def test_mean_of_empty_refused():
     raises(Program().mean("o", "e").output("o", ["a"]), "empty", inputs={"e": fx(0)})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compile_program does not validate *input* names against "
-                   "NAME_RE; an input named like a compiler temporary ('%prod1') is silently shadowed by "
-                   "the temporary, so later uses of the input read the Beaver product instead")
 def test_input_named_like_temporary_is_refused_or_respected():
     inputs = {"x": fx(2), "y": fx(2), "%prod1": fx(2)}
     prog = Program().mul("p", "x", "y").add("w", "%prod1", "x").output("w", ["a"])

@@ -48,9 +48,6 @@ def test_share_empty_array():
     assert sharing.reconstruct(shares).shape == (0, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: share() of a 0-d secret returns the last share as a numpy "
-                   "scalar (np.uint64), not an ndarray (secret - ring_sum(...) on 0-d arrays yields a scalar); "
-                   "reconstruct() then raises RingTypeError")
 @pytest.mark.parametrize("n", [2, 3])
 def test_share_reconstruct_scalar_secret(n):
     secret = np.array(42, dtype=np.uint64)
