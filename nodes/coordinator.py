@@ -134,7 +134,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         req = pb.OpenJobRequest(job_id=job.job_id, parties=entries,
                                 nodes=[pb.NodeAddress(id=i + 1, address=a) for i, a in enumerate(self.cfg.nodes)],
                                 frac_bits=self.cfg.frac_bits)
-        await self.all_nodes("open job", lambda i: self.node(i).OpenJob(req, timeout=self.cfg.rpc_timeout_s))
+        await self.all_nodes(f"opening job '{job.job_id}'", lambda i: self.node(i).OpenJob(req, timeout=self.cfg.rpc_timeout_s))
         self.jobs[job.job_id] = job
         log.info("job %s (%s) created for parties %s", job.job_id, job.name, ", ".join(parties))
         return job.info()
@@ -200,8 +200,14 @@ class CoordinatorService(pbg.CoordinatorServicer):
             exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,
                                     batch_id=batch.batch_id, node_epochs=batch.node_epochs,
                                     deadline_s=self.cfg.stage_timeout_s)
+            # Offline phase on every node, then the online phase: online timings exclude material transfer.
+            prepared = await asyncio.wait_for(
+                self.all_nodes(f"prepare stage of job '{job.job_id}'",
+                               lambda i: self.node(i).Prepare(exe, timeout=self.cfg.stage_timeout_s)),
+                timeout=self.cfg.job_timeout_s + 5)
             results = await asyncio.wait_for(
-                self.all_nodes("execute", lambda i: self.node(i).Execute(exe, timeout=self.cfg.job_timeout_s)),
+                self.all_nodes(f"online stage of job '{job.job_id}'",
+                               lambda i: self.node(i).Execute(exe, timeout=self.cfg.job_timeout_s)),
                 timeout=self.cfg.job_timeout_s + 5)
         except (MpcnetError, asyncio.TimeoutError) as exc:
             job.state = "failed"
@@ -219,6 +225,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
                        for k in plan.outputs]
         job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes), indent=2)
         reports = [r.report for r in results]
+        for rep, prep in zip(reports, prepared):
+            rep.preprocessing_s = prep.preprocessing_s
         log.info("job %s done in %.3fs (%d layers)", job.job_id, total, plan.layers)
         return pb.RunJobResponse(
             job=job.info(), preprocessing_s=max(r.preprocessing_s for r in reports),

@@ -63,6 +63,7 @@ class NodeJob:
     mailbox: dict[tuple[int, int], "asyncio.Future[RingArray]"] = field(default_factory=dict)
     expected_layer_sizes: dict[int, int] = field(default_factory=dict)
     layers_done: int = 0
+    prepared: tuple[str, Plan, list] | None = None
     error: str = ""
 
 
@@ -210,10 +211,10 @@ class NodeService(pbg.NodeServicer):
         return pb.ProvideInputResponse()
 
     @servicer_errors
-    async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.ExecuteResponse:
+    async def Prepare(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.PrepareResponse:
         job = self.job(request.job_id)
         if job.state != "open":
-            raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}, cannot execute")
+            raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}, cannot prepare")
         program = program_from_proto(request.program)
         types = {k: t for k, (t, _) in job.declared.items()}
         try:
@@ -231,25 +232,48 @@ class NodeService(pbg.NodeServicer):
             raise FailedPrecondition(f"node {self.node_id}: batch {request.batch_id} was made for a different "
                                      f"dealer enrolment than this node's ({self.epoch or 'not enrolled'})")
         self.record_consumed(request.batch_id)
-        job.state = "running"
+        job.state = "preparing"
+        t0 = time.perf_counter()
+        try:
+            material = await self.fetch_material(request.batch_id, plan.material)
+        except BaseException as exc:
+            self._fail(job, exc)
+            raise
         for layer in range(1, plan.layers + 1):
             job.expected_layer_sizes[layer] = plan.layer_size(layer)
+        job.prepared = (request.batch_id, plan, material)
+        job.state = "prepared"
+        return pb.PrepareResponse(preprocessing_s=time.perf_counter() - t0)
+
+    @servicer_errors
+    async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.ExecuteResponse:
+        job = self.job(request.job_id)
+        if job.state != "prepared" or job.prepared is None:
+            raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}; Prepare it first")
+        batch_id, plan, material = job.prepared
+        if batch_id != request.batch_id:
+            raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' was prepared with another batch")
+        job.state = "running"
+        job.prepared = None
+        t1 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            material = await self.fetch_material(request.batch_id, plan.material)
-            t1 = time.perf_counter()
             sent = await self.run_plan(job, plan, material, request.deadline_s or self.cfg.stage_timeout_s)
-            t2 = time.perf_counter()
         except BaseException as exc:
-            job.state = "failed"
-            job.error = str(exc) if isinstance(exc, MpcnetError) else type(exc).__name__
-            self._drop_job_data(job)
+            self._fail(job, exc)
             raise
+        t2 = time.perf_counter()
         job.state = "done"
         job.inputs.clear()
-        report = pb.NodeReport(node_id=self.node_id, preprocessing_s=t1 - t0, online_s=t2 - t1, bytes_sent=sent,
+        report = pb.NodeReport(node_id=self.node_id, online_s=t2 - t1, bytes_sent=sent,
                                peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         return pb.ExecuteResponse(report=report, layers=plan.layers)
+
+    def _fail(self, job: NodeJob, exc: BaseException) -> None:
+        if job.state not in ("aborted",):
+            job.state = "failed"
+            job.error = str(exc) if isinstance(exc, MpcnetError) else type(exc).__name__
+        job.prepared = None
+        self._drop_job_data(job)
 
     def _drop_job_data(self, job: NodeJob) -> None:
         job.inputs.clear()
@@ -288,7 +312,9 @@ class NodeService(pbg.NodeServicer):
         run = JobExecution(plan, self.index, self.n, job.inputs, material)
         sent = 0
         for layer in range(1, plan.layers + 1):
+            t0 = time.perf_counter()
             mine = run.masked_shares(layer)
+            t1 = time.perf_counter()
             peers = [p for p in range(1, self.n + 1) if p != self.node_id]
             for p in peers:
                 job.mailbox.setdefault((layer, p), asyncio.get_running_loop().create_future())
@@ -313,8 +339,11 @@ class NodeService(pbg.NodeServicer):
                 for s in sends:
                     if not s.done():
                         s.cancel()
+            t2 = time.perf_counter()
             run.absorb_opening(layer, opened)
             job.layers_done = layer
+            log.debug("job %s layer %d: %d elements; mask %.3fs, exchange %.3fs, combine %.3fs", job.job_id, layer,
+                      mine.size, t1 - t0, t2 - t1, time.perf_counter() - t2)
             for p in peers:
                 job.mailbox.pop((layer, p), None)
         outs = run.outputs()
@@ -352,7 +381,7 @@ class NodeService(pbg.NodeServicer):
                     raise PermissionDenied(f"node {self.node_id}: opening from unknown sender {msg.sender}")
                 if not 1 <= msg.layer <= MAX_LAYERS:
                     raise InvalidInput(f"node {self.node_id}: layer {msg.layer} out of range")
-                if job.state not in ("open", "running"):
+                if job.state not in ("open", "preparing", "prepared", "running"):
                     raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}")
                 fut = job.mailbox.get((msg.layer, msg.sender))
                 if msg.layer <= job.layers_done or (fut is not None and fut.done()):
@@ -398,8 +427,9 @@ class NodeService(pbg.NodeServicer):
     @servicer_errors
     async def AbortJob(self, request: pb.AbortJobRequest, context: grpc.aio.ServicerContext) -> pb.AbortJobResponse:
         job = self.job(request.job_id)
-        if job.state in ("open", "running"):
+        if job.state in ("open", "preparing", "prepared", "running"):
             job.state = "aborted"
+            job.prepared = None
             job.error = request.reason[:500]
             self._drop_job_data(job)
             log.warning("job %s aborted: %s", job.job_id, job.error)

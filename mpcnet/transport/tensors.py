@@ -38,7 +38,8 @@ class ArrayAssembler:
         self.limit = limit
         self.what = what
         self.total: int | None = None
-        self.buf = bytearray()
+        self.out: RingArray | None = None
+        self.filled = 0
 
     def add(self, chunk: pb.TensorChunk) -> None:
         if self.total is None:
@@ -49,16 +50,20 @@ class ArrayAssembler:
                 raise ResourceExhausted(f"{self.what}: {self.total} elements exceed the limit of {self.limit}")
             if self.expected is not None and self.total != self.expected:
                 raise InvalidInput(f"{self.what}: {self.total} elements sent, {self.expected} expected")
+            self.out = np.empty(self.total, dtype=np.uint64)
         if len(chunk.data) % 8:
             raise InvalidInput(f"{self.what}: chunk of {len(chunk.data)} bytes is not whole uint64 elements")
-        if len(self.buf) + len(chunk.data) > 8 * self.total:
+        n = len(chunk.data) // 8
+        if self.filled + n > self.total:
             raise InvalidInput(f"{self.what}: more data than the announced {self.total} elements")
-        self.buf += chunk.data
+        assert self.out is not None
+        # One copy, straight into the result (the array is allocated once, from the announced size).
+        self.out[self.filled:self.filled + n] = np.frombuffer(chunk.data, dtype="<u8")
+        self.filled += n
 
     def result(self, shape: tuple[int, ...] | None = None) -> RingArray:
-        if self.total is None:
+        if self.total is None or self.out is None:
             raise InvalidInput(f"{self.what}: no data received")
-        if len(self.buf) != 8 * self.total:
-            raise InvalidInput(f"{self.what}: stream ended after {len(self.buf) // 8} of {self.total} elements")
-        arr = np.frombuffer(bytes(self.buf), dtype="<u8").astype(np.uint64, copy=False)
-        return arr.reshape(shape) if shape is not None else arr
+        if self.filled != self.total:
+            raise InvalidInput(f"{self.what}: stream ended after {self.filled} of {self.total} elements")
+        return self.out.reshape(shape) if shape is not None else self.out

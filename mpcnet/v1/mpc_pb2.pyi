@@ -288,6 +288,12 @@ class ExecuteRequest(_message.Message):
     deadline_s: float
     def __init__(self, job_id: _Optional[str] = ..., program: _Optional[_Union[Program, _Mapping]] = ..., plan_digest: _Optional[str] = ..., batch_id: _Optional[str] = ..., node_epochs: _Optional[_Iterable[str]] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
+class PrepareResponse(_message.Message):
+    __slots__ = ("preprocessing_s",)
+    PREPROCESSING_S_FIELD_NUMBER: _ClassVar[int]
+    preprocessing_s: float
+    def __init__(self, preprocessing_s: _Optional[float] = ...) -> None: ...
+
 class ExecuteResponse(_message.Message):
     __slots__ = ("report", "layers")
     REPORT_FIELD_NUMBER: _ClassVar[int]

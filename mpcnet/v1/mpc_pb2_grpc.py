@@ -516,6 +516,11 @@ class NodeStub:
                 request_serializer=mpcnet_dot_v1_dot_mpc__pb2.InputChunk.SerializeToString,
                 response_deserializer=mpcnet_dot_v1_dot_mpc__pb2.ProvideInputResponse.FromString,
                 _registered_method=True)
+        self.Prepare = channel.unary_unary(
+                '/mpcnet.v1.Node/Prepare',
+                request_serializer=mpcnet_dot_v1_dot_mpc__pb2.ExecuteRequest.SerializeToString,
+                response_deserializer=mpcnet_dot_v1_dot_mpc__pb2.PrepareResponse.FromString,
+                _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/mpcnet.v1.Node/Execute',
                 request_serializer=mpcnet_dot_v1_dot_mpc__pb2.ExecuteRequest.SerializeToString,
@@ -569,8 +574,17 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prepare(self, request, context):
+        """Coordinator -> node: check the plan, consume the batch id and get this
+        node's dealer material (the offline phase).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Execute(self, request, context):
-        """Coordinator -> node: run the compiled program; returns when done.
+        """Coordinator -> node: run the prepared plan (the online phase: local
+        arithmetic and one batched opening exchange per layer); returns when done.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -621,6 +635,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ProvideInput,
                     request_deserializer=mpcnet_dot_v1_dot_mpc__pb2.InputChunk.FromString,
                     response_serializer=mpcnet_dot_v1_dot_mpc__pb2.ProvideInputResponse.SerializeToString,
+            ),
+            'Prepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prepare,
+                    request_deserializer=mpcnet_dot_v1_dot_mpc__pb2.ExecuteRequest.FromString,
+                    response_serializer=mpcnet_dot_v1_dot_mpc__pb2.PrepareResponse.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
@@ -731,6 +750,33 @@ class Node:
             '/mpcnet.v1.Node/ProvideInput',
             mpcnet_dot_v1_dot_mpc__pb2.InputChunk.SerializeToString,
             mpcnet_dot_v1_dot_mpc__pb2.ProvideInputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcnet.v1.Node/Prepare',
+            mpcnet_dot_v1_dot_mpc__pb2.ExecuteRequest.SerializeToString,
+            mpcnet_dot_v1_dot_mpc__pb2.PrepareResponse.FromString,
             options,
             channel_credentials,
             insecure,
