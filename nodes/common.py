@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from mpcnet.config import Config, ConfigError, load_config
 
@@ -19,7 +19,7 @@ def setup_logging(level: str, role: str) -> None:
     )
 
 
-def role_main(role: str, serve: Callable[[Config], Awaitable[None]], argv: list[str] | None = None,
+def role_main(role: str, serve: Callable[[Config], Coroutine[Any, Any, None]], argv: list[str] | None = None,
               with_id: bool = False) -> int:
     parser = argparse.ArgumentParser(prog=f"mpcnet {role}", description=f"Run the mpcnet {role}.")
     parser.add_argument("--config", help="TOML configuration file (or MPCNET_CONFIG)")

@@ -362,8 +362,8 @@ class _Compiler:
             for v, c in zip(op.args, counts)
         ]
         num = terms[0]
-        for t in terms[1:]:
-            num = self.emit(IrCode.ADD, self.temp("num"), (num, t), SecretType(shape, s))
+        for term in terms[1:]:
+            num = self.emit(IrCode.ADD, self.temp("num"), (num, term), SecretType(shape, s))
         den = counts[0]
         for c in counts[1:]:
             den = self.emit(IrCode.ADD, self.temp("den"), (den, c), SecretType((), 0))

@@ -96,4 +96,4 @@ def ring_matmul(a: RingArray, b: RingArray) -> RingArray:
     numpy's integer matmul accumulates in uint64 and wraps, which is the ring
     product.  It does not use BLAS, so it is O(mkn) Python-free C loops.
     """
-    return np.matmul(require_ring(a), require_ring(b))
+    return np.asarray(np.matmul(require_ring(a), require_ring(b)), dtype=np.uint64)
