@@ -35,7 +35,7 @@ def run_demo(n_nodes: int = 3, console: Console | None = None) -> int:
             cluster.start()
         t_up = time.perf_counter() - t_start
         console.print(f"[bold]cluster up[/] in {t_up:.2f}s: coordinator {cluster.coordinator}, "
-                      f"dealer {cluster.dealer}, nodes {', '.join(cluster.nodes)}")
+                      f"dealer {cluster.dealer}, nodes {', '.join(cluster.nodes)} (workdir {cluster.workdir})")
         failures = _workload(cluster, console)
     except (MpcnetError, RuntimeError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")

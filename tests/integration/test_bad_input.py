@@ -126,32 +126,45 @@ def test_replayed_share_refused(cluster: LocalCluster, pair) -> None:
 
 
 def test_reused_triple_batch_refused(cluster: LocalCluster, pair) -> None:
-    alice, bob, job = pair
-    alice.share(job, "x", np.array([1, 2]))
-    bob.share(job, "y", np.array([3, 4]))
-    prog = mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name])
-    alice.run(job, prog)
-    # The dealer delivered this batch's corrections once; ask the nodes to consume it again.
-    journal = (cluster.workdir / "node1" / "node1-consumed-batches.jsonl").read_text().splitlines()
-    import json
-    batch_id = json.loads(journal[-1])["batch_id"]
-    job2 = alice.create_job(parties=[bob.name])
-    alice.share(job2, "x", np.array([1, 2]))
-    bob.share(job2, "y", np.array([3, 4]))
     from mpcnet.core.program import SecretType, compile_program
     from mpcnet.wire import program_to_proto
+    from nodes.dealer import material_to_proto
+
+    alice, bob, job = pair
+    prog = mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name])
+    jobs = [job, alice.create_job(parties=[bob.name])]
+    for j in jobs:
+        alice.share(j, "x", np.array([1, 2]))
+        bob.share(j, "y", np.array([3, 4]))
     plan = compile_program(prog, {"x": SecretType((2,), 0), "y": SecretType((2,), 0)})
-    exe = pb.ExecuteRequest(job_id=job2, program=program_to_proto(prog), plan_digest=plan.digest,
-                            batch_id=batch_id, node_epochs=["?"] * 3, deadline_s=5)
-    with pytest.raises(grpc.RpcError) as err:
-        node_stub(cluster, 1).Execute(exe, timeout=10)
-    # Either refusal names the problem: wrong enrolment epoch is checked first, then reuse.
-    assert err.value.code() in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION)
     dealer = pbg.DealerStub(grpc.insecure_channel(cluster.dealer))
+    batch = dealer.CreateBatch(pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material]),
+                               timeout=10)
+
+    def prepare(job_id: str, node_id: int):
+        exe = pb.ExecuteRequest(job_id=job_id, program=program_to_proto(prog), plan_digest=plan.digest,
+                                batch_id=batch.batch_id, node_epochs=batch.node_epochs, deadline_s=5)
+        return node_stub(cluster, node_id).Prepare(exe, timeout=10)
+
+    prepare(jobs[0], 1)  # node 1 consumes the batch
     with pytest.raises(grpc.RpcError) as err:
-        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch_id, node_id=3), timeout=5))
+        prepare(jobs[1], 1)  # ... and refuses it for another job
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert batch.batch_id in err.value.details() and "already consumed" in err.value.details()
+    # The last node fetches the corrections once; the dealer refuses a second delivery.
+    prepare(jobs[0], 3)
+    with pytest.raises(grpc.RpcError) as err:
+        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=3), timeout=5))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "never handed out twice" in err.value.details()
+    # Only the last node receives data from the dealer; the others expand seeds.
+    with pytest.raises(grpc.RpcError) as err:
+        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=1), timeout=5))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Give up on both jobs cleanly.
+    for j in jobs:
+        for i in (1, 2, 3):
+            node_stub(cluster, i).AbortJob(pb.AbortJobRequest(job_id=j, reason="test"), timeout=5)
 
 
 def test_oversized_and_malformed_messages(cluster: LocalCluster, pair) -> None:
