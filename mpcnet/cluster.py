@@ -56,7 +56,7 @@ class LocalCluster:
     def __init__(self, n_nodes: int = 3, workdir: str | os.PathLike[str] | None = None,
                  stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
                  max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
-                 start_timeout_s: float = 60.0) -> None:
+                 start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0) -> None:
         if n_nodes < 2:
             raise ValueError("a cluster needs at least 2 nodes")
         self.n_nodes = n_nodes
@@ -75,6 +75,7 @@ class LocalCluster:
             f'coordinator = "{self.coordinator}"\ndealer = "{self.dealer}"\nnodes = [{nodes}]\n'
             f"max_elements = {max_elements}\n\n"
             f"[timeouts]\nrpc_s = {rpc_timeout_s}\nstage_s = {stage_timeout_s}\njob_s = {job_timeout_s}\n"
+            f"output_ttl_s = {output_ttl_s}\n"
         )
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen[Any]] = {}
@@ -101,6 +102,11 @@ class LocalCluster:
                            "--state-dir", str(self.workdir / name))
         if wait:
             wait_serving(self.nodes[node_id - 1], self.start_timeout_s, proc, name)
+
+    def start_dealer(self, wait: bool = True) -> None:
+        proc = self._spawn("dealer", "nodes.dealer")
+        if wait:
+            wait_serving(self.dealer, self.start_timeout_s, proc, "dealer")
 
     def start(self) -> "LocalCluster":
         try:

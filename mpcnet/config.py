@@ -13,6 +13,7 @@ Example (``mpcnet.toml``)::
     rpc_s = 30.0                # deadline of short control RPCs
     stage_s = 60.0              # how long a node waits for a peer's opening
     job_s = 600.0               # deadline of a whole RunJob
+    output_ttl_s = 3600.0       # a node forgets a job's shares this long after it ends
 
     [coordinator]
     listen = "127.0.0.1:7100"
@@ -28,7 +29,7 @@ Example (``mpcnet.toml``)::
 Environment: MPCNET_CONFIG (file path), MPCNET_COORDINATOR, MPCNET_DEALER,
 MPCNET_NODES (comma-separated), MPCNET_FRAC_BITS, MPCNET_MAX_ELEMENTS,
 MPCNET_LISTEN, MPCNET_NODE_ID, MPCNET_STATE_DIR, MPCNET_RPC_TIMEOUT_S,
-MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_LOG_LEVEL.
+MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_OUTPUT_TTL_S, MPCNET_LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Config:
     rpc_timeout_s: float = 30.0
     stage_timeout_s: float = 60.0
     job_timeout_s: float = 600.0
+    output_ttl_s: float = 3600.0
     listen: str = ""
     node_id: int = 0
     state_dir: str = ""
@@ -111,6 +113,8 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         for key in ("rpc_s", "stage_s", "job_s"):
             if key in to:
                 values[key.replace("_s", "_timeout_s")] = float(to[key])
+        if "output_ttl_s" in to:
+            values["output_ttl_s"] = float(to["output_ttl_s"])
         if role and role in data:
             sect = data[role]
             for key in ("listen", "state_dir", "log_level"):
@@ -124,7 +128,7 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_LISTEN": ("listen", str), "MPCNET_NODE_ID": ("node_id", int),
         "MPCNET_STATE_DIR": ("state_dir", str), "MPCNET_RPC_TIMEOUT_S": ("rpc_timeout_s", float),
         "MPCNET_STAGE_TIMEOUT_S": ("stage_timeout_s", float), "MPCNET_JOB_TIMEOUT_S": ("job_timeout_s", float),
-        "MPCNET_LOG_LEVEL": ("log_level", str),
+        "MPCNET_LOG_LEVEL": ("log_level", str), "MPCNET_OUTPUT_TTL_S": ("output_ttl_s", float),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

@@ -65,6 +65,8 @@ class NodeJob:
     layers_done: int = 0
     prepared: tuple[str, Plan, list] | None = None
     error: str = ""
+    created: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
 
 class NodeService(pbg.NodeServicer):
@@ -107,10 +109,24 @@ class NodeService(pbg.NodeServicer):
             await ch.close()
 
     def job(self, job_id: str) -> NodeJob:
+        self.expire_jobs()
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"node {self.node_id}: unknown job '{job_id}'")
         return job
+
+    def expire_jobs(self) -> None:
+        """Forget the shares of jobs that ended more than ``output_ttl_s`` ago (memory stays bounded)."""
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            ended = job.ended
+            if ended is None and job.state == "open" and now - job.created > self.cfg.output_ttl_s:
+                ended = job.created  # never run: its input shares expire too
+            if ended is not None and now - ended > self.cfg.output_ttl_s and job.state != "expired":
+                job.outputs.clear()
+                self._drop_job_data(job)
+                job.error = f"outputs expired {self.cfg.output_ttl_s:g}s after the job ended"
+                job.state = "expired"
 
     def party_of(self, job: NodeJob, context: grpc.aio.ServicerContext) -> str:
         token = metadata_value(context, PARTY_TOKEN_KEY)
@@ -144,6 +160,7 @@ class NodeService(pbg.NodeServicer):
     # -- coordinator-facing ------------------------------------------------------
     @servicer_errors
     async def OpenJob(self, request: pb.OpenJobRequest, context: grpc.aio.ServicerContext) -> pb.OpenJobResponse:
+        self.expire_jobs()
         if request.job_id in self.jobs:
             raise AlreadyExists(f"node {self.node_id}: job '{request.job_id}' already exists")
         if request.frac_bits != self.cfg.frac_bits:
@@ -263,12 +280,14 @@ class NodeService(pbg.NodeServicer):
             raise
         t2 = time.perf_counter()
         job.state = "done"
+        job.ended = time.monotonic()
         job.inputs.clear()
         report = pb.NodeReport(node_id=self.node_id, online_s=t2 - t1, bytes_sent=sent,
                                peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         return pb.ExecuteResponse(report=report, layers=plan.layers)
 
     def _fail(self, job: NodeJob, exc: BaseException) -> None:
+        job.ended = time.monotonic()
         if job.state not in ("aborted",):
             job.state = "failed"
             job.error = str(exc) if isinstance(exc, MpcnetError) else type(exc).__name__
@@ -414,6 +433,8 @@ class NodeService(pbg.NodeServicer):
         job = self.job(request.job_id)
         party = self.party_of(job, context)
         if request.secret not in job.outputs:
+            if job.state == "expired":
+                raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}': {job.error}")
             if job.state != "done":
                 raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}; no outputs yet")
             raise NotFound(f"node {self.node_id}: job '{job.job_id}' has no output '{request.secret}'")
@@ -429,6 +450,7 @@ class NodeService(pbg.NodeServicer):
         job = self.job(request.job_id)
         if job.state in ("open", "preparing", "prepared", "running"):
             job.state = "aborted"
+            job.ended = time.monotonic()
             job.prepared = None
             job.error = request.reason[:500]
             self._drop_job_data(job)

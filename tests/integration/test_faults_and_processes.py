@@ -151,3 +151,33 @@ def test_bad_config_is_a_clear_error(tmp_path) -> None:
                          text=True, timeout=60, env=dict(os.environ, MPCNET_NODES="127.0.0.1:1,127.0.0.1:2"))
     assert out.returncode == 2
     assert "node id must be in 1..2" in out.stderr
+
+
+def test_dealer_restart_gives_fresh_material_and_jobs_continue(small_cluster: LocalCluster) -> None:
+    c = small_cluster
+    alice = mpcnet.connect(c.coordinator, unique("alice"))
+    job = alice.create_job()
+    alice.share(job, "x", np.array([2.0, 3.0]))
+    alice.share(job, "y", np.array([4.0, 5.0]))
+    c.kill("dealer", signal.SIGKILL)
+    c.start_dealer()
+    # The new dealer has no enrolments: the coordinator has the nodes enrol again, then runs the job.
+    alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
+    np.testing.assert_allclose(alice.reveal(job, "z"), [8.0, 15.0], atol=2**-15)
+    assert "enrolled" in (c.workdir / "dealer.log").read_text()
+    alice.close()
+
+
+def test_finished_jobs_are_forgotten_after_the_ttl() -> None:
+    from mpcnet.errors import FailedPrecondition
+    with LocalCluster(2, output_ttl_s=1.5) as c:
+        alice = mpcnet.connect(c.coordinator, unique("alice"))
+        job = alice.create_job()
+        alice.share(job, "x", np.array([6]))
+        alice.share(job, "y", np.array([7]))
+        alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
+        assert int(alice.reveal(job, "z")[0]) == 42
+        time.sleep(2.0)
+        with pytest.raises(FailedPrecondition, match="expired"):
+            alice.reveal(job, "z")
+        alice.close()
