@@ -141,10 +141,9 @@ def _workload(cluster: LocalCluster, console: Console) -> int:
 
     r = result.receipt
     console.print("[bold]who saw what[/] (privacy receipt, stored with the job):")
-    for inp in r["inputs"]:
-        if inp["name"] in ("x", "y", "v", "w_a", "n_a"):
-            console.print(f"  input {inp['name']}: in the clear only at {inp['owner']}; each node holds one "
-                          "uniformly random share")
+    owned = ", ".join(f"{inp['name']} ({inp['owner']})" for inp in r["inputs"])
+    console.print(f"  inputs {owned}: each in the clear only at its owner; each node holds one uniformly "
+                  "random additive share")
     console.print("  compute nodes saw: " + "; ".join(r["opened_to_nodes"]))
     for o in r["outputs"]:
         console.print(f"  output {o['name']}: revealed to {', '.join(o['revealed_to'])}")

@@ -369,7 +369,7 @@ class _Compiler:
             den = self.emit(IrCode.ADD, self.temp("den"), (den, c), SecretType((), 0))
         opened = self.emit(IrCode.OPEN, self.temp("total"), (den,), SecretType((), 0))
         self.public.add(opened)
-        self.opened.append(f"{op.out}: total count {' + '.join(op.counts)}")
+        self.opened.append(f"the total count {' + '.join(op.counts)} (public divisor of '{op.out}')")
         self.divide_public(num, opened, op.out)
 
 
