@@ -112,13 +112,19 @@ class Party:
 
     def share(self, job_id: str, name: str, values: npt.ArrayLike, integer: bool | None = None) -> None:
         """Secret-share ``values`` as input ``name`` of ``job_id``."""
-        arr = np.asarray(values)
-        if integer is None:
-            integer = arr.dtype.kind in "iub"
         try:
+            arr = np.asarray(values)
+            if arr.dtype.kind == "b":
+                arr = arr.astype(np.int64)
+            if integer is None:
+                integer = arr.dtype.kind in "iu"
             ring = fixedpoint.encode_integers(arr) if integer else fixedpoint.encode(arr, self.frac_bits)
         except fixedpoint.FixedPointRangeError as exc:
             raise InvalidInput(f"secret '{name}': {exc}") from None
+        except (TypeError, ValueError):
+            # numpy's own message may quote the value: say only what kind of input it was.
+            kind = getattr(values, "dtype", type(values).__name__)
+            raise InvalidInput(f"secret '{name}': cannot encode {kind} data as numbers") from None
         spec = pb.SecretSpec(name=name, shape=ring.shape, frac_bits=0 if integer else self.frac_bits)
         self._call("coordinator", self.coordinator.DeclareInput, pb.DeclareInputRequest(job_id=job_id, secret=spec))
         sharing = share_seeded(ring, len(self.node_ids), input_label(job_id, name))
@@ -139,7 +145,7 @@ class Party:
 
     def run(self, job_id: str, program: Program) -> RunResult:
         """Run ``program`` on the job's inputs; returns timings and the privacy receipt."""
-        resp = self._call("coordinator", self.coordinator.RunJob,
+        resp = self._call(f"coordinator (RunJob of job '{job_id}')", self.coordinator.RunJob,
                           pb.RunJobRequest(job_id=job_id, program=program_to_proto(program)),
                           timeout=self.job_timeout)
         return RunResult(job_id, resp.layers, resp.preprocessing_s, resp.online_s, resp.total_s,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mpcnet.core.program import NAME_RE, Op, OpCode, Program, ProgramError, SecretType
-from mpcnet.errors import InvalidInput
+from typing import Mapping
+
+from mpcnet.errors import InvalidInput, PermissionDenied
 from mpcnet.v1 import mpc_pb2 as pb
 
 
@@ -50,4 +52,14 @@ def secret_type(spec: pb.SecretSpec, frac_bits: int, max_elements: int) -> Secre
     return t
 
 
-__all__ = ["program_to_proto", "program_from_proto", "secret_type", "ProgramError"]
+def check_output_readers(outputs: Mapping[str, tuple[str, ...]], owners: Mapping[str, str]) -> None:
+    """An input may be output as it is only to its own owner: a program cannot reveal
+    another party's raw input (computed outputs go to whoever the program names)."""
+    for name, readers in outputs.items():
+        owner = owners.get(name)
+        if owner is not None and any(r != owner for r in readers):
+            raise PermissionDenied(f"output '{name}' is the raw input of '{owner}' and can be revealed only to "
+                                   "its owner")
+
+
+__all__ = ["program_to_proto", "program_from_proto", "secret_type", "check_output_readers", "ProgramError"]

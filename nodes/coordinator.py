@@ -28,7 +28,7 @@ from mpcnet.receipt import job_receipt
 from mpcnet.transport.rpc import (
     PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
 )
-from mpcnet.wire import program_from_proto, secret_type
+from mpcnet.wire import check_output_readers, program_from_proto, secret_type
 from nodes.dealer import material_to_proto
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
@@ -189,12 +189,14 @@ class CoordinatorService(pbg.CoordinatorServicer):
             strangers = [r for r in readers if r not in job.parties]
             if strangers:
                 raise PermissionDenied(f"output '{name}' names reader(s) {strangers} who are not parties of the job")
+        check_output_readers(program.outputs, {k: owner for k, (_, owner) in job.inputs.items()})
         try:
             plan = compile_program(program, {k: t for k, (t, _) in job.inputs.items()}, self.cfg.frac_bits)
         except ProgramError as exc:
             raise InvalidInput(str(exc)) from None
         job.state = "running"
         t0 = time.perf_counter()
+        ok = False
         try:
             batch = await self.create_batch(job, plan)
             exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,
@@ -209,16 +211,23 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 self.all_nodes(f"online stage of job '{job.job_id}'",
                                lambda i: self.node(i).Execute(exe, timeout=self.cfg.job_timeout_s)),
                 timeout=self.cfg.job_timeout_s + 5)
-        except (MpcnetError, asyncio.TimeoutError) as exc:
-            job.state = "failed"
-            job.error = str(exc) if isinstance(exc, MpcnetError) else f"job exceeded {self.cfg.job_timeout_s}s"
-            log.warning("job %s failed: %s", job.job_id, job.error)
-            abort = pb.AbortJobRequest(job_id=job.job_id, reason=job.error)
-            await asyncio.gather(*(self.node(i).AbortJob(abort, timeout=self.cfg.rpc_timeout_s)
-                                   for i in range(1, self.cfg.n_nodes + 1)), return_exceptions=True)
-            if isinstance(exc, MpcnetError):
-                raise
+            ok = True
+        except MpcnetError as exc:
+            job.error = str(exc)
+            raise
+        except asyncio.TimeoutError:
+            job.error = f"job '{job.job_id}' exceeded its {self.cfg.job_timeout_s:g}s deadline"
             raise FailedPrecondition(job.error) from None
+        finally:
+            if not ok:
+                # Any exit but success (error, deadline, caller cancelled): mark failed, tell every node.
+                job.state = "failed"
+                job.error = job.error or "RunJob was cancelled by the caller"
+                log.warning("job %s failed: %s", job.job_id, job.error)
+                abort = pb.AbortJobRequest(job_id=job.job_id, reason=job.error)
+                await asyncio.shield(asyncio.gather(*(self.node(i).AbortJob(abort, timeout=self.cfg.rpc_timeout_s)
+                                                      for i in range(1, self.cfg.n_nodes + 1)),
+                                                    return_exceptions=True))
         total = time.perf_counter() - t0
         job.state = "done"
         job.outputs = [pb.SecretSpec(name=k, shape=plan.types[k].shape, frac_bits=plan.types[k].frac_bits)

@@ -91,6 +91,7 @@ class DealerService(pbg.DealerServicer):
         total = sum(it.elements for it in items)
         if total > 8 * self.cfg.max_elements:
             raise ResourceExhausted(f"dealer: batch of {total} elements exceeds the limit")
+        self.expire_batches()
         batch_id = f"{self.instance}-{next(self.batch_counter)}-{secrets.token_hex(8)}"
         seeds = [self.seeds[i][0] for i in range(1, self.n + 1)]
         epochs = [self.seeds[i][1] for i in range(1, self.n + 1)]
@@ -102,6 +103,13 @@ class DealerService(pbg.DealerServicer):
         log.info("batch %s for job %s: %d items, %d correction elements", batch_id, request.job_id,
                  len(items), vector.size)
         return pb.CreateBatchResponse(batch_id=batch_id, node_epochs=epochs)
+
+    def expire_batches(self) -> None:
+        """Drop corrections nobody fetched within the job deadline (e.g. the job failed before Prepare)."""
+        cutoff = time.time() - (self.cfg.job_timeout_s + self.cfg.stage_timeout_s)
+        for batch_id in [b for b, batch in self.batches.items() if batch.created < cutoff]:
+            del self.batches[batch_id]
+            self.delivered.add(batch_id)  # never deliverable later either
 
     @stream_servicer_errors
     async def FetchCorrections(self, request: pb.FetchCorrectionsRequest,

@@ -43,12 +43,11 @@ from mpcnet.transport.rpc import (
     servicer_errors, stream_servicer_errors, token_hash,
 )
 from mpcnet.transport.tensors import ArrayAssembler, array_chunks
-from mpcnet.wire import program_from_proto, secret_type
+from mpcnet.wire import check_output_readers, program_from_proto, secret_type
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
 
 log = logging.getLogger("mpcnet.node")
-MAX_LAYERS = 10_000
 
 
 @dataclass
@@ -122,6 +121,9 @@ class NodeService(pbg.NodeServicer):
             ended = job.ended
             if ended is None and job.state == "open" and now - job.created > self.cfg.output_ttl_s:
                 ended = job.created  # never run: its input shares expire too
+            if ended is None and job.state in ("preparing", "prepared", "running") \
+                    and now - job.created > self.cfg.output_ttl_s + self.cfg.job_timeout_s:
+                ended = job.created  # stranded (coordinator gone): release its material
             if ended is not None and now - ended > self.cfg.output_ttl_s and job.state != "expired":
                 job.outputs.clear()
                 self._drop_job_data(job)
@@ -176,6 +178,8 @@ class NodeService(pbg.NodeServicer):
         job = self.job(request.job_id)
         t = secret_type(request.secret, self.cfg.frac_bits, self.cfg.max_elements)
         if request.secret.name in job.declared:
+            if job.declared[request.secret.name] == (t, request.secret.owner):
+                return pb.DeclareInputResponse()  # a retry of the same declaration (e.g. after a partial failure)
             raise AlreadyExists(f"job '{job.job_id}': secret '{request.secret.name}' is already declared")
         if request.secret.owner not in job.parties.values():
             raise PermissionDenied(f"job '{job.job_id}': owner '{request.secret.owner}' is not a party of the job")
@@ -233,6 +237,7 @@ class NodeService(pbg.NodeServicer):
         if job.state != "open":
             raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}, cannot prepare")
         program = program_from_proto(request.program)
+        check_output_readers(program.outputs, {k: owner for k, (_, owner) in job.declared.items()})
         types = {k: t for k, (t, _) in job.declared.items()}
         try:
             plan = compile_program(program, types, job.frac_bits)
@@ -339,18 +344,21 @@ class NodeService(pbg.NodeServicer):
                 job.mailbox.setdefault((layer, p), asyncio.get_running_loop().create_future())
             sends = [asyncio.create_task(self.send_opening(job.job_id, layer, p, mine, stage_deadline)) for p in peers]
             try:
+                futs = {p: job.mailbox[(layer, p)] for p in peers}
+                done, pending = await asyncio.wait([asyncio.shield(f) for f in futs.values()], timeout=stage_deadline)
+                if job.state in ("aborted", "failed"):
+                    raise Aborted(f"job '{job.job_id}' was aborted: {job.error}")
+                missing = [p for p, f in futs.items() if not f.done() or f.cancelled()]
+                if missing:
+                    names = ", ".join(f"node {p}" for p in missing)
+                    raise PeerTimeout(f"node {self.node_id}: peer {names} sent no opening for job "
+                                      f"'{job.job_id}' layer {layer} within {stage_deadline:g}s")
                 opened = mine.copy()
-                for p in peers:
-                    fut = job.mailbox[(layer, p)]
-                    try:
-                        theirs = await asyncio.wait_for(asyncio.shield(fut), timeout=stage_deadline)
-                    except asyncio.TimeoutError:
-                        raise PeerTimeout(f"node {self.node_id}: peer node {p} sent no opening for job "
-                                          f"'{job.job_id}' layer {layer} within {stage_deadline:g}s") from None
-                    except asyncio.CancelledError:
-                        if job.state in ("aborted", "failed"):
-                            raise Aborted(f"job '{job.job_id}' was aborted: {job.error}") from None
-                        raise
+                for p, f in futs.items():
+                    theirs = f.result()
+                    if theirs.shape != mine.shape:
+                        raise InvalidInput(f"node {self.node_id}: opening from node {p} for job '{job.job_id}' "
+                                           f"layer {layer} has {theirs.size} elements, expected {mine.size}")
                     opened += theirs
                 for s in sends:
                     sent += await s
@@ -398,24 +406,22 @@ class NodeService(pbg.NodeServicer):
                 claimed = metadata_value(context, NODE_ID_KEY)
                 if claimed != str(msg.sender) or not 1 <= msg.sender <= self.n or msg.sender == self.node_id:
                     raise PermissionDenied(f"node {self.node_id}: opening from unknown sender {msg.sender}")
-                if not 1 <= msg.layer <= MAX_LAYERS:
-                    raise InvalidInput(f"node {self.node_id}: layer {msg.layer} out of range")
-                if job.state not in ("open", "preparing", "prepared", "running"):
-                    raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}")
+                if job.state not in ("prepared", "running"):
+                    raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}; openings are "
+                                             "accepted only once the job is prepared")
+                if msg.layer not in job.expected_layer_sizes:
+                    raise InvalidInput(f"node {self.node_id}: job '{job.job_id}' has no layer {msg.layer}")
                 fut = job.mailbox.get((msg.layer, msg.sender))
                 if msg.layer <= job.layers_done or (fut is not None and fut.done()):
                     raise AlreadyExists(f"node {self.node_id}: duplicate opening from node {msg.sender} for job "
                                         f"'{job.job_id}' layer {msg.layer} (replay refused)")
-                expected = job.expected_layer_sizes.get(msg.layer)
-                asm = ArrayAssembler(expected, 4 * self.cfg.max_elements, f"opening from node {msg.sender}")
+                asm = ArrayAssembler(job.expected_layer_sizes[msg.layer], 4 * self.cfg.max_elements,
+                                     f"opening from node {msg.sender}")
             assert asm is not None
             asm.add(msg.chunk)
         if header is None or asm is None or job is None:
             raise InvalidInput("empty exchange stream")
         vector = asm.result()
-        expected = job.expected_layer_sizes.get(header.layer)
-        if expected is not None and vector.size != expected:
-            raise InvalidInput(f"opening from node {header.sender}: {vector.size} elements, expected {expected}")
         key = (header.layer, header.sender)
         fut = job.mailbox.get(key)
         if fut is None:
@@ -497,6 +503,7 @@ async def serve(cfg: Config) -> None:
             await server.wait_for_stop()
         elif time.monotonic() >= deadline:
             log.error("could not enrol with the dealer at %s within %gs; exiting", cfg.dealer, cfg.job_timeout_s)
+            raise SystemExit(3)
     finally:
         log.info("node %d shutting down", cfg.node_id)
         await server.stop()

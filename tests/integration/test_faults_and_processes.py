@@ -85,11 +85,15 @@ def test_peer_silent_mid_exchange_is_named_with_its_layer(small_cluster: LocalCl
     for i in (1, 2, 3):
         stubs[i].Prepare(exe, timeout=10)
     t0 = time.monotonic()
+    third = stubs[3].Execute.future(exe, timeout=20)  # node 3 takes part; node 2 stays silent
     with pytest.raises(_grpc.RpcError) as err:
         stubs[1].Execute(exe, timeout=20)
     assert time.monotonic() - t0 < 10
+    with pytest.raises(_grpc.RpcError):
+        third.result()
     assert err.value.code() == _grpc.StatusCode.DEADLINE_EXCEEDED
     assert "peer node 2 sent no opening" in err.value.details() and "layer 1" in err.value.details()
+    assert "node 3" not in err.value.details()
     assert job in err.value.details()
     alice.close()
 
