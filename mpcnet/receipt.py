@@ -16,7 +16,9 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
         "trust_assumptions": "semi-honest, non-colluding compute nodes (any %d of %d learn nothing); "
                              "trusted dealer (sees triples, never inputs)" % (n_nodes - 1, n_nodes),
         "inputs": [{"name": k, "owner": o, "seen_in_clear_by": [o],
-                    "each_node_holds": "one uniformly random additive share"} for k, (t, o) in inputs.items()],
+                    "each_node_holds": "one uniformly random additive share",
+                    "public": f"shape {list(t.shape)}, {'integer' if t.frac_bits == 0 else 'fixed point'}, "
+                              f"declared bound |x| <= {t.bound:g}"} for k, (t, o) in inputs.items()],
         "opened_to_nodes": (
             [f"{beaver} Beaver mask pair(s) d=x-a, e=y-b (uniformly random)"] if beaver else []
         ) + ([f"{trunc} truncation mask(s) x+r (uniformly random)"] if trunc else [])

@@ -23,6 +23,7 @@ message names the job, secret, node and stage.
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -110,8 +111,16 @@ class Party:
                           pb.CreateJobRequest(name=name, parties=list(parties)))
         return str(info.job_id)
 
-    def share(self, job_id: str, name: str, values: npt.ArrayLike, integer: bool | None = None) -> None:
-        """Secret-share ``values`` as input ``name`` of ``job_id``."""
+    def share(self, job_id: str, name: str, values: npt.ArrayLike, integer: bool | None = None,
+              bound: float | None = None) -> None:
+        """Secret-share ``values`` as input ``name`` of ``job_id``.
+
+        ``bound`` is a public bound on |values| that the cluster uses to refuse
+        programs that could overflow.  Default: the smallest power of two
+        >= max|values|, which tells the nodes and coordinator the magnitude
+        (to a power of two) of the input; pass a fixed bound to reveal nothing
+        about the data.  Values above an explicit bound are refused here.
+        """
         try:
             arr = np.asarray(values)
             if arr.dtype.kind == "b":
@@ -125,7 +134,13 @@ class Party:
             # numpy's own message may quote the value: say only what kind of input it was.
             kind = getattr(values, "dtype", type(values).__name__)
             raise InvalidInput(f"secret '{name}': cannot encode {kind} data as numbers") from None
-        spec = pb.SecretSpec(name=name, shape=ring.shape, frac_bits=0 if integer else self.frac_bits)
+        peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+        if bound is None:
+            bound = 2.0 ** math.ceil(math.log2(peak)) if peak > 1 else 1.0
+        elif not bound > 0 or peak > bound:
+            raise InvalidInput(f"secret '{name}': values exceed the declared bound (or the bound is not positive)")
+        spec = pb.SecretSpec(name=name, shape=ring.shape, frac_bits=0 if integer else self.frac_bits,
+                             bound=float(bound))
         self._call("coordinator", self.coordinator.DeclareInput, pb.DeclareInputRequest(job_id=job_id, secret=spec))
         sharing = share_seeded(ring, len(self.node_ids), input_label(job_id, name))
         last = self.node_ids[-1]

@@ -44,7 +44,12 @@ def secret_type(spec: pb.SecretSpec, frac_bits: int, max_elements: int) -> Secre
     shape = tuple(int(s) for s in spec.shape)
     if len(shape) > 2 or any(s <= 0 for s in shape):
         raise InvalidInput(f"secret '{spec.name}': shape {shape} must have 0-2 positive dimensions")
-    t = SecretType(shape, int(spec.frac_bits))
+    frac = int(spec.frac_bits)
+    limit = 2.0 ** (62 - frac)
+    bound = float(spec.bound) or limit
+    if not (0 < bound <= limit) or bound != bound:
+        raise InvalidInput(f"secret '{spec.name}': bound must be in (0, 2^{62 - frac}]")
+    t = SecretType(shape, frac, bound)
     if t.size > max_elements:
         raise InvalidInput(f"secret '{spec.name}': {t.size} elements exceed the cluster limit of {max_elements}")
     if t.frac_bits not in (0, frac_bits):

@@ -50,7 +50,7 @@ class CoordinatorJob:
     def info(self) -> pb.JobInfo:
         return pb.JobInfo(
             job_id=self.job_id, name=self.name, state=self.state, parties=self.parties,
-            inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o)
+            inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o, bound=t.bound or 0.0)
                     for k, (t, o) in self.inputs.items()],
             outputs=self.outputs, error=self.error, receipt_json=self.receipt)
 
@@ -150,7 +150,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
         if request.secret.name in job.inputs:
             raise AlreadyExists(f"job '{job.job_id}': secret '{request.secret.name}' is already declared "
                                 f"(by {job.inputs[request.secret.name][1]})")
-        spec = pb.SecretSpec(name=request.secret.name, shape=t.shape, frac_bits=t.frac_bits, owner=caller)
+        spec = pb.SecretSpec(name=request.secret.name, shape=t.shape, frac_bits=t.frac_bits, owner=caller,
+                             bound=t.bound or 0.0)
         job.inputs[spec.name] = (t, caller)
         fwd = pb.DeclareInputRequest(job_id=job.job_id, secret=spec)
         try:

@@ -26,3 +26,12 @@ def cluster() -> Iterator[LocalCluster]:
     codes = c.stop()
     c.cleanup()
     assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
+
+
+def plan_for(party, job_id: str, program):  # type: ignore[no-untyped-def]
+    """Compile ``program`` exactly as the cluster does, from the job's declared inputs."""
+    from mpcnet.core.program import SecretType, compile_program
+
+    info = party.job(job_id)
+    types = {s.name: SecretType(tuple(s.shape), s.frac_bits, s.bound) for s in info.inputs}
+    return compile_program(program, types)

@@ -19,9 +19,18 @@ plan digest the coordinator sent, so all parties run the identical plan.
 Scales: integer secrets have scale 0, fixed-point secrets scale f.  A product
 of scales s1 + s2 > f is truncated back to f with a dealer truncation pair.
 Division by a public count D (mean, weighted average) multiplies by
-K = round(2^T / D) and truncates by T (+ the input scale - f); with T = 32 by
-default the result must satisfy |result| < 2^(62 - f - T) = 2^14 and is
-accurate to about D * 2^-T relative error plus one unit in the last place.
+K = round(2^T / D) and truncates by T (+ the input scale - f).  T is chosen
+from the declared bounds as large as the 2^62 truncation domain allows; the
+compiler refuses a division whose K would have fewer than 16 significant bits
+(relative error above 2^-16).  A mean over many elements first truncates the
+sum by up to log2(D) bits to make room, which costs at most one unit in the
+last place of the result.
+
+Bounds: when inputs carry declared magnitude bounds, every intermediate value
+gets a bound (sums add, products multiply, a dot product multiplies by its
+length), and the compiler raises :class:`ProgramError` if any value could
+reach 2^63 (wrap-around) or any truncation input could reach 2^62.  A program
+that compiles is therefore exact up to the documented rounding.
 """
 
 from __future__ import annotations
@@ -73,8 +82,17 @@ class Op:
 
 @dataclass(frozen=True, slots=True)
 class SecretType:
+    """Shape, scale and public magnitude bound of a secret.
+
+    ``bound`` is a declared public bound on |value| (real units).  When every
+    input has one, the compiler proves that no intermediate value can wrap
+    around or leave the truncation domain, and refuses the program otherwise.
+    ``None`` (core-level use only) means the caller takes responsibility.
+    """
+
     shape: Shape
     frac_bits: int  # 0 for integers
+    bound: float | None = None
 
     @property
     def size(self) -> int:
@@ -202,6 +220,12 @@ class _Compiler:
         self.material: list[MaterialItem] = []
         self.opened: list[str] = []
         self.tmp = 0
+        self.current = ""
+        # Magnitude bound of every value in ring units (|ring integer|), or None if unknown.
+        self.mag: dict[str, float | None] = {
+            k: (None if t.bound is None else float(t.bound) * 2.0 ** t.frac_bits + 1.0) for k, t in inputs.items()
+        }
+        self.count_bound: dict[str, float | None] = {}
 
     def temp(self, hint: str) -> str:
         self.tmp += 1
@@ -212,8 +236,40 @@ class _Compiler:
             raise ProgramError(f"{op.code.value} '{op.out}': unknown secret '{name}'")
         return self.types[name]
 
+    def _magnitude(self, code: IrCode, args: tuple[str, ...], value: int, product: ProductKind,
+                   mag: float | None) -> float | None:
+        ms = [self.mag.get(a) for a in args]
+        if code is IrCode.RECIP_SCALE:
+            return mag
+        if any(m is None for m in ms):
+            return None
+        m = [float(x) for x in ms if x is not None]
+        if code in (IrCode.ADD, IrCode.SUB):
+            return m[0] + m[1]
+        if code is IrCode.SCALE:
+            return m[0] * abs(value)
+        if code is IrCode.SUM:
+            return m[0] * self.types[args[0]].size
+        if code is IrCode.BEAVER:
+            inner = 1 if product is ProductKind.ELEMENTWISE else self.types[args[0]].shape[-1]
+            return m[0] * m[1] * inner
+        if code is IrCode.TRUNC:
+            if m[0] >= 2.0**62:
+                raise ProgramError(f"'{self.current}' may leave the fixed-point domain: a product or sum before "
+                                   f"truncation could reach 2^{math.log2(m[0]):.1f} (limit 2^62); declare smaller "
+                                   "input bounds")
+            return m[0] / 2.0**value + 1.0
+        return m[0]  # OPEN
+
     def emit(self, code: IrCode, out: str, args: tuple[str, ...], t: SecretType, *, value: int = 0,
-             product: ProductKind = ProductKind.ELEMENTWISE, material: MaterialItem | None = None) -> str:
+             product: ProductKind = ProductKind.ELEMENTWISE, material: MaterialItem | None = None,
+             mag: float | None = None) -> str:
+        bound = self._magnitude(code, args, value if code is not IrCode.TRUNC else material.shift if material else 0,
+                                product, mag)
+        if bound is not None and bound >= 2.0**63:
+            raise ProgramError(f"'{self.current}' may overflow: a value could reach 2^{math.log2(bound):.1f} "
+                               "(64-bit ring limit 2^63); declare smaller input bounds")
+        self.mag[out] = bound
         dep = max((self.layer[a] for a in args), default=0)
         layer = dep + 1 if code.opens else dep
         idx = -1
@@ -248,21 +304,58 @@ class _Compiler:
     def alias(self, name: str, out: str) -> str:
         return self.emit(IrCode.SCALE, out, (name,), self.types[name], value=1)
 
-    def divide_public(self, name: str, denominator: str | int, out: str) -> str:
+    def divide_public(self, name: str, denominator: str | int, out: str, max_denominator: float | None = None,
+                      result_bound: float | None = None) -> str:
+        """out = name / D for a public D (an int known now, or a value opened at run time).
+
+        T (the bits of K = round(2^T / D)) is as large as the truncation domain allows
+        given the bounds; K must keep >= 16 significant bits.
+        """
         t = self.types[name]
-        scaled_t = SecretType(t.shape, t.frac_bits + self.T)
+        m = self.mag.get(name)
+        T = self.T
         if isinstance(denominator, int):
-            k = round((1 << self.T) / denominator)
+            if m is not None:
+                T = min(60, math.floor(math.log2(2.0**61 * denominator / m)))
+                need = math.ceil(math.log2(denominator)) + 16  # K >= 2^16
+                if T < need:
+                    # Make room: truncate the sum by p <= log2(D) bits (<= 1 ulp of the result).
+                    p = min(need - T, max(1, math.floor(math.log2(denominator))), t.frac_bits + 40)
+                    name = self.truncate(name, p)
+                    t = self.types[name]
+                    m = self.mag[name]
+                    assert m is not None
+                    T = min(60, math.floor(math.log2(2.0**61 * denominator / m)))
+                    if T < need - p:
+                        raise ProgramError(f"'{self.current}': dividing by {denominator} cannot be done accurately "
+                                           "with these bounds; declare smaller input bounds")
+            k = round((1 << T) / denominator)
+            if k == 0:
+                raise ProgramError(f"'{self.current}': dividing by {denominator} underflows")
+            scaled_t = SecretType(t.shape, t.frac_bits + T)
             scaled = self.emit(IrCode.SCALE, self.temp("div"), (name,), scaled_t, value=k)
         else:
-            scaled = self.emit(IrCode.RECIP_SCALE, self.temp("div"), (name, denominator), scaled_t, value=self.T)
-        return self.truncate(scaled, scaled_t.frac_bits - self.f, out)
+            if m is not None and result_bound is not None and max_denominator is not None:
+                T = min(60, math.floor(math.log2((2.0**61 - m / 2) / result_bound)))
+                if 2.0**T / max_denominator < 2.0**16:
+                    raise ProgramError(f"'{self.current}': with counts up to {max_denominator:g} in total and these "
+                                       "value bounds the division would lose precision; declare smaller bounds")
+                mag = result_bound * 2.0**T + m / 2
+            else:
+                mag = None
+            scaled_t = SecretType(t.shape, t.frac_bits + T)
+            scaled = self.emit(IrCode.RECIP_SCALE, self.temp("div"), (name, denominator), scaled_t, value=T, mag=mag)
+        shift = scaled_t.frac_bits - self.f
+        if shift < 1:
+            raise ProgramError(f"'{self.current}': division needs a truncation of at least one bit")
+        return self.truncate(scaled, shift, out)
 
     def define(self, op: Op) -> None:
         if not NAME_RE.match(op.out):
             raise ProgramError(f"invalid output name {op.out!r}: use letters, digits, '_', '.', '-' (max 64)")
         if op.out in self.types:
             raise ProgramError(f"{op.code.value}: name '{op.out}' is already defined")
+        self.current = op.out
         getattr(self, "op_" + op.code.value)(op)
 
     def binary_same_shape(self, op: Op) -> tuple[str, str, SecretType]:
@@ -369,8 +462,12 @@ class _Compiler:
             den = self.emit(IrCode.ADD, self.temp("den"), (den, c), SecretType((), 0))
         opened = self.emit(IrCode.OPEN, self.temp("total"), (den,), SecretType((), 0))
         self.public.add(opened)
+        vmag = [m for m in (self.mag.get(v) for v in op.args) if m is not None]
+        cmag = [m for m in (self.mag.get(c) for c in op.counts) if m is not None]
+        result_bound = max(vmag) if len(vmag) == len(op.args) else None
+        max_den = sum(cmag) if len(cmag) == len(op.counts) else None
         self.opened.append(f"the total count {' + '.join(op.counts)} (public divisor of '{op.out}')")
-        self.divide_public(num, opened, op.out)
+        self.divide_public(num, opened, op.out, max_denominator=max_den, result_bound=result_bound)
 
 
 def compile_program(
@@ -396,7 +493,7 @@ def compile_program(
         if not readers:
             raise ProgramError(f"output '{name}' names no reader")
     canonical = json.dumps(
-        {"program": program.to_json(), "inputs": {k: [list(t.shape), t.frac_bits] for k, t in sorted(inputs.items())},
+        {"program": program.to_json(), "inputs": {k: [list(t.shape), t.frac_bits, t.bound] for k, t in sorted(inputs.items())},
          "f": frac_bits, "T": division_bits},
         sort_keys=True,
     )

@@ -17,7 +17,7 @@ from mpcnet.transport.rpc import NODE_ID_KEY, PARTY_TOKEN_KEY
 from mpcnet.transport.tensors import array_chunks
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
-from tests.conftest import unique
+from tests.conftest import plan_for, unique
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,6 @@ def test_replayed_share_refused(cluster: LocalCluster, pair) -> None:
 
 
 def test_reused_triple_batch_refused(cluster: LocalCluster, pair) -> None:
-    from mpcnet.core.program import SecretType, compile_program
     from mpcnet.wire import program_to_proto
     from nodes.dealer import material_to_proto
 
@@ -136,7 +135,7 @@ def test_reused_triple_batch_refused(cluster: LocalCluster, pair) -> None:
     for j in jobs:
         alice.share(j, "x", np.array([1, 2]))
         bob.share(j, "y", np.array([3, 4]))
-    plan = compile_program(prog, {"x": SecretType((2,), 0), "y": SecretType((2,), 0)})
+    plan = plan_for(alice, job, prog)
     dealer = pbg.DealerStub(grpc.insecure_channel(cluster.dealer))
     batch = dealer.CreateBatch(pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material]),
                                timeout=10)
@@ -216,3 +215,23 @@ def test_cluster_still_serves_after_bad_input(cluster: LocalCluster) -> None:
     alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
     np.testing.assert_allclose(alice.reveal(job, "z"), [5.0, -3.0], atol=2**-15)
     assert all(p.poll() is None for p in cluster.procs.values())
+
+
+def test_declared_bounds_enforced(cluster: LocalCluster, pair) -> None:
+    alice, bob, job = pair
+    with pytest.raises(InvalidInput, match="exceed the declared bound"):
+        alice.share(job, "x", np.array([5.0, -9.0]), bound=8.0)
+    alice.share(job, "x", np.array([40000.0]), bound=65536.0)
+    bob.share(job, "y", np.array([40000.0]), bound=65536.0)
+    with pytest.raises(InvalidInput, match="may overflow"):
+        alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
+    info = alice.job(job)
+    assert {s.name: s.bound for s in info.inputs} == {"x": 65536.0, "y": 65536.0}
+
+
+def test_raw_input_revealed_only_to_owner(pair) -> None:
+    alice, bob, job = pair
+    alice.share(job, "salary", np.array([123456.0]))
+    bob.share(job, "y", np.array([1.0]))
+    with pytest.raises(PermissionDenied, match="raw input of"):
+        bob.run(job, mpcnet.Program().add("junk", "y", "y").output("salary", to=[bob.name]))

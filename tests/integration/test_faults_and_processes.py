@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import mpcnet
 from mpcnet.cluster import REPO_ROOT, LocalCluster
 from mpcnet.errors import MpcnetError, PeerTimeout
-from tests.conftest import unique
+from tests.conftest import plan_for, unique
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +72,9 @@ def test_peer_silent_mid_exchange_is_named_with_its_layer(small_cluster: LocalCl
     alice.share(job, "y", np.array([3, 4]))
     # Drive the stages by hand so that node 2 is prepared but never executes.
     prog = mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name])
-    from mpcnet.core.program import SecretType, compile_program
     from mpcnet.wire import program_to_proto
     from nodes.dealer import material_to_proto
-    plan = compile_program(prog, {"x": SecretType((2,), 0), "y": SecretType((2,), 0)})
+    plan = plan_for(alice, job, prog)
     dealer = pbg.DealerStub(_grpc.insecure_channel(c.dealer))
     batch = dealer.CreateBatch(pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material]),
                                timeout=10)

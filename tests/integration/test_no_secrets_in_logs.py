@@ -39,7 +39,7 @@ def test_no_secret_in_logs_or_errors(cluster: LocalCluster) -> None:
     alice.share(job, "f", SECRETS_F)
     bob.share(job, "i", SECRETS_I)
     alice.share(job, "g", SECRETS_F[::-1].copy())
-    res = alice.run(job, mpcnet.Program().mul("p", "f", "g").add("s", "i", "i").sum("t", "f")
+    res = alice.run(job, mpcnet.Program().add("p", "f", "g").add("s", "i", "i").mean("t", "f")
                     .output("p", to=[alice.name]).output("s", to=[alice.name]).output("t", to=[alice.name]))
     assert alice.reveal(job, "s").tolist() == (2 * SECRETS_I).tolist()
     errors: list[str] = [res.receipt.__repr__()]
