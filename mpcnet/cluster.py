@@ -11,6 +11,7 @@ survives either.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -69,11 +70,15 @@ class LocalCluster:
         self.dealer = f"127.0.0.1:{free_port()}"
         self.nodes = [f"127.0.0.1:{free_port()}" for _ in range(n_nodes)]
         self.config_path = self.workdir / "mpcnet.toml"
+        self.cluster_secret = secrets.token_urlsafe(32)
+        secret_path = self.workdir / "cluster.secret"
+        secret_path.write_text(self.cluster_secret)
+        secret_path.chmod(0o600)
         nodes = ", ".join(f'"{a}"' for a in self.nodes)
         self.config_path.write_text(
             "[cluster]\n"
             f'coordinator = "{self.coordinator}"\ndealer = "{self.dealer}"\nnodes = [{nodes}]\n'
-            f"max_elements = {max_elements}\n\n"
+            f'max_elements = {max_elements}\nsecret_file = "cluster.secret"\n\n'
             f"[timeouts]\nrpc_s = {rpc_timeout_s}\nstage_s = {stage_timeout_s}\njob_s = {job_timeout_s}\n"
             f"output_ttl_s = {output_ttl_s}\n"
         )
@@ -92,6 +97,11 @@ class LocalCluster:
                                     start_new_session=True)
         self.procs[name] = proc
         return proc
+
+    @property
+    def auth_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata that lets a test call internal RPCs as a cluster role."""
+        return (("mpcnet-cluster-auth", self.cluster_secret),)
 
     def node_name(self, node_id: int) -> str:
         return f"node{node_id}"

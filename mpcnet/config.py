@@ -8,6 +8,7 @@ Example (``mpcnet.toml``)::
     nodes = ["127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203"]
     frac_bits = 16
     max_elements = 4000000      # largest array one secret may hold
+    secret_file = "cluster.secret"  # shared by the cluster's roles; authenticates internal RPCs
 
     [timeouts]
     rpc_s = 30.0                # deadline of short control RPCs
@@ -29,7 +30,8 @@ Example (``mpcnet.toml``)::
 Environment: MPCNET_CONFIG (file path), MPCNET_COORDINATOR, MPCNET_DEALER,
 MPCNET_NODES (comma-separated), MPCNET_FRAC_BITS, MPCNET_MAX_ELEMENTS,
 MPCNET_LISTEN, MPCNET_NODE_ID, MPCNET_STATE_DIR, MPCNET_RPC_TIMEOUT_S,
-MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_OUTPUT_TTL_S, MPCNET_LOG_LEVEL.
+MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_OUTPUT_TTL_S, MPCNET_LOG_LEVEL,
+MPCNET_CLUSTER_SECRET.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Config:
     node_id: int = 0
     state_dir: str = ""
     log_level: str = "INFO"
+    cluster_secret: str = field(default="", repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,6 +112,14 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
                 values[key] = cl[key]
         if "nodes" in cl:
             values["nodes"] = tuple(cl["nodes"])
+        if "secret_file" in cl:
+            sf = Path(cl["secret_file"])
+            if not sf.is_absolute():
+                sf = p.parent / sf
+            try:
+                values["cluster_secret"] = sf.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read cluster secret file {sf}: {exc.strerror}") from None
         to = data.get("timeouts", {})
         for key in ("rpc_s", "stage_s", "job_s"):
             if key in to:
@@ -129,6 +140,7 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_STATE_DIR": ("state_dir", str), "MPCNET_RPC_TIMEOUT_S": ("rpc_timeout_s", float),
         "MPCNET_STAGE_TIMEOUT_S": ("stage_timeout_s", float), "MPCNET_JOB_TIMEOUT_S": ("job_timeout_s", float),
         "MPCNET_LOG_LEVEL": ("log_level", str), "MPCNET_OUTPUT_TTL_S": ("output_ttl_s", float),
+        "MPCNET_CLUSTER_SECRET": ("cluster_secret", str),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

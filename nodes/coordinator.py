@@ -65,7 +65,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address)
+            self._channels[address] = insecure_channel(address, self.cfg.cluster_secret)
         return self._channels[address]
 
     def node(self, node_id: int) -> pbg.NodeStub:
@@ -247,7 +247,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.coordinator
     service = CoordinatorService(cfg)
-    server = RoleServer("coordinator", listen)
+    server = RoleServer("coordinator", listen, cfg.cluster_secret)
     pbg.add_CoordinatorServicer_to_server(service, server.server)
     port = await server.start()
     server.install_signal_handlers()

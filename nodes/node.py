@@ -23,7 +23,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import grpc
 import numpy as np
@@ -39,7 +39,7 @@ from mpcnet.errors import (
     PermissionDenied, Unauthenticated,
 )
 from mpcnet.transport.rpc import (
-    NODE_ID_KEY, PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value,
+    CLUSTER_AUTH_KEY, NODE_ID_KEY, PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value,
     servicer_errors, stream_servicer_errors, token_hash,
 )
 from mpcnet.transport.tensors import ArrayAssembler, array_chunks
@@ -91,16 +91,21 @@ class NodeService(pbg.NodeServicer):
         self._dealer_channel: grpc.aio.Channel | None = None
 
     # -- helpers ---------------------------------------------------------------
+    @property
+    def auth_metadata(self) -> tuple[tuple[str, str], ...]:
+        # grpc.aio client interceptors do not reach streaming calls, so streaming calls say it themselves.
+        return ((CLUSTER_AUTH_KEY, self.cfg.cluster_secret),) if self.cfg.cluster_secret else ()
+
     def peer_stub(self, node_id: int) -> pbg.NodeStub:
         ch = self._peer_channels.get(node_id)
         if ch is None:
-            ch = insecure_channel(self.cfg.node_address(node_id))
+            ch = insecure_channel(self.cfg.node_address(node_id), self.cfg.cluster_secret)
             self._peer_channels[node_id] = ch
         return pbg.NodeStub(ch)
 
     def dealer_stub(self) -> pbg.DealerStub:
         if self._dealer_channel is None:
-            self._dealer_channel = insecure_channel(self.cfg.dealer)
+            self._dealer_channel = insecure_channel(self.cfg.dealer, self.cfg.cluster_secret)
         return pbg.DealerStub(self._dealer_channel)
 
     async def close(self) -> None:
@@ -315,7 +320,8 @@ class NodeService(pbg.NodeServicer):
         asm = ArrayAssembler(total, 1 << 40, f"corrections of batch {batch_id}")
         try:
             call = self.dealer_stub().FetchCorrections(
-                pb.FetchCorrectionsRequest(batch_id=batch_id, node_id=self.node_id), timeout=self.cfg.rpc_timeout_s)
+                pb.FetchCorrectionsRequest(batch_id=batch_id, node_id=self.node_id), timeout=self.cfg.rpc_timeout_s,
+                metadata=self.auth_metadata)
             async for chunk in call:
                 asm.add(chunk)
         except grpc.RpcError as exc:
@@ -345,7 +351,20 @@ class NodeService(pbg.NodeServicer):
             sends = [asyncio.create_task(self.send_opening(job.job_id, layer, p, mine, stage_deadline)) for p in peers]
             try:
                 futs = {p: job.mailbox[(layer, p)] for p in peers}
-                done, pending = await asyncio.wait([asyncio.shield(f) for f in futs.values()], timeout=stage_deadline)
+                waiting: set[asyncio.Future[Any]] = {asyncio.ensure_future(asyncio.shield(f)) for f in futs.values()}
+                waiting |= set(sends)
+                deadline_at = time.monotonic() + stage_deadline
+                # Wait for every peer's opening and our own sends; a failed send fails the stage at once.
+                while waiting:
+                    left = deadline_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    done, waiting = await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_EXCEPTION)
+                    for d in done:
+                        if not d.cancelled() and d.exception() is not None:
+                            raise d.exception()  # type: ignore[misc]
+                for w in waiting:
+                    w.cancel()
                 if job.state in ("aborted", "failed"):
                     raise Aborted(f"job '{job.job_id}' was aborted: {job.error}")
                 missing = [p for p, f in futs.items() if not f.done() or f.cancelled()]
@@ -387,7 +406,7 @@ class NodeService(pbg.NodeServicer):
                     yield pb.ExchangeChunk(chunk=chunk)
         try:
             await self.peer_stub(peer).Exchange(messages(), timeout=deadline,
-                                                metadata=((NODE_ID_KEY, str(self.node_id)),))
+                                                metadata=((NODE_ID_KEY, str(self.node_id)),) + self.auth_metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, f"node {self.node_id} -> peer node {peer} (job '{job_id}' layer {layer})") from None
         return vector.size * 8
@@ -478,7 +497,7 @@ async def serve(cfg: Config) -> None:
         raise ConfigError(f"node id must be in 1..{cfg.n_nodes} (use --id or MPCNET_NODE_ID), got {cfg.node_id}")
     listen = cfg.listen or cfg.node_address(cfg.node_id)
     service = NodeService(cfg)
-    server = RoleServer(f"node{cfg.node_id}", listen)
+    server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret)
     pbg.add_NodeServicer_to_server(service, server.server)
     port = await server.start()
     server.install_signal_handlers()

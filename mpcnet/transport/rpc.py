@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import logging
 import signal
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
@@ -106,8 +107,81 @@ def is_loopback(address: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+CLUSTER_AUTH_KEY = "mpcnet-cluster-auth"
+# Methods only cluster roles may call (parties use their own token on the others).
+INTERNAL_METHODS = frozenset({
+    "/mpcnet.v1.Node/OpenJob", "/mpcnet.v1.Node/DeclareInput", "/mpcnet.v1.Node/Prepare",
+    "/mpcnet.v1.Node/Execute", "/mpcnet.v1.Node/Exchange", "/mpcnet.v1.Node/AbortJob",
+    "/mpcnet.v1.Node/EnsureEnrolled", "/mpcnet.v1.Dealer/Enroll", "/mpcnet.v1.Dealer/CreateBatch",
+    "/mpcnet.v1.Dealer/FetchCorrections",
+})
+
+
+def _with_auth(metadata: Any, secret: str) -> grpc.aio.Metadata:
+    md = grpc.aio.Metadata(*tuple(metadata or ()))
+    md.add(CLUSTER_AUTH_KEY, secret)
+    return md
+
+
+class _ClusterAuthClient(grpc.aio.UnaryUnaryClientInterceptor):
+    """Attach the cluster secret to every unary call a role makes to another role.
+
+    grpc.aio applies client interceptors to unary calls only in practice, so
+    streaming calls (Exchange, FetchCorrections) pass the metadata themselves.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def _details(self, d: Any) -> Any:
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, _with_auth(d.metadata, self.secret), d.credentials,
+                                          d.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+
+def insecure_channel(address: str, cluster_secret: str = "") -> grpc.aio.Channel:
+    interceptors = [_ClusterAuthClient(cluster_secret)] if cluster_secret else None
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+class ClusterAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuse internal methods from callers without the cluster secret (UNAUTHENTICATED)."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method not in INTERNAL_METHODS:
+            return handler
+        given = ""
+        for k, v in details.invocation_metadata or ():
+            if k == CLUSTER_AUTH_KEY:
+                given = v if isinstance(v, str) else v.decode()
+        if hmac.compare_digest(given.encode(), self.secret):
+            return handler
+        message = f"{details.method} is for cluster roles only: missing or wrong {CLUSTER_AUTH_KEY}"
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield None  # pragma: no cover - abort raises
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(refuse, handler.request_deserializer,
+                                                       handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(refuse_stream, handler.request_deserializer,
+                                                        handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(refuse, handler.request_deserializer,
+                                                        handler.response_serializer)
+        return handler
 
 
 class _Malformed:
@@ -170,10 +244,14 @@ class RoleServer:
     """A grpc.aio server with the health service, plaintext warning and
     graceful shutdown on SIGTERM/SIGINT."""
 
-    def __init__(self, role: str, listen: str) -> None:
+    def __init__(self, role: str, listen: str, cluster_secret: str = "") -> None:
         self.role = role
         self.listen = listen
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[MalformedRequestInterceptor()])
+        self.cluster_secret = cluster_secret
+        interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
+        if cluster_secret:
+            interceptors.insert(0, ClusterAuthInterceptor(cluster_secret))
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = 0
@@ -188,6 +266,9 @@ class RoleServer:
                         "before carrying real data", self.role, self.listen)
         else:
             log.warning("%s: plaintext gRPC on loopback %s (development mode, no TLS)", self.role, self.listen)
+        if not self.cluster_secret:
+            log.warning("%s: no cluster secret configured: internal RPCs (job control, openings, dealer material) "
+                        "accept any caller - set MPCNET_CLUSTER_SECRET", self.role)
         # The health servicer starts out SERVING for ""; readiness is ours to declare.
         await self.set_serving(False)
         await self.server.start()

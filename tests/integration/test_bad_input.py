@@ -138,12 +138,12 @@ def test_reused_triple_batch_refused(cluster: LocalCluster, pair) -> None:
     plan = plan_for(alice, job, prog)
     dealer = pbg.DealerStub(grpc.insecure_channel(cluster.dealer))
     batch = dealer.CreateBatch(pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material]),
-                               timeout=10)
+                               timeout=10, metadata=cluster.auth_metadata)
 
     def prepare(job_id: str, node_id: int):
         exe = pb.ExecuteRequest(job_id=job_id, program=program_to_proto(prog), plan_digest=plan.digest,
                                 batch_id=batch.batch_id, node_epochs=batch.node_epochs, deadline_s=5)
-        return node_stub(cluster, node_id).Prepare(exe, timeout=10)
+        return node_stub(cluster, node_id).Prepare(exe, timeout=10, metadata=cluster.auth_metadata)
 
     prepare(jobs[0], 1)  # node 1 consumes the batch
     with pytest.raises(grpc.RpcError) as err:
@@ -153,17 +153,17 @@ def test_reused_triple_batch_refused(cluster: LocalCluster, pair) -> None:
     # The last node fetches the corrections once; the dealer refuses a second delivery.
     prepare(jobs[0], 3)
     with pytest.raises(grpc.RpcError) as err:
-        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=3), timeout=5))
+        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=3), timeout=5, metadata=cluster.auth_metadata))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "never handed out twice" in err.value.details()
     # Only the last node receives data from the dealer; the others expand seeds.
     with pytest.raises(grpc.RpcError) as err:
-        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=1), timeout=5))
+        list(dealer.FetchCorrections(pb.FetchCorrectionsRequest(batch_id=batch.batch_id, node_id=1), timeout=5, metadata=cluster.auth_metadata))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # Give up on both jobs cleanly.
     for j in jobs:
         for i in (1, 2, 3):
-            node_stub(cluster, i).AbortJob(pb.AbortJobRequest(job_id=j, reason="test"), timeout=5)
+            node_stub(cluster, i).AbortJob(pb.AbortJobRequest(job_id=j, reason="test"), timeout=5, metadata=cluster.auth_metadata)
 
 
 def test_oversized_and_malformed_messages(cluster: LocalCluster, pair) -> None:
@@ -181,7 +181,7 @@ def test_oversized_and_malformed_messages(cluster: LocalCluster, pair) -> None:
     ch = grpc.insecure_channel(cluster.nodes[0])
     raw = ch.unary_unary("/mpcnet.v1.Node/OpenJob", request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as err:
-        raw(b"\xff\xff\xff\xff garbage", timeout=5)
+        raw(b"\xff\xff\xff\xff garbage", timeout=5, metadata=cluster.auth_metadata)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid protobuf message" in err.value.details()
     stream = ch.stream_unary("/mpcnet.v1.Node/ProvideInput", request_serializer=None, response_deserializer=None)
@@ -202,7 +202,7 @@ def test_forged_peer_opening_refused(cluster: LocalCluster, pair) -> None:
     _, _, job = pair
     msg = pb.ExchangeChunk(job_id=job, layer=1, sender=2, chunk=pb.TensorChunk(data=b"", total_elements=0))
     with pytest.raises(grpc.RpcError) as err:
-        node_stub(cluster, 1).Exchange(iter([msg]), timeout=5, metadata=((NODE_ID_KEY, "3"),))
+        node_stub(cluster, 1).Exchange(iter([msg]), timeout=5, metadata=((NODE_ID_KEY, "3"),) + cluster.auth_metadata)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -235,3 +235,29 @@ def test_raw_input_revealed_only_to_owner(pair) -> None:
     bob.share(job, "y", np.array([1.0]))
     with pytest.raises(PermissionDenied, match="raw input of"):
         bob.run(job, mpcnet.Program().add("junk", "y", "y").output("salary", to=[bob.name]))
+
+
+@pytest.mark.parametrize("call", ["enroll", "abort", "create_batch", "exchange"])
+def test_internal_rpcs_refuse_callers_without_the_cluster_secret(cluster: LocalCluster, pair, call: str) -> None:
+    _, _, job = pair
+    dealer = pbg.DealerStub(grpc.insecure_channel(cluster.dealer))
+    node = node_stub(cluster, 1)
+    wrong = (("mpcnet-cluster-auth", "guess"),)
+    calls = {
+        "enroll": lambda md: dealer.Enroll(pb.EnrollRequest(node_id=1), timeout=5, metadata=md),
+        "abort": lambda md: node.AbortJob(pb.AbortJobRequest(job_id=job, reason="x"), timeout=5, metadata=md),
+        "create_batch": lambda md: dealer.CreateBatch(pb.CreateBatchRequest(job_id=job), timeout=5, metadata=md),
+        "exchange": lambda md: node.Exchange(iter([pb.ExchangeChunk(job_id=job, layer=1, sender=2)]), timeout=5,
+                                             metadata=((NODE_ID_KEY, "2"),) + (md or ())),
+    }
+    for md in (None, wrong):
+        with pytest.raises(grpc.RpcError) as err:
+            calls[call](md)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "cluster roles only" in err.value.details()
+    # The job was not aborted by the refused call: it still runs.
+    alice, bob, _ = pair
+    alice.share(job, "x", np.array([3]))
+    bob.share(job, "y", np.array([4]))
+    alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
+    assert int(alice.reveal(job, "z")[0]) == 12

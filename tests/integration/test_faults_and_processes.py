@@ -77,16 +77,16 @@ def test_peer_silent_mid_exchange_is_named_with_its_layer(small_cluster: LocalCl
     plan = plan_for(alice, job, prog)
     dealer = pbg.DealerStub(_grpc.insecure_channel(c.dealer))
     batch = dealer.CreateBatch(pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material]),
-                               timeout=10)
+                               timeout=10, metadata=c.auth_metadata)
     exe = pb.ExecuteRequest(job_id=job, program=program_to_proto(prog), plan_digest=plan.digest,
                             batch_id=batch.batch_id, node_epochs=batch.node_epochs, deadline_s=2)
     stubs = {i: pbg.NodeStub(_grpc.insecure_channel(c.nodes[i - 1])) for i in (1, 2, 3)}
     for i in (1, 2, 3):
-        stubs[i].Prepare(exe, timeout=10)
+        stubs[i].Prepare(exe, timeout=10, metadata=c.auth_metadata)
     t0 = time.monotonic()
-    third = stubs[3].Execute.future(exe, timeout=20)  # node 3 takes part; node 2 stays silent
+    third = stubs[3].Execute.future(exe, timeout=20, metadata=c.auth_metadata)  # node 3 takes part; node 2 stays silent
     with pytest.raises(_grpc.RpcError) as err:
-        stubs[1].Execute(exe, timeout=20)
+        stubs[1].Execute(exe, timeout=20, metadata=c.auth_metadata)
     assert time.monotonic() - t0 < 10
     with pytest.raises(_grpc.RpcError):
         third.result()
