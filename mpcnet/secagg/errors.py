@@ -1,0 +1,97 @@
+"""Errors of the secure-aggregation core.
+
+Every class maps onto one of :mod:`mpcnet.errors` (and so onto one gRPC
+status).  Messages name the stage, the client ids and the counts involved;
+they never contain keys, seeds, shares, masks or inputs.
+
+* :class:`InsufficientSurvivors` -- the clean abort: fewer than ``threshold``
+  survivors after a round (globally or inside one client's neighbourhood).
+* :class:`IllegalTransition` -- a step called out of order.
+* :class:`RefusedRequest` and subclasses -- an honest client refusing a
+  server request that would break its privacy (one class per rule).
+* :class:`DecryptionFailed` -- the single opaque error for every
+  decryption / authentication / tamper failure of routed key shares.
+* :class:`InconsistentShares` -- revealed Shamir shares that do not lie on
+  one polynomial, or a reconstructed key that does not match its public key.
+* :class:`ProtocolViolation` -- a structurally malformed message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mpcnet.errors import Aborted, FailedPrecondition, InvalidInput, MpcnetError, PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from mpcnet.secagg.stage import Stage
+
+
+class SecAggError(MpcnetError):
+    """Base class of every secure-aggregation error."""
+
+
+class ParamsError(SecAggError, InvalidInput):
+    """Round parameters that cannot run (bad threshold, degree, ids, ...)."""
+
+
+class ProtocolViolation(SecAggError, InvalidInput):
+    """A message that is malformed or addressed to the wrong round/party."""
+
+
+class IllegalTransition(SecAggError, FailedPrecondition):
+    """A protocol step called from a stage it may not follow."""
+
+    def __init__(self, current: "Stage", requested: "Stage", who: str) -> None:
+        self.current = current
+        self.requested = requested
+        super().__init__(f"{who}: illegal stage transition {current.value} -> {requested.value}")
+
+
+class InsufficientSurvivors(SecAggError, Aborted):
+    """Fewer than ``threshold`` parties survived ``stage``: the round aborts cleanly."""
+
+    def __init__(self, stage: "Stage", survivors: int, threshold: int, scope: str = "round") -> None:
+        self.stage = stage
+        self.survivors = survivors
+        self.threshold = threshold
+        self.scope = scope
+        super().__init__(
+            f"secure aggregation aborted after {stage.value}: {survivors} survivors in {scope}, "
+            f"threshold {threshold}"
+        )
+
+
+class RefusedRequest(SecAggError, PermissionDenied):
+    """An honest client refuses a server request (base class)."""
+
+
+class DoubleRevealRefused(RefusedRequest):
+    """The server asked for both the self-mask share and the key share of one peer."""
+
+
+class OutsideViewRefused(RefusedRequest):
+    """The server named a peer outside this client's own view of the survivor sets."""
+
+
+class TooFewSurvivorsRefused(RefusedRequest):
+    """The server reported fewer than ``threshold`` survivors."""
+
+
+class ConsistencyRefused(RefusedRequest):
+    """Active mode: fewer than ``threshold`` valid signatures on the survivor set
+    this client signed, or a survivor set different from the one it signed."""
+
+
+class InvalidSignatureRefused(RefusedRequest):
+    """Active mode: an advertised key pair whose Ed25519 signature does not verify."""
+
+
+class DecryptionFailed(SecAggError, Unauthenticated):
+    """The one opaque error for any share-ciphertext failure (tag, length, ids)."""
+
+    def __init__(self) -> None:
+        super().__init__("share ciphertext failed authentication")
+
+
+class InconsistentShares(SecAggError, Unauthenticated):
+    """Revealed shares of one secret disagree; the round cannot finish."""

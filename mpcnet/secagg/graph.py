@@ -1,0 +1,94 @@
+"""Who shares keys and masks with whom: the complete graph or a random k-regular graph.
+
+* SecAgg (Bonawitz et al.): the complete graph -- every client is a
+  neighbour of every other.
+* SecAgg+ (Bell et al.): a random k-regular graph, built as in the paper
+  from a Harary graph H(k, n) whose vertex labels are randomly permuted:
+
+  1. the server announces a public 32-byte ``seed``;
+  2. every party derives the same permutation pi of the sorted client ids
+     by a Fisher-Yates shuffle driven by AES-256-CTR under
+     (seed, :data:`~mpcnet.secagg.crypto.LABEL_GRAPH`);
+  3. position i is joined to positions i +- 1, ..., i +- floor(k/2)
+     (mod n), and for odd k (then n is even) also to i + n/2.
+
+  The result is exactly k-regular for every n > k with n*k even.
+
+Both are one type, :class:`NeighbourGraph`, so the rounds have one code
+path: a client shares its secrets with, and masks against, its *closed*
+neighbourhood N[u] = N(u) + {u} (for the complete graph: everyone).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Mapping, Sequence
+
+from mpcnet.secagg.crypto import LABEL_GRAPH, SEED_BYTES, SeededRandom, randbelow
+
+
+class GraphKind(str, Enum):
+    COMPLETE = "complete"  # SecAgg
+    REGULAR = "regular"  # SecAgg+
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourGraph:
+    ids: tuple[int, ...]
+    adjacency: Mapping[int, frozenset[int]]  # open neighbourhoods N(u); never mutated
+
+    @property
+    def complete(self) -> bool:
+        return all(len(n) == len(self.ids) - 1 for n in self.adjacency.values())
+
+    def neighbours(self, client: int) -> frozenset[int]:
+        return self.adjacency[client]
+
+    def closed(self, client: int) -> frozenset[int]:
+        return self.adjacency[client] | {client}
+
+    @property
+    def degree(self) -> int:
+        return min(len(n) for n in self.adjacency.values())
+
+
+def default_degree(n: int) -> int:
+    """2 * ceil(log2 n), capped at n - 1, lowered by one if n*k would be odd."""
+    if n < 2:
+        raise ValueError(f"a graph needs at least 2 clients, got {n}")
+    k = min(2 * math.ceil(math.log2(n)), n - 1)
+    if (n * k) % 2:
+        k -= 1
+    return max(k, 1)
+
+
+def complete_graph(ids: Sequence[int]) -> NeighbourGraph:
+    everyone = frozenset(ids)
+    return NeighbourGraph(tuple(sorted(ids)), {u: everyone - {u} for u in sorted(ids)})
+
+
+def random_regular_graph(ids: Sequence[int], degree: int, seed: bytes) -> NeighbourGraph:
+    """The permuted Harary graph H(degree, n) described in the module docstring."""
+    order = sorted(ids)
+    n = len(order)
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"graph seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if not 1 <= degree <= n - 1:
+        raise ValueError(f"degree must be in [1, {n - 1}] for {n} clients, got {degree}")
+    if (n * degree) % 2:
+        raise ValueError(f"no {degree}-regular graph on {n} vertices (n*k must be even)")
+    rng = SeededRandom(seed, LABEL_GRAPH)
+    perm = list(order)
+    for i in range(n - 1, 0, -1):
+        j = randbelow(rng, i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    adj: dict[int, set[int]] = {u: set() for u in order}
+    offsets = list(range(1, degree // 2 + 1)) + ([n // 2] if degree % 2 else [])
+    for i in range(n):
+        for off in offsets:
+            a, b = perm[i], perm[(i + off) % n]
+            adj[a].add(b)
+            adj[b].add(a)
+    return NeighbourGraph(tuple(order), {u: frozenset(adj[u]) for u in order})
