@@ -255,6 +255,9 @@ class NodeService(pbg.NodeServicer):
         if missing:
             raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is missing input share(s) "
                                      f"{', '.join(missing)}")
+        if request.batch_id in self.consumed:
+            raise AlreadyExists(f"node {self.node_id}: triple batch {request.batch_id} was already consumed; "
+                                "material is never used twice")
         if len(request.node_epochs) != self.n or request.node_epochs[self.index] != self.epoch:
             raise FailedPrecondition(f"node {self.node_id}: batch {request.batch_id} was made for a different "
                                      f"dealer enrolment than this node's ({self.epoch or 'not enrolled'})")

@@ -109,6 +109,23 @@ def test_consumed_batches_survive_node_restart(small_cluster: LocalCluster) -> N
     c.kill("node1", signal.SIGKILL)
     c.start_node(1)
     assert journal.read_text() == before  # journal kept; the restarted node loads it
+    # Replaying the consumed batch to the restarted node is refused.
+    import json
+    import grpc as _grpc
+    from mpcnet.v1 import mpc_pb2 as pb
+    from mpcnet.v1 import mpc_pb2_grpc as pbg
+    from mpcnet.wire import program_to_proto
+    old_batch = json.loads(before.splitlines()[-1])["batch_id"]
+    replay_job = alice.create_job()
+    alice.share(replay_job, "x", np.array([5]))
+    alice.share(replay_job, "y", np.array([7]))
+    prog = mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name])
+    exe = pb.ExecuteRequest(job_id=replay_job, program=program_to_proto(prog),
+                            plan_digest=plan_for(alice, replay_job, prog).digest, batch_id=old_batch,
+                            node_epochs=["any"] * 3, deadline_s=2)
+    with pytest.raises(_grpc.RpcError) as err:
+        pbg.NodeStub(_grpc.insecure_channel(c.nodes[0])).Prepare(exe, timeout=10, metadata=c.auth_metadata)
+    assert err.value.code() == _grpc.StatusCode.ALREADY_EXISTS and old_batch in err.value.details()
     # The restarted node has a new dealer enrolment; a new job still works end to end.
     job2 = alice.create_job()
     alice.share(job2, "x", np.array([6]))
@@ -116,6 +133,13 @@ def test_consumed_batches_survive_node_restart(small_cluster: LocalCluster) -> N
     alice.run(job2, mpcnet.Program().mul("z", "x", "y").output("z", to=[alice.name]))
     assert int(alice.reveal(job2, "z")[0]) == 42
     alice.close()
+
+
+def test_sigint_is_graceful(small_cluster: LocalCluster) -> None:
+    c = small_cluster
+    os.killpg(c.pid("node2"), signal.SIGINT)
+    assert c.procs["node2"].wait(timeout=15) == 0
+    assert "node 2 shutting down" in (c.workdir / "node2.log").read_text()
 
 
 def test_sigterm_is_graceful_and_health_reports_serving(small_cluster: LocalCluster) -> None:

@@ -106,3 +106,20 @@ def test_million_element_arrays_end_to_end(cluster: LocalCluster) -> None:
     assert int(alice.reveal(job, "d")) == int(x @ y)
     # Openings of 2 x 10^6 + 2 x 10^6 elements went to 2 peers from each of 3 nodes, in chunks.
     assert res.bytes_exchanged == 3 * 2 * (4 * n) * 8
+
+
+@pytest.mark.slow
+def test_million_element_fixed_point_product_and_mean(cluster: LocalCluster) -> None:
+    n = 1_000_000
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-8, 8, n)
+    y = rng.uniform(-8, 8, n)
+    alice, bob, job = two_parties(cluster)
+    alice.share(job, "x", x)
+    bob.share(job, "y", y)
+    res = alice.run(job, mpcnet.Program().mul("z", "x", "y").mean("m", "x")
+                    .output("z", to=[alice.name]).output("m", to=[alice.name]))
+    assert res.layers == 2  # Beaver openings, then one batched truncation exchange for 10^6 + 1 values
+    z = alice.reveal(job, "z")
+    assert np.max(np.abs(z - fp(x) * fp(y))) <= 2 * ULP
+    assert abs(float(alice.reveal(job, "m")) - fp(x).mean()) <= 4 * ULP
