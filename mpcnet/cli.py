@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -19,6 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
     b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
     b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    c = sub.add_parser("client", help="run one or many SecAgg clients in this process")
+    c.add_argument("--coordinator", default=os.environ.get("MPCNET_COORDINATOR"), help="host:port (or MPCNET_COORDINATOR)")
+    c.add_argument("--round", required=True, dest="round_id", help="the round id CreateRound returned")
+    c.add_argument("--ids", required=True, help="comma-separated client ids to run, e.g. 1,2,3")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input-seed", help="derive each input from this seed and the client id (tests, demos)")
+    src.add_argument("--input-file", help='JSON {"<id>": [int, ...]} of the clients\' inputs')
+    c.add_argument("--timeout", type=float, default=30.0, help="deadline of the join call (seconds)")
+    c.add_argument("--die-at", default=None, help="TEST ONLY: SIGKILL this process right before answering STAGE")
     sub.add_parser("version", help="print the version")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -40,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from mpcnet.bench.runner import run_bench
         return run_bench(args.workload, args.size, repeats=args.repeats, with_mpyc=not args.no_mpyc, out_dir=args.out)
+    if args.command == "client":
+        from mpcnet.secagg_client import client_main
+        return client_main(args)
     if args.command == "version":
         from mpcnet import __version__
         print(__version__)

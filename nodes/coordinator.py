@@ -32,6 +32,8 @@ from mpcnet.wire import check_output_readers, program_from_proto, secret_type
 from nodes.dealer import material_to_proto
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
+from mpcnet.v1.secagg_pb2_grpc import add_SecAggServicer_to_server
+from nodes.secagg_service import SecAggService
 
 log = logging.getLogger("mpcnet.coordinator")
 
@@ -249,14 +251,17 @@ async def serve(cfg: Config) -> None:
     service = CoordinatorService(cfg)
     server = RoleServer("coordinator", listen, cfg.cluster_secret)
     pbg.add_CoordinatorServicer_to_server(service, server.server)
+    secagg = SecAggService(cfg)
+    add_SecAggServicer_to_server(secagg, server.server)
     port = await server.start()
     server.install_signal_handlers()
-    await server.set_serving(True, ("", "mpcnet.v1.Coordinator"))
+    await server.set_serving(True, ("", "mpcnet.v1.Coordinator", "mpcnet.v1.SecAgg"))
     log.info("coordinator serving on port %d; %d nodes, dealer %s", port, cfg.n_nodes, cfg.dealer)
     try:
         await server.wait_for_stop()
     finally:
         log.info("coordinator shutting down")
+        await secagg.close()
         await server.stop()
         await service.close()
 

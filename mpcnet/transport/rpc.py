@@ -113,7 +113,7 @@ INTERNAL_METHODS = frozenset({
     "/mpcnet.v1.Node/OpenJob", "/mpcnet.v1.Node/DeclareInput", "/mpcnet.v1.Node/Prepare",
     "/mpcnet.v1.Node/Execute", "/mpcnet.v1.Node/Exchange", "/mpcnet.v1.Node/AbortJob",
     "/mpcnet.v1.Node/EnsureEnrolled", "/mpcnet.v1.Dealer/Enroll", "/mpcnet.v1.Dealer/CreateBatch",
-    "/mpcnet.v1.Dealer/FetchCorrections",
+    "/mpcnet.v1.Dealer/FetchCorrections", "/mpcnet.v1.SecAgg/CreateRound",
 })
 
 

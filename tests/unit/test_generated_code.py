@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PROTOS = [str(ROOT / "proto/mpcnet/v1/mpc.proto"), str(ROOT / "proto/mpcnet/v1/secagg.proto")]
 
 
 def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}", f"--python_out={tmp_path}",
                     f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}",
-                    str(ROOT / "proto/mpcnet/v1/mpc.proto")], check=True, capture_output=True, timeout=120)
-    for name in ("mpc_pb2.py", "mpc_pb2.pyi", "mpc_pb2_grpc.py"):
+                    *PROTOS], check=True, capture_output=True, timeout=120)
+    for name in [f"{stem}{suffix}" for stem in ("mpc_pb2", "secagg_pb2") for suffix in (".py", ".pyi", "_grpc.py")]:
         fresh = (tmp_path / "mpcnet/v1" / name).read_text()
         committed = (ROOT / "mpcnet/v1" / name).read_text()
         assert fresh == committed, f"mpcnet/v1/{name} is stale: run `make proto` and commit"

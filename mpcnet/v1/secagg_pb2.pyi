@@ -1,0 +1,137 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SecAggGraph(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SECAGG_GRAPH_UNSPECIFIED: _ClassVar[SecAggGraph]
+    SECAGG_GRAPH_COMPLETE: _ClassVar[SecAggGraph]
+    SECAGG_GRAPH_SECAGGPLUS: _ClassVar[SecAggGraph]
+SECAGG_GRAPH_UNSPECIFIED: SecAggGraph
+SECAGG_GRAPH_COMPLETE: SecAggGraph
+SECAGG_GRAPH_SECAGGPLUS: SecAggGraph
+
+class SecAggRoundParams(_message.Message):
+    __slots__ = ("round_id", "client_ids", "threshold", "bits", "vector_length", "graph", "degree", "graph_seed", "active", "verify_keys", "stage_deadline_s", "join_deadline_s")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    DEGREE_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_SEED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    JOIN_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    client_ids: _containers.RepeatedScalarFieldContainer[int]
+    threshold: int
+    bits: int
+    vector_length: int
+    graph: SecAggGraph
+    degree: int
+    graph_seed: bytes
+    active: bool
+    verify_keys: _containers.RepeatedScalarFieldContainer[bytes]
+    stage_deadline_s: float
+    join_deadline_s: float
+    def __init__(self, round_id: _Optional[str] = ..., client_ids: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., bits: _Optional[int] = ..., vector_length: _Optional[int] = ..., graph: _Optional[_Union[SecAggGraph, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., active: _Optional[bool] = ..., verify_keys: _Optional[_Iterable[bytes]] = ..., stage_deadline_s: _Optional[float] = ..., join_deadline_s: _Optional[float] = ...) -> None: ...
+
+class SecAggCreateRoundRequest(_message.Message):
+    __slots__ = ("params",)
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    params: SecAggRoundParams
+    def __init__(self, params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ...) -> None: ...
+
+class SecAggCreateRoundReply(_message.Message):
+    __slots__ = ("round_id", "params")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    params: SecAggRoundParams
+    def __init__(self, round_id: _Optional[str] = ..., params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ...) -> None: ...
+
+class SecAggNextRequest(_message.Message):
+    __slots__ = ("round_id", "client_id", "stage_answered", "response")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    client_id: int
+    stage_answered: str
+    response: bytes
+    def __init__(self, round_id: _Optional[str] = ..., client_id: _Optional[int] = ..., stage_answered: _Optional[str] = ..., response: _Optional[bytes] = ...) -> None: ...
+
+class SecAggStageRequest(_message.Message):
+    __slots__ = ("stage", "payload")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    payload: bytes
+    def __init__(self, stage: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class SecAggDone(_message.Message):
+    __slots__ = ("sum", "included", "dropped")
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    sum: bytes
+    included: _containers.RepeatedScalarFieldContainer[int]
+    dropped: _containers.RepeatedCompositeFieldContainer[SecAggDropout]
+    def __init__(self, sum: _Optional[bytes] = ..., included: _Optional[_Iterable[int]] = ..., dropped: _Optional[_Iterable[_Union[SecAggDropout, _Mapping]]] = ...) -> None: ...
+
+class SecAggAborted(_message.Message):
+    __slots__ = ("stage", "reason")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    reason: str
+    def __init__(self, stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SecAggDropout(_message.Message):
+    __slots__ = ("client_id", "stage")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    client_id: int
+    stage: str
+    def __init__(self, client_id: _Optional[int] = ..., stage: _Optional[str] = ...) -> None: ...
+
+class SecAggNextReply(_message.Message):
+    __slots__ = ("request", "done", "aborted", "params")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    request: SecAggStageRequest
+    done: SecAggDone
+    aborted: SecAggAborted
+    params: SecAggRoundParams
+    def __init__(self, request: _Optional[_Union[SecAggStageRequest, _Mapping]] = ..., done: _Optional[_Union[SecAggDone, _Mapping]] = ..., aborted: _Optional[_Union[SecAggAborted, _Mapping]] = ..., params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ...) -> None: ...
+
+class SecAggGetResultRequest(_message.Message):
+    __slots__ = ("round_id",)
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    def __init__(self, round_id: _Optional[str] = ...) -> None: ...
+
+class SecAggGetResultReply(_message.Message):
+    __slots__ = ("round_id", "state", "stage", "done", "aborted")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    state: str
+    stage: str
+    done: SecAggDone
+    aborted: SecAggAborted
+    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[_Union[SecAggDone, _Mapping]] = ..., aborted: _Optional[_Union[SecAggAborted, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,343 @@
+"""The coordinator's SecAgg service: the server side of secure-aggregation rounds over gRPC.
+
+One :class:`_Round` per round id.  A driver task per round walks the stages
+of :func:`mpcnet.secagg.stage.rounds` exactly as
+:func:`mpcnet.secagg.driver.run_round` does -- ``server_request``, collect,
+``server_step`` -- except that "collect" is: encode each client's request,
+accept ``Next`` answers until every addressed client answered or the stage
+deadline passed, then close the stage.  Clients missing at the close are
+that stage's dropouts.  All protocol math (and every check of a message's
+content) is the pure core's; this module only decodes the canonical bytes,
+checks addressing, and keeps time.
+
+``Next`` records a client's answer, then waits -- bounded by the deadline of
+the stage it answered plus a margin, and by the caller's own RPC deadline --
+until the next stage opens, the round is done, or it aborted.
+:class:`~mpcnet.secagg.errors.InsufficientSurvivors` aborts the round with
+the core's message (it names the stage, survivors and threshold); every
+waiting and later caller gets it as an ``aborted`` reply.
+
+Events (on the :class:`~mpcnet.events.EventBus`): ``mpcnet/secagg/started``,
+``stage``, ``dropped``, ``result``, ``aborted``; ids, stage names, counts
+and reasons only -- never payload bytes, inputs, keys or masks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import grpc
+
+from mpcnet.config import Config
+from mpcnet.errors import (AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PeerTimeout, PermissionDenied,
+                           ResourceExhausted)
+from mpcnet.events import EventBus, InProcessEventBus
+from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
+from mpcnet.secagg.encoding import decode, encode, tag_of
+from mpcnet.secagg.errors import ParamsError, ProtocolViolation, SecAggError
+from mpcnet.secagg.graph import GraphKind
+from mpcnet.secagg.params import SecAggParams
+from mpcnet.secagg.stage import Stage, rounds
+from mpcnet.secagg.state import ServerState, new_server
+from mpcnet.secagg_wire import RESPONSE_TYPES, params_from_proto, params_to_proto, parse_stage, vector_to_bytes
+from mpcnet.transport.rpc import servicer_errors
+from mpcnet.v1 import secagg_pb2 as spb
+from mpcnet.v1 import secagg_pb2_grpc as spbg
+
+log = logging.getLogger("mpcnet.secagg")
+
+MODULES: dict[Stage, ModuleType] = {
+    Stage.ADVERTISE_KEYS: advertise_keys, Stage.SHARE_KEYS: share_keys,
+    Stage.MASKED_INPUT_COLLECTION: masked_input, Stage.CONSISTENCY_CHECK: consistency_check,
+    Stage.UNMASKING: unmasking,
+}
+MAX_CLIENTS = 5000
+# A masked vector travels as hex (16 characters per element) inside gRPC's 4 MiB message limit.
+MAX_VECTOR_LENGTH = 200_000
+MAX_DEADLINE_S = 3600.0
+MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
+STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
+
+
+@dataclass(eq=False)
+class _Round:
+    params: SecAggParams
+    stage_deadline_s: float
+    join_deadline_s: float
+    server: ServerState
+    stages: tuple[Stage, ...]
+    created: float = field(default_factory=time.monotonic)
+    state: str = "running"  # running | done | aborted
+    open_index: int = -1  # index in ``stages`` of the open (or last opened) stage
+    accepting: bool = False  # the open stage still takes answers
+    requests: dict[Stage, dict[int, bytes]] = field(default_factory=dict)
+    responses: dict[Stage, dict[int, object]] = field(default_factory=dict)
+    dropouts: dict[int, Stage] = field(default_factory=dict)
+    all_in: asyncio.Event = field(default_factory=asyncio.Event)
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    result: bytes = b""
+    aborted_stage: str = ""
+    reason: str = ""
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def round_id(self) -> str:
+        return self.params.round_id
+
+    @property
+    def stage(self) -> Stage:
+        return self.stages[self.open_index] if self.open_index >= 0 else Stage.SETUP
+
+    def proto_params(self) -> spb.SecAggRoundParams:
+        return params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
+
+    def done_message(self) -> spb.SecAggDone:
+        included = sorted(self.server.survivors.get(Stage.MASKED_INPUT_COLLECTION, frozenset()))
+        return spb.SecAggDone(sum=self.result, included=included,
+                              dropped=[spb.SecAggDropout(client_id=c, stage=s.value)
+                                       for c, s in sorted(self.dropouts.items())])
+
+
+class SecAggService(spbg.SecAggServicer):
+    def __init__(self, cfg: Config, bus: EventBus | None = None) -> None:
+        self.cfg = cfg
+        self.bus: EventBus = bus if bus is not None else InProcessEventBus()
+        self.rounds: dict[str, _Round] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _round(self, round_id: str) -> _Round:
+        rnd = self.rounds.get(round_id)
+        if rnd is None:
+            raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
+        return rnd
+
+    def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
+        self.bus.publish(f"mpcnet/secagg/{what}", {"round": rnd.round_id, **fields})
+
+    def _deadline(self, value: float, what: str) -> float:
+        if value == 0:
+            return float(self.cfg.stage_timeout_s)
+        if not 0 < value <= MAX_DEADLINE_S:
+            raise InvalidInput(f"{what} must be in (0, {MAX_DEADLINE_S:g}] seconds, got {value:g}")
+        return value
+
+    def _make_room(self) -> None:
+        if len(self.rounds) < MAX_ROUNDS:
+            return
+        finished = sorted((r for r in self.rounds.values() if r.state != "running"), key=lambda r: r.created)
+        if not finished:
+            raise ResourceExhausted(f"{MAX_ROUNDS} SecAgg rounds are running; wait for one to finish")
+        del self.rounds[finished[0].round_id]
+
+    # ------------------------------------------------------------------ RPCs
+
+    @servicer_errors
+    async def CreateRound(self, request: spb.SecAggCreateRoundRequest,
+                          context: grpc.aio.ServicerContext) -> spb.SecAggCreateRoundReply:
+        p = spb.SecAggRoundParams()
+        p.CopyFrom(request.params)
+        if not p.round_id:
+            p.round_id = f"secagg-{secrets.token_hex(8)}"
+        if p.round_id in self.rounds:
+            raise AlreadyExists(f"SecAgg round {p.round_id!r} exists already: pick another round_id or leave it empty")
+        if len(p.client_ids) > MAX_CLIENTS:
+            raise InvalidInput(f"{len(p.client_ids)} clients in one round; at most {MAX_CLIENTS}")
+        if p.vector_length > MAX_VECTOR_LENGTH:
+            raise InvalidInput(f"vector_length {p.vector_length} is above {MAX_VECTOR_LENGTH} "
+                               "(one masked vector must fit one gRPC message); split the vector into rounds")
+        stage_s = self._deadline(p.stage_deadline_s, "stage_deadline_s")
+        join_s = self._deadline(p.join_deadline_s, "join_deadline_s")
+        p.graph_seed = b""
+        try:
+            params = params_from_proto(p)
+            if params.graph_kind is GraphKind.REGULAR:
+                params = SecAggParams(params.round_id, params.client_ids, params.threshold, params.vector_length,
+                                      params.bits, params.graph_kind, params.degree,
+                                      SecAggParams.fresh_graph_seed(), params.active, params.verify_keys)
+        except ParamsError as exc:
+            raise InvalidInput(f"CreateRound {p.round_id}: {exc}") from None
+        self._make_room()
+        rnd = _Round(params=params, stage_deadline_s=stage_s, join_deadline_s=join_s, server=new_server(params),
+                     stages=rounds(params.active))
+        self.rounds[params.round_id] = rnd
+        rnd.task = asyncio.get_running_loop().create_task(self._drive(rnd), name=f"secagg-{params.round_id}")
+        self._publish("started", rnd, clients=len(params.client_ids), threshold=params.threshold,
+                      graph=params.graph_kind.value, active=params.active, vector_length=params.vector_length)
+        log.info("secagg round %s created: %d clients, t=%d, %s graph, stage deadline %gs",
+                 params.round_id, len(params.client_ids), params.threshold, params.graph_kind.value, stage_s)
+        return spb.SecAggCreateRoundReply(round_id=params.round_id, params=rnd.proto_params())
+
+    @servicer_errors
+    async def Next(self, request: spb.SecAggNextRequest, context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
+        rnd = self._round(request.round_id)
+        cid = request.client_id
+        if cid not in rnd.params.client_ids:
+            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
+        if rnd.state != "running":
+            return self._outcome(rnd)
+        if not request.stage_answered:
+            if request.response:
+                raise InvalidInput("a join call (empty stage_answered) must not carry a response")
+            answered = -1
+        else:
+            try:
+                stage = parse_stage(request.stage_answered)
+            except ParamsError as exc:
+                raise InvalidInput(str(exc)) from None
+            if stage not in rnd.stages:
+                raise InvalidInput(f"round {rnd.round_id} has no {stage.value} stage "
+                                   f"({'active' if rnd.params.active else 'passive'} mode)")
+            self._record(rnd, cid, stage, bytes(request.response))
+            answered = rnd.stages.index(stage)
+        reply = await self._wait_next(rnd, cid, answered, context)
+        if answered == -1:
+            reply.params.CopyFrom(rnd.proto_params())
+        return reply
+
+    @servicer_errors
+    async def GetResult(self, request: spb.SecAggGetResultRequest,
+                        context: grpc.aio.ServicerContext) -> spb.SecAggGetResultReply:
+        rnd = self._round(request.round_id)
+        reply = spb.SecAggGetResultReply(round_id=rnd.round_id, state=rnd.state, stage=rnd.stage.value)
+        if rnd.state == "done":
+            reply.done.CopyFrom(rnd.done_message())
+        elif rnd.state == "aborted":
+            reply.aborted.CopyFrom(spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
+        return reply
+
+    # ------------------------------------------------------------------ Next internals
+
+    def _record(self, rnd: _Round, cid: int, stage: Stage, payload: bytes) -> None:
+        where = f"round {rnd.round_id}, client {cid}, {stage.value}"
+        index = rnd.stages.index(stage)
+        if index > rnd.open_index:
+            raise FailedPrecondition(f"{where}: the round is at {rnd.stage.value}; this stage is not open yet")
+        if index < rnd.open_index or not rnd.accepting:
+            if cid in rnd.responses.get(stage, {}):
+                raise AlreadyExists(f"{where}: answered already (replayed answer refused)")
+            raise FailedPrecondition(f"{where}: the answer came after the stage closed; the client is a dropout "
+                                     "of this round")
+        if cid not in rnd.requests[stage]:
+            raise FailedPrecondition(f"{where}: no request was sent to this client at this stage (it dropped out "
+                                     f"at {rnd.dropouts[cid].value if cid in rnd.dropouts else 'an earlier stage'})")
+        if cid in rnd.responses[stage]:
+            raise AlreadyExists(f"{where}: answered already (replayed answer refused)")
+        if not payload:
+            raise InvalidInput(f"{where}: empty response payload")
+        try:
+            msg = decode(payload)
+        except ProtocolViolation as exc:
+            raise InvalidInput(f"{where}: malformed response payload: {exc}") from None
+        want = RESPONSE_TYPES[stage]
+        if not isinstance(msg, want):
+            raise InvalidInput(f"{where}: expected a {want.__name__} payload, got {tag_of(msg)}")
+        if getattr(msg, "round_id", None) != rnd.round_id or getattr(msg, "sender", None) != cid:
+            raise InvalidInput(f"{where}: the payload names another round or sender")
+        rnd.responses[stage][cid] = msg
+        if len(rnd.responses[stage]) == len(rnd.requests[stage]):
+            rnd.all_in.set()
+
+    def _outcome(self, rnd: _Round) -> spb.SecAggNextReply:
+        if rnd.state == "done":
+            return spb.SecAggNextReply(done=rnd.done_message())
+        return spb.SecAggNextReply(aborted=spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
+
+    async def _wait_next(self, rnd: _Round, cid: int, answered: int,
+                         context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
+        target = answered + 1
+        limit = (rnd.join_deadline_s if answered <= 0 else rnd.stage_deadline_s) + STEP_MARGIN_S
+        remaining = context.time_remaining()
+        if remaining is not None:
+            limit = min(limit, max(0.0, remaining))
+        try:
+            async with rnd.cond:
+                await asyncio.wait_for(
+                    rnd.cond.wait_for(lambda: rnd.state != "running" or rnd.open_index >= target), limit)
+        except TimeoutError:
+            raise PeerTimeout(f"round {rnd.round_id}, client {cid}: the next stage did not open within "
+                              f"{limit:g}s (call again with a longer deadline)") from None
+        if rnd.state != "running":
+            return self._outcome(rnd)
+        stage = rnd.stages[target]
+        if target < rnd.open_index or (target == rnd.open_index and not rnd.accepting):
+            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: {stage.value} closed already; "
+                                     "the client is a dropout of this round")
+        payload = rnd.requests[stage].get(cid)
+        if payload is None:
+            prev = rnd.stages[target - 1] if target > 0 else Stage.SETUP
+            why = rnd.server.rejected.get(cid, "no valid answer before the deadline")
+            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: not a survivor of {prev.value} ({why}); "
+                                     "it takes no further part in this round")
+        return spb.SecAggNextReply(request=spb.SecAggStageRequest(stage=stage.value, payload=payload))
+
+    # ------------------------------------------------------------------ the round driver
+
+    async def _set(self, rnd: _Round, **changes: object) -> None:
+        async with rnd.cond:
+            for name, value in changes.items():
+                setattr(rnd, name, value)
+            rnd.cond.notify_all()
+
+    async def _abort(self, rnd: _Round, stage: Stage, reason: str) -> None:
+        await self._set(rnd, state="aborted", aborted_stage=stage.value, reason=reason, accepting=False)
+        self._publish("aborted", rnd, stage=stage.value, reason=reason)
+        log.warning("secagg round %s aborted at %s: %s", rnd.round_id, stage.value, reason)
+
+    async def _drive(self, rnd: _Round) -> None:
+        stage = Stage.SETUP
+        try:
+            for index, stage in enumerate(rnd.stages):
+                module = MODULES[stage]
+                requests = module.server_request(rnd.server)
+                rnd.requests[stage] = {cid: encode(req) for cid, req in requests.items()}
+                rnd.responses[stage] = {}
+                rnd.all_in = asyncio.Event()
+                if not requests:
+                    rnd.all_in.set()
+                await self._set(rnd, open_index=index, accepting=True)
+                self._publish("stage", rnd, stage=stage.value, expected=len(requests))
+                deadline = rnd.join_deadline_s if index == 0 else rnd.stage_deadline_s
+                try:
+                    await asyncio.wait_for(rnd.all_in.wait(), deadline)
+                except TimeoutError:
+                    pass
+                await self._set(rnd, accepting=False)
+                responses = dict(rnd.responses[stage])
+                for cid in sorted(set(requests) - set(responses)):
+                    rnd.dropouts[cid] = stage
+                    self._publish("dropped", rnd, client=cid, stage=stage.value, why="no answer before the deadline")
+                try:
+                    rnd.server = await asyncio.to_thread(module.server_step, rnd.server, responses)
+                except SecAggError as exc:  # InsufficientSurvivors (the clean abort) or inconsistent shares
+                    await self._abort(rnd, stage, str(exc))
+                    return
+                for cid in sorted(set(responses) - rnd.server.after(stage)):
+                    rnd.dropouts[cid] = stage
+                    self._publish("dropped", rnd, client=cid, stage=stage.value,
+                                  why=rnd.server.rejected.get(cid, "answer rejected"))
+            result = unmasking.result(rnd.server)
+            await self._set(rnd, state="done", result=vector_to_bytes(result))
+            included = sorted(rnd.server.after(Stage.MASKED_INPUT_COLLECTION))
+            self._publish("result", rnd, included=included, dropped=sorted(rnd.dropouts))
+            log.info("secagg round %s done: %d inputs in the sum, %d dropouts", rnd.round_id, len(included),
+                     len(rnd.dropouts))
+        except asyncio.CancelledError:
+            await self._abort(rnd, stage, f"the coordinator stopped during {stage.value}")
+            raise
+        except Exception as exc:  # noqa: BLE001 - never leave waiting clients hanging
+            log.error("secagg round %s failed at %s: %s", rnd.round_id, stage.value, type(exc).__name__)
+            await self._abort(rnd, stage, f"internal error at {stage.value}: {type(exc).__name__}")
+
+    async def close(self) -> None:
+        tasks = [r.task for r in self.rounds.values() if r.task is not None and not r.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
