@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--ids", required=True, help="comma-separated client ids to run, e.g. 1,2,3")
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--input-seed", help="derive each input from this seed and the client id (tests, demos)")
-    src.add_argument("--input-file", help='JSON {"<id>": [int, ...]} of the clients\' inputs')
+    src.add_argument("--input-file", help='JSON {"<id>": [number, ...]} of the clients\' inputs '
+                     '(FedAvg rounds: {"<id>": {"vector": [...], "weight": n}})')
+    c.add_argument("--tokens-file", default=None,
+                   help='JSON {"<id>": "<token>"} from CreateRound (or MPCNET_CLIENT_TOKENS with the same JSON)')
+    c.add_argument("--signing-keys-file", default=None,
+                   help='active rounds: JSON {"<id>": "<Ed25519 signing key, 64 hex>"}')
     c.add_argument("--timeout", type=float, default=30.0, help="deadline of the join call (seconds)")
     c.add_argument("--die-at", default=None, help="TEST ONLY: SIGKILL this process right before answering STAGE")
     sub.add_parser("version", help="print the version")

@@ -12,9 +12,19 @@ Every call carries a deadline: the join ``rpc_timeout_s``; an answer the
 deadline of the stage answered plus the server's step margin, because the
 coordinator holds the call until the next stage opens.
 
+Every call carries the client's bearer token (from CreateRound) as the
+``mpcnet-client-token`` metadata; ``mpcnet client`` reads the tokens from
+``--tokens-file`` or ``MPCNET_CLIENT_TOKENS`` (JSON ``{"<id>": "<token>"}``)
+and, for active rounds, Ed25519 signing keys from ``--signing-keys-file``
+(JSON ``{"<id>": "<64 hex>"}``).
+
 Inputs come from an :data:`InputSource` -- ``derive_input`` (deterministic
 from a seed and the client id, so tests can compute the expected sum) or a
-JSON file ``{"<id>": [int, ...]}``.
+JSON file ``{"<id>": [number, ...]}`` (FedAvg: ``{"<id>": {"vector": [...],
+"weight": n_k}}``), encoded as the round's ``quantization`` says (integers
+as they are; floats clipped and stochastically quantized with
+:mod:`mpcnet.secagg.quantization`).  :func:`dequantize_result` turns a float
+round's aggregate back into the float sum or the FedAvg weighted mean.
 
 ``die_at`` is a test-only fault hook: the *process* SIGKILLs itself right
 before answering that stage (a real, deterministic crash).
@@ -31,10 +41,11 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from mpcnet.core.ring import RingArray
 from mpcnet.errors import InvalidInput, MpcnetError
@@ -45,12 +56,14 @@ from mpcnet.secagg.errors import ProtocolViolation
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
-from mpcnet.secagg_wire import REQUEST_TYPES, params_from_proto, parse_stage, vector_from_bytes
-from mpcnet.transport.rpc import from_rpc_error, insecure_channel
+from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
+                                params_from_proto, parse_stage, vector_from_bytes)
+from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
-InputSource = Callable[[int, SecAggParams], RingArray]
+InputSource = Callable[[int, SecAggParams, ValueEncoding], RingArray]
+TOKENS_ENV = "MPCNET_CLIENT_TOKENS"
 # The server holds an answering call up to the stage deadline plus its step margin
 # (nodes.secagg_service.STEP_MARGIN_S = 30 s); the client allows a little more.
 ANSWER_MARGIN_S = 35.0
@@ -79,31 +92,109 @@ def derive_input(seed: str, client_id: int, length: int, bits: int) -> RingArray
 
 
 def seeded_inputs(seed: str) -> InputSource:
-    return lambda cid, params: derive_input(seed, cid, params.vector_length, params.bits)
+    def source(cid: int, params: SecAggParams, enc: ValueEncoding) -> RingArray:
+        if enc.kind != RING:
+            raise InvalidInput(f"--input-seed derives ring integers; this is a {enc.kind} round: use --input-file")
+        return derive_input(seed, cid, params.vector_length, params.bits)
+
+    return source
 
 
 def file_inputs(path: str | os.PathLike[str]) -> InputSource:
-    """Inputs from a JSON object mapping client id to a list of integers in [0, 2^bits)."""
+    """Inputs from a JSON object mapping client id to a list of numbers, or (FedAvg) to
+    ``{"vector": [float, ...], "weight": n_k}``; encoded as the round's quantization says."""
+    table: dict[int, tuple[list[float | int], int | None]] = {}
     try:
         raw = json.loads(Path(path).read_text())
-        table = {int(k): [int(x) for x in v] for k, v in raw.items()}
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise InvalidInput(f"input file {path}: expected a JSON object {{\"<id>\": [int, ...]}} ({exc})") from None
+        for k, v in raw.items():
+            if isinstance(v, dict):
+                weight = v["weight"]
+                if not isinstance(weight, int) or isinstance(weight, bool):
+                    raise TypeError("weight must be an integer")
+                table[int(k)] = (list(v["vector"]), weight)
+            else:
+                table[int(k)] = (list(v), None)
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in table[int(k)][0]):
+                raise TypeError("vector entries must be numbers")
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise InvalidInput(f"input file {path}: expected a JSON object {{\"<id>\": [number, ...]}} or "
+                           f"{{\"<id>\": {{\"vector\": [number, ...], \"weight\": int}}}} "
+                           f"({type(exc).__name__})") from None
 
-    def source(cid: int, params: SecAggParams) -> RingArray:
+    def source(cid: int, params: SecAggParams, enc: ValueEncoding) -> RingArray:
         if cid not in table:
             raise InvalidInput(f"input file {path} has no vector for client {cid}")
-        values = table[cid]
-        if len(values) != params.vector_length or any(not 0 <= x < 2 ** params.bits for x in values):
+        values, weight = table[cid]
+        if len(values) != enc.float_length:
+            raise InvalidInput(f"input file {path}: client {cid} needs {enc.float_length} values")
+        if enc.kind == FEDAVG:
+            if weight is None:
+                raise InvalidInput(f"input file {path}: client {cid} needs {{\"vector\": [...], \"weight\": n}} "
+                                   "in a fedavg round")
+            return enc.weighted().encode(np.array(values, dtype=np.float64), weight)
+        if weight is not None:
+            raise InvalidInput(f"input file {path}: client {cid} has a weight, but this is a {enc.kind} round")
+        if enc.kind == REAL_SUM:
+            return enc.quantizer().quantize(np.array(values, dtype=np.float64))
+        if any(not isinstance(x, int) or not 0 <= x < 2 ** params.bits for x in values):
             raise InvalidInput(f"input file {path}: client {cid} needs {params.vector_length} integers "
-                               f"in [0, 2^{params.bits})")
+                               f"in [0, 2^{params.bits}) (a ring round; floats need a quantized round)")
         return np.array(values, dtype=np.uint64)
 
     return source
 
 
+def dequantize_result(params: spb.SecAggRoundParams, done: spb.SecAggDone) -> tuple[npt.NDArray[np.float64], int]:
+    """A float round's aggregate from GetResult (or a client's done reply) decoded with the round's quantization:
+    real_sum -> (float sum of the included clients, their count); fedavg -> (weighted mean sum_k n_k w_k /
+    sum_k n_k, the total weight sum_k n_k).  Error bounds: see mpcnet/secagg/quantization.py."""
+    return dequantize(encoding_from_proto(params), vector_from_bytes(done.sum), len(done.included))
+
+
+def _id_table(path: str | None, env_value: str | None, what: str) -> dict[int, str]:
+    """A JSON {id: string} table; errors never quote the content (it is secret)."""
+    where = path if path else "$" + TOKENS_ENV
+    try:
+        text = Path(path).read_text() if path else (env_value or "")
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or any(not isinstance(v, str) for v in raw.values()):
+            raise TypeError
+        return {int(k): v for k, v in raw.items()}
+    except (OSError, ValueError, TypeError):
+        raise InvalidInput(f"{what} {where}: expected a JSON object {{\"<id>\": \"<string>\"}}") from None
+
+
+def load_tokens(path: str | None, ids: Sequence[int]) -> dict[int, str]:
+    """Each client's bearer token from ``path`` or $MPCNET_CLIENT_TOKENS; refuses when one is missing."""
+    env = os.environ.get(TOKENS_ENV)
+    if not path and not env:
+        raise InvalidInput(f"no client tokens: pass --tokens-file FILE or set {TOKENS_ENV} "
+                           "(JSON {\"<id>\": \"<token>\"} from CreateRound's client_tokens)")
+    table = _id_table(path, env, "tokens")
+    missing = [cid for cid in ids if not table.get(cid)]
+    if missing:
+        raise InvalidInput(f"no token for client(s) {', '.join(map(str, missing))}: every --ids entry needs "
+                           "its token from CreateRound")
+    return {cid: table[cid] for cid in ids}
+
+
+def load_signing_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
+    """Ed25519 signing keys (32 bytes, hex) for active rounds, one per client id."""
+    table = _id_table(path, None, "signing keys file")
+    out = {}
+    for cid in ids:
+        try:
+            key = bytes.fromhex(table[cid])
+        except (KeyError, ValueError):
+            raise InvalidInput(f"signing keys file {path}: no valid hex key for client {cid}") from None
+        if len(key) != 32:
+            raise InvalidInput(f"signing keys file {path}: the key of client {cid} is not 32 bytes")
+        out[cid] = key
+    return out
+
+
 def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | None, request: object,
-          inputs: InputSource, signing_key: bytes | None) -> tuple[ClientState, object]:
+          inputs: InputSource, enc: ValueEncoding, signing_key: bytes | None) -> tuple[ClientState, object]:
     if stage is Stage.ADVERTISE_KEYS:
         assert isinstance(request, advertise_keys.AdvertiseKeysRequest)
         return advertise_keys.client_step(params, cid, request, signing_key=signing_key, rng=OsRandom())
@@ -114,7 +205,7 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
         return share_keys.client_step(state, request, OsRandom())
     if stage is Stage.MASKED_INPUT_COLLECTION:
         assert isinstance(request, masked_input.MaskedInputRequest)
-        return masked_input.client_step(state, request, inputs(cid, params))
+        return masked_input.client_step(state, request, inputs(cid, params, enc))
     if stage is Stage.CONSISTENCY_CHECK:
         assert isinstance(request, consistency_check.ConsistencyCheckRequest)
         return consistency_check.client_step(state, request)
@@ -122,17 +213,19 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
     return unmasking.client_step(state, request)
 
 
-async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *,
+async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
                      rpc_timeout_s: float = 30.0) -> ClientOutcome:
-    """Take part in one round as ``client_id``; returns how the round ended for this client."""
+    """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
+    returns how the round ended for this client."""
     who = f"SecAgg coordinator at {address}"
+    metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address) as channel:
         stub = spbg.SecAggStub(channel)
 
         async def call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
             try:
-                reply: spb.SecAggNextReply = await stub.Next(req, timeout=timeout)
+                reply: spb.SecAggNextReply = await stub.Next(req, timeout=timeout, metadata=metadata)
                 return reply
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc, who) from None
@@ -145,6 +238,10 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
             params = params_from_proto(reply.params)
             if params.round_id != round_id or client_id not in params.client_ids:
                 raise ProtocolViolation(f"{who}: the join reply is for another round or client set")
+            enc = encoding_from_proto(reply.params)
+            if params.active and signing_key is None:
+                raise InvalidInput(f"round {round_id} is active: client {client_id} needs its Ed25519 signing key "
+                                   "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
             state: ClientState | None = None
             while True:
@@ -162,7 +259,7 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                     raise ProtocolViolation(f"{who}: a {type(request).__name__} sent as the {stage.value} request")
                 if die_at is stage:  # test-only fault hook: a real crash of the whole process
                     os.kill(os.getpid(), signal.SIGKILL)
-                state, response = _step(stage, params, client_id, state, request, inputs, signing_key)
+                state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
                 timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
                 reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,
                                                          stage_answered=stage.value, response=encode(response)),
@@ -172,9 +269,12 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
 
 
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,
+                      tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
                       die_at: Stage | None = None, rpc_timeout_s: float = 30.0) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
-    return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, die_at=die_at,
+    keys = signing_keys or {}
+    return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
+                                                  signing_key=keys.get(cid), die_at=die_at,
                                                   rpc_timeout_s=rpc_timeout_s) for cid in client_ids)))
 
 
@@ -191,11 +291,13 @@ def client_main(args: argparse.Namespace) -> int:
             raise InvalidInput("--ids must name at least one client, each once")
         die_at = parse_stage(args.die_at) if args.die_at else None
         inputs = seeded_inputs(args.input_seed) if args.input_seed is not None else file_inputs(args.input_file)
+        tokens = load_tokens(args.tokens_file, ids)
+        signing_keys = load_signing_keys(args.signing_keys_file, ids) if args.signing_keys_file else None
     except MpcnetError as exc:
         print(f"mpcnet client: {exc}", file=sys.stderr)
         return 2
-    outcomes = asyncio.run(run_clients(args.coordinator, args.round_id, ids, inputs, die_at=die_at,
-                                       rpc_timeout_s=args.timeout))
+    outcomes = asyncio.run(run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
+                                       signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout))
     for outcome in outcomes:
         print(json.dumps(outcome.summary(), sort_keys=True), flush=True)
     states = {o.state for o in outcomes}

@@ -8,13 +8,17 @@ classes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 
 from mpcnet.core.ring import RingArray
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.errors import ParamsError
 from mpcnet.secagg.graph import GraphKind
 from mpcnet.secagg.params import SecAggParams
+from mpcnet.secagg.quantization import Quantizer, WeightedEncoder
 from mpcnet.secagg.stage import Stage
 from mpcnet.v1 import secagg_pb2 as spb
 
@@ -78,3 +82,76 @@ def vector_from_bytes(data: bytes) -> RingArray:
     if len(data) % 8:
         raise ParamsError("a ring vector must be a multiple of 8 bytes")
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
+
+
+RING, REAL_SUM, FEDAVG = "ring", "real_sum", "fedavg"
+_ENCODINGS = {spb.SECAGG_ENCODING_UNSPECIFIED: RING, spb.SECAGG_ENCODING_RING: RING,
+              spb.SECAGG_ENCODING_REAL_SUM: REAL_SUM, spb.SECAGG_ENCODING_FEDAVG: FEDAVG}
+
+
+@dataclass(frozen=True, slots=True)
+class ValueEncoding:
+    """What a round's ring vectors mean (``SecAggRoundParams.quantization``), checked against its parameters.
+
+    ``ring``: integers in [0, 2^bits).  ``real_sum``: a :class:`Quantizer` (clip, head-room bound >= clients).
+    ``fedavg``: a :class:`WeightedEncoder` (clip, bound on the total weight); the ring vector is the float
+    vector plus one weight element.
+    """
+
+    kind: str
+    bits: int
+    vector_length: int  # ring elements per client
+    clip: float = 0.0
+    bound: int = 0
+
+    @property
+    def float_length(self) -> int:
+        return self.vector_length - 1 if self.kind == FEDAVG else self.vector_length
+
+    def quantizer(self) -> Quantizer:
+        if self.kind != REAL_SUM:
+            raise ParamsError(f"a {self.kind} round has no real-sum quantizer")
+        return Quantizer(self.clip, self.bound, self.bits)
+
+    def weighted(self) -> WeightedEncoder:
+        if self.kind != FEDAVG:
+            raise ParamsError(f"a {self.kind} round has no FedAvg encoder")
+        return WeightedEncoder(self.clip, self.bound, self.bits)
+
+
+def encoding_from_proto(p: spb.SecAggRoundParams) -> ValueEncoding:
+    """The round's value encoding; raises ParamsError when it cannot work with the round's bits and clients."""
+    q = p.quantization
+    kind = _ENCODINGS.get(q.encoding)
+    if kind is None:
+        raise ParamsError(f"unknown quantization encoding {q.encoding}")
+    bits, n = p.bits or DEFAULT_BITS, len(p.client_ids)
+    if kind == RING:
+        if q.clip or q.bound:
+            raise ParamsError("clip and bound are for the real_sum and fedavg encodings only")
+        return ValueEncoding(RING, bits, p.vector_length)
+    if not (np.isfinite(q.clip) and q.clip > 0):
+        raise ParamsError(f"the {kind} encoding needs a positive finite clip bound")
+    if kind == REAL_SUM:
+        bound = q.bound or n
+        if bound < n:
+            raise ParamsError(f"quantization bound {bound} is below the {n} clients: the sum could wrap mod 2^{bits}")
+        enc = ValueEncoding(REAL_SUM, bits, p.vector_length, float(q.clip), bound)
+        enc.quantizer()  # the head-room rule: at least 2 levels for `bound` clients in 2^bits
+        return enc
+    if not q.bound:
+        raise ParamsError("the fedavg encoding needs bound = a public bound on the total sample count")
+    if p.vector_length < 2:
+        raise ParamsError("a fedavg round needs vector_length >= 2 (the floats plus the weight element)")
+    enc = ValueEncoding(FEDAVG, bits, p.vector_length, float(q.clip), int(q.bound))
+    enc.weighted()
+    return enc
+
+
+def dequantize(enc: ValueEncoding, total: RingArray, count: int) -> tuple[npt.NDArray[np.float64], int]:
+    """Decode an aggregate: real_sum -> (float sum, count); fedavg -> (weighted mean, total weight)."""
+    if enc.kind == REAL_SUM:
+        return enc.quantizer().dequantize_sum(total, count), count
+    if enc.kind == FEDAVG:
+        return enc.weighted().decode(total)
+    raise ParamsError("a ring round has no float result: decode its sum with mpcnet.secagg.quantization.decode_ints")

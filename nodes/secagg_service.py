@@ -17,14 +17,21 @@ until the next stage opens, the round is done, or it aborted.
 the core's message (it names the stage, survivors and threshold); every
 waiting and later caller gets it as an ``aborted`` reply.
 
+Clients authenticate with bearer tokens: ``CreateRound`` draws one per
+client id (returned once, kept only as SHA-256 hashes); ``Next`` needs the
+caller's own token as ``mpcnet-client-token`` metadata, ``GetResult`` the
+cluster secret or any token of the round (compared with hmac.compare_digest).
+
 Events (on the :class:`~mpcnet.events.EventBus`): ``mpcnet/secagg/started``,
 ``stage``, ``dropped``, ``result``, ``aborted``; ids, stage names, counts
-and reasons only -- never payload bytes, inputs, keys or masks.
+and reasons only -- never payload bytes, inputs, keys, tokens or masks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -35,7 +42,7 @@ import grpc
 
 from mpcnet.config import Config
 from mpcnet.errors import (AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PeerTimeout, PermissionDenied,
-                           ResourceExhausted)
+                           ResourceExhausted, Unauthenticated)
 from mpcnet.events import EventBus, InProcessEventBus
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.encoding import decode, encode, tag_of
@@ -44,8 +51,9 @@ from mpcnet.secagg.graph import GraphKind
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
-from mpcnet.secagg_wire import RESPONSE_TYPES, params_from_proto, params_to_proto, parse_stage, vector_to_bytes
-from mpcnet.transport.rpc import servicer_errors
+from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, encoding_from_proto, params_from_proto, params_to_proto,
+                                parse_stage, vector_to_bytes)
+from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
@@ -64,6 +72,10 @@ MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
 
 
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 @dataclass(eq=False)
 class _Round:
     params: SecAggParams
@@ -71,6 +83,8 @@ class _Round:
     join_deadline_s: float
     server: ServerState
     stages: tuple[Stage, ...]
+    quantization: spb.SecAggQuantization = field(default_factory=spb.SecAggQuantization)
+    token_hashes: dict[int, bytes] = field(default_factory=dict, repr=False)  # SHA-256 of each client's token
     created: float = field(default_factory=time.monotonic)
     state: str = "running"  # running | done | aborted
     open_index: int = -1  # index in ``stages`` of the open (or last opened) stage
@@ -94,7 +108,22 @@ class _Round:
         return self.stages[self.open_index] if self.open_index >= 0 else Stage.SETUP
 
     def proto_params(self) -> spb.SecAggRoundParams:
-        return params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
+        p = params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
+        p.quantization.CopyFrom(self.quantization)
+        return p
+
+    def token_valid(self, cid: int, token: str | None) -> bool:
+        want = self.token_hashes.get(cid)
+        return want is not None and token is not None and hmac.compare_digest(_hash(token), want)
+
+    def any_token_valid(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        given = _hash(token)
+        ok = False
+        for want in self.token_hashes.values():
+            ok |= hmac.compare_digest(given, want)
+        return ok
 
     def done_message(self) -> spb.SecAggDone:
         included = sorted(self.server.survivors.get(Stage.MASKED_INPUT_COLLECTION, frozenset()))
@@ -160,18 +189,23 @@ class SecAggService(spbg.SecAggServicer):
                 params = SecAggParams(params.round_id, params.client_ids, params.threshold, params.vector_length,
                                       params.bits, params.graph_kind, params.degree,
                                       SecAggParams.fresh_graph_seed(), params.active, params.verify_keys)
+            enc = encoding_from_proto(p)
         except ParamsError as exc:
             raise InvalidInput(f"CreateRound {p.round_id}: {exc}") from None
+        if enc.kind == REAL_SUM:
+            p.quantization.bound = enc.bound  # the default (the number of clients) made explicit
         self._make_room()
+        tokens = {cid: secrets.token_urlsafe(32) for cid in params.client_ids}
         rnd = _Round(params=params, stage_deadline_s=stage_s, join_deadline_s=join_s, server=new_server(params),
-                     stages=rounds(params.active))
+                     stages=rounds(params.active), quantization=p.quantization,
+                     token_hashes={cid: _hash(tok) for cid, tok in tokens.items()})
         self.rounds[params.round_id] = rnd
         rnd.task = asyncio.get_running_loop().create_task(self._drive(rnd), name=f"secagg-{params.round_id}")
         self._publish("started", rnd, clients=len(params.client_ids), threshold=params.threshold,
                       graph=params.graph_kind.value, active=params.active, vector_length=params.vector_length)
         log.info("secagg round %s created: %d clients, t=%d, %s graph, stage deadline %gs",
                  params.round_id, len(params.client_ids), params.threshold, params.graph_kind.value, stage_s)
-        return spb.SecAggCreateRoundReply(round_id=params.round_id, params=rnd.proto_params())
+        return spb.SecAggCreateRoundReply(round_id=params.round_id, params=rnd.proto_params(), client_tokens=tokens)
 
     @servicer_errors
     async def Next(self, request: spb.SecAggNextRequest, context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
@@ -179,6 +213,9 @@ class SecAggService(spbg.SecAggServicer):
         cid = request.client_id
         if cid not in rnd.params.client_ids:
             raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
+        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
+            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata; "
+                                  "send the token CreateRound returned for this client id")
         if rnd.state != "running":
             return self._outcome(rnd)
         if not request.stage_answered:
@@ -204,6 +241,12 @@ class SecAggService(spbg.SecAggServicer):
     async def GetResult(self, request: spb.SecAggGetResultRequest,
                         context: grpc.aio.ServicerContext) -> spb.SecAggGetResultReply:
         rnd = self._round(request.round_id)
+        secret = self.cfg.cluster_secret
+        given = metadata_value(context, CLUSTER_AUTH_KEY)
+        cluster = bool(secret) and given is not None and hmac.compare_digest(given.encode(), secret.encode())
+        if not cluster and not rnd.any_token_valid(metadata_value(context, CLIENT_TOKEN_KEY)):
+            raise Unauthenticated(f"GetResult of round {rnd.round_id} needs the cluster secret ({CLUSTER_AUTH_KEY}) "
+                                  f"or a client token of the round ({CLIENT_TOKEN_KEY})")
         reply = spb.SecAggGetResultReply(round_id=rnd.round_id, state=rnd.state, stage=rnd.stage.value)
         if rnd.state == "done":
             reply.done.CopyFrom(rnd.done_message())

@@ -108,6 +108,8 @@ def is_loopback(address: str) -> bool:
 
 
 CLUSTER_AUTH_KEY = "mpcnet-cluster-auth"
+# A SecAgg client's bearer token (from CreateRound), on Next and GetResult.
+CLIENT_TOKEN_KEY = "mpcnet-client-token"
 # Methods only cluster roles may call (parties use their own token on the others).
 INTERNAL_METHODS = frozenset({
     "/mpcnet.v1.Node/OpenJob", "/mpcnet.v1.Node/DeclareInput", "/mpcnet.v1.Node/Prepare",

@@ -7,17 +7,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SecAggEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SECAGG_ENCODING_UNSPECIFIED: _ClassVar[SecAggEncoding]
+    SECAGG_ENCODING_RING: _ClassVar[SecAggEncoding]
+    SECAGG_ENCODING_REAL_SUM: _ClassVar[SecAggEncoding]
+    SECAGG_ENCODING_FEDAVG: _ClassVar[SecAggEncoding]
+
 class SecAggGraph(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SECAGG_GRAPH_UNSPECIFIED: _ClassVar[SecAggGraph]
     SECAGG_GRAPH_COMPLETE: _ClassVar[SecAggGraph]
     SECAGG_GRAPH_SECAGGPLUS: _ClassVar[SecAggGraph]
+SECAGG_ENCODING_UNSPECIFIED: SecAggEncoding
+SECAGG_ENCODING_RING: SecAggEncoding
+SECAGG_ENCODING_REAL_SUM: SecAggEncoding
+SECAGG_ENCODING_FEDAVG: SecAggEncoding
 SECAGG_GRAPH_UNSPECIFIED: SecAggGraph
 SECAGG_GRAPH_COMPLETE: SecAggGraph
 SECAGG_GRAPH_SECAGGPLUS: SecAggGraph
 
+class SecAggQuantization(_message.Message):
+    __slots__ = ("encoding", "clip", "bound")
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    encoding: SecAggEncoding
+    clip: float
+    bound: int
+    def __init__(self, encoding: _Optional[_Union[SecAggEncoding, str]] = ..., clip: _Optional[float] = ..., bound: _Optional[int] = ...) -> None: ...
+
 class SecAggRoundParams(_message.Message):
-    __slots__ = ("round_id", "client_ids", "threshold", "bits", "vector_length", "graph", "degree", "graph_seed", "active", "verify_keys", "stage_deadline_s", "join_deadline_s")
+    __slots__ = ("round_id", "client_ids", "threshold", "bits", "vector_length", "graph", "degree", "graph_seed", "active", "verify_keys", "stage_deadline_s", "join_deadline_s", "quantization")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +51,7 @@ class SecAggRoundParams(_message.Message):
     VERIFY_KEYS_FIELD_NUMBER: _ClassVar[int]
     STAGE_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     JOIN_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     client_ids: _containers.RepeatedScalarFieldContainer[int]
     threshold: int
@@ -42,7 +64,8 @@ class SecAggRoundParams(_message.Message):
     verify_keys: _containers.RepeatedScalarFieldContainer[bytes]
     stage_deadline_s: float
     join_deadline_s: float
-    def __init__(self, round_id: _Optional[str] = ..., client_ids: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., bits: _Optional[int] = ..., vector_length: _Optional[int] = ..., graph: _Optional[_Union[SecAggGraph, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., active: _Optional[bool] = ..., verify_keys: _Optional[_Iterable[bytes]] = ..., stage_deadline_s: _Optional[float] = ..., join_deadline_s: _Optional[float] = ...) -> None: ...
+    quantization: SecAggQuantization
+    def __init__(self, round_id: _Optional[str] = ..., client_ids: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., bits: _Optional[int] = ..., vector_length: _Optional[int] = ..., graph: _Optional[_Union[SecAggGraph, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., active: _Optional[bool] = ..., verify_keys: _Optional[_Iterable[bytes]] = ..., stage_deadline_s: _Optional[float] = ..., join_deadline_s: _Optional[float] = ..., quantization: _Optional[_Union[SecAggQuantization, _Mapping]] = ...) -> None: ...
 
 class SecAggCreateRoundRequest(_message.Message):
     __slots__ = ("params",)
@@ -51,12 +74,21 @@ class SecAggCreateRoundRequest(_message.Message):
     def __init__(self, params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ...) -> None: ...
 
 class SecAggCreateRoundReply(_message.Message):
-    __slots__ = ("round_id", "params")
+    __slots__ = ("round_id", "params", "client_tokens")
+    class ClientTokensEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     params: SecAggRoundParams
-    def __init__(self, round_id: _Optional[str] = ..., params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ...) -> None: ...
+    client_tokens: _containers.ScalarMap[int, str]
+    def __init__(self, round_id: _Optional[str] = ..., params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ..., client_tokens: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class SecAggNextRequest(_message.Message):
     __slots__ = ("round_id", "client_id", "stage_answered", "response")

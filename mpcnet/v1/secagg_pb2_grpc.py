@@ -55,14 +55,15 @@ class SecAggServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateRound(self, request, context):
-        """Create a round (cluster roles only: needs the cluster secret).
+        """Create a round (cluster roles only: needs the cluster secret); returns
+        the clients' bearer tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Next(self, request, context):
-        """A client's per-stage call: records its answer to `stage_answered`, then
+        """A client's per-stage call (needs its `mpcnet-client-token` metadata): records its answer to `stage_answered`, then
         waits (bounded by the stage deadline) for its request of the next stage,
         the result, or the abort.  The first call (join) has stage_answered = ""
         and no response; its reply carries the round parameters.
@@ -72,7 +73,8 @@ class SecAggServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetResult(self, request, context):
-        """The state of a round: running, done (with the sum) or aborted.
+        """The state of a round: running, done (with the sum) or aborted.  Needs the
+        cluster secret or a client token of the round.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

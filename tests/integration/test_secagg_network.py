@@ -4,7 +4,9 @@ The coordinator is the session cluster's (tests/conftest.py); every round
 here is created with short stage deadlines, and each client process runs
 many logical clients.  A client that must crash runs in its own process,
 which SIGKILLs itself right before answering the chosen stage (--die-at), so
-the dropout is real and deterministic.  Every wait is bounded.
+the dropout is real and deterministic.  Every wait is bounded.  Clients get
+their bearer tokens from CreateRound (through MPCNET_CLIENT_TOKENS or
+--tokens-file).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -22,7 +25,9 @@ import pytest
 from mpcnet.cluster import REPO_ROOT, LocalCluster
 from mpcnet.secagg import advertise_keys
 from mpcnet.secagg.encoding import encode
-from mpcnet.secagg_client import derive_input
+from mpcnet.secagg.driver import signing_keys_for, verify_keys_for
+from mpcnet.secagg.quantization import WeightedEncoder
+from mpcnet.secagg_client import dequantize_result, derive_input
 from mpcnet.secagg_wire import params_from_proto, vector_from_bytes
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
@@ -39,23 +44,48 @@ def stub(cluster: LocalCluster) -> spbg.SecAggStub:
     return spbg.SecAggStub(grpc.insecure_channel(cluster.coordinator))
 
 
+class Round:
+    def __init__(self, reply: spb.SecAggCreateRoundReply) -> None:
+        self.id = str(reply.round_id)
+        self.params = reply.params
+        self.tokens = {int(k): str(v) for k, v in reply.client_tokens.items()}
+
+    def tokens_for(self, ids: Sequence[int]) -> str:
+        return json.dumps({str(cid): self.tokens[cid] for cid in ids})
+
+
 def create_round(cluster: LocalCluster, ids: Sequence[int], t: int, *, plus: bool = False, degree: int = 0,
-                 join_s: float = JOIN_S) -> str:
+                 join_s: float = JOIN_S, length: int = LENGTH, bits: int = 32,
+                 quantization: spb.SecAggQuantization | None = None,
+                 verify_keys: Sequence[bytes] = ()) -> Round:
     graph = spb.SECAGG_GRAPH_SECAGGPLUS if plus else spb.SECAGG_GRAPH_COMPLETE
-    params = spb.SecAggRoundParams(client_ids=list(ids), threshold=t, vector_length=LENGTH, bits=32, graph=graph,
-                                   degree=degree, stage_deadline_s=STAGE_S, join_deadline_s=join_s)
+    params = spb.SecAggRoundParams(client_ids=list(ids), threshold=t, vector_length=length, bits=bits, graph=graph,
+                                   degree=degree, stage_deadline_s=STAGE_S, join_deadline_s=join_s,
+                                   active=bool(verify_keys), verify_keys=list(verify_keys))
+    if quantization is not None:
+        params.quantization.CopyFrom(quantization)
     reply = stub(cluster).CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=10,
                                       metadata=cluster.auth_metadata)
-    return str(reply.round_id)
+    assert sorted(reply.client_tokens) == sorted(ids)
+    return Round(reply)
 
 
-def spawn(cluster: LocalCluster, round_id: str, ids: Sequence[int], seed: str,
-          die_at: str | None = None) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", cluster.coordinator, "--round", round_id,
-           "--ids", ",".join(map(str, ids)), "--input-seed", seed, "--timeout", "20"]
+def spawn(cluster: LocalCluster, rnd: Round, ids: Sequence[int], seed: str | None,
+          die_at: str | None = None, *, input_file: Path | None = None, tokens_file: Path | None = None,
+          signing_keys_file: Path | None = None, tokens: str | None = None) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", cluster.coordinator, "--round", rnd.id,
+           "--ids", ",".join(map(str, ids)), "--timeout", "20"]
+    cmd += ["--input-seed", seed] if seed is not None else ["--input-file", str(input_file)]
     if die_at:
         cmd += ["--die-at", die_at]
+    if signing_keys_file is not None:
+        cmd += ["--signing-keys-file", str(signing_keys_file)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MPCNET_CLIENT_TOKENS", None)
+    if tokens_file is not None:
+        cmd += ["--tokens-file", str(tokens_file)]
+    else:
+        env["MPCNET_CLIENT_TOKENS"] = rnd.tokens_for(ids) if tokens is None else tokens
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -77,19 +107,21 @@ def expected_sum(seed: str, ids: Sequence[int]) -> np.ndarray:
     return total & np.uint64(2**32 - 1)
 
 
-def result(cluster: LocalCluster, round_id: str) -> spb.SecAggGetResultReply:
-    reply: spb.SecAggGetResultReply = stub(cluster).GetResult(spb.SecAggGetResultRequest(round_id=round_id),
-                                                              timeout=10)
+def result(cluster: LocalCluster, rnd: Round,
+           metadata: Sequence[tuple[str, str]] | None = None) -> spb.SecAggGetResultReply:
+    reply: spb.SecAggGetResultReply = stub(cluster).GetResult(
+        spb.SecAggGetResultRequest(round_id=rnd.id), timeout=10,
+        metadata=cluster.auth_metadata if metadata is None else metadata)
     return reply
 
 
 def test_no_dropout_exact_sum(cluster: LocalCluster) -> None:
     ids = [1, 2, 3, 4, 5]
-    rid = create_round(cluster, ids, t=3)
-    code, lines, err = finish(spawn(cluster, rid, ids, "nodrop"))
+    rnd = create_round(cluster, ids, t=3)
+    code, lines, err = finish(spawn(cluster, rnd, ids, "nodrop"))
     assert code == 0, err[-2000:]
     assert [ln["state"] for ln in lines] == ["done"] * 5
-    res = result(cluster, rid)
+    res = result(cluster, rnd)
     assert res.state == "done"
     assert list(res.done.included) == ids and not res.done.dropped
     assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("nodrop", ids))
@@ -101,16 +133,16 @@ def test_no_dropout_exact_sum(cluster: LocalCluster) -> None:
     ("unmasking", [1, 2, 3, 4, 5]),             # sent its masked input, then died: its input counts
 ])
 def test_one_client_sigkilled(cluster: LocalCluster, stage: str, in_sum: list[int]) -> None:
-    rid = create_round(cluster, [1, 2, 3, 4, 5], t=3)
+    rnd = create_round(cluster, [1, 2, 3, 4, 5], t=3)
     seed = f"kill-{stage}"
-    victim = spawn(cluster, rid, [5], seed, die_at=stage)
-    survivors = spawn(cluster, rid, [1, 2, 3, 4], seed)
+    victim = spawn(cluster, rnd, [5], seed, die_at=stage)
+    survivors = spawn(cluster, rnd, [1, 2, 3, 4], seed)
     vcode, vlines, _ = finish(victim)
     code, lines, err = finish(survivors)
     assert vcode == -9 and vlines == []  # really SIGKILLed before printing anything
     assert code == 0, err[-2000:]
     assert [ln["state"] for ln in lines] == ["done"] * 4
-    res = result(cluster, rid)
+    res = result(cluster, rnd)
     assert res.state == "done"
     assert list(res.done.included) == in_sum
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, stage)]
@@ -118,26 +150,26 @@ def test_one_client_sigkilled(cluster: LocalCluster, stage: str, in_sum: list[in
 
 
 def test_too_many_killed_aborts_naming_the_stage(cluster: LocalCluster) -> None:
-    rid = create_round(cluster, [1, 2, 3, 4, 5], t=3)  # n - t + 1 = 3 clients die
-    victims = spawn(cluster, rid, [3, 4, 5], "abort", die_at="masked_input_collection")
-    survivors = spawn(cluster, rid, [1, 2], "abort")
+    rnd = create_round(cluster, [1, 2, 3, 4, 5], t=3)  # n - t + 1 = 3 clients die
+    victims = spawn(cluster, rnd, [3, 4, 5], "abort", die_at="masked_input_collection")
+    survivors = spawn(cluster, rnd, [1, 2], "abort")
     assert finish(victims)[0] == -9
     code, lines, err = finish(survivors)
     assert code == 3, err[-2000:]
     for ln in lines:
         assert ln["state"] == "aborted"
         assert "masked_input_collection" in ln["reason"] and "threshold 3" in ln["reason"]
-    res = result(cluster, rid)
+    res = result(cluster, rnd)
     assert res.state == "aborted" and res.aborted.stage == "masked_input_collection"
     assert "2 survivors" in res.aborted.reason
 
 
 def test_secaggplus_round(cluster: LocalCluster) -> None:
     ids = list(range(1, 9))
-    rid = create_round(cluster, ids, t=3, plus=True, degree=4)
-    code, lines, err = finish(spawn(cluster, rid, ids, "plus"))
+    rnd = create_round(cluster, ids, t=3, plus=True, degree=4)
+    code, lines, err = finish(spawn(cluster, rnd, ids, "plus"))
     assert code == 0, err[-2000:]
-    res = result(cluster, rid)
+    res = result(cluster, rnd)
     assert res.state == "done" and list(res.done.included) == ids
     assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("plus", ids))
 
@@ -145,9 +177,11 @@ def test_secaggplus_round(cluster: LocalCluster) -> None:
 def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
     s = stub(cluster)
 
+    md: tuple[tuple[str, str], ...] = ()
+
     def code_of(req: spb.SecAggNextRequest) -> tuple[grpc.StatusCode, str]:
         with pytest.raises(grpc.RpcError) as err:
-            s.Next(req, timeout=10)
+            s.Next(req, timeout=10, metadata=md)
         return err.value.code(), err.value.details()
 
     # Creating a round is for cluster roles only; bad parameters are refused with the reason.
@@ -161,12 +195,14 @@ def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "threshold" in err.value.details()
 
     assert code_of(spb.SecAggNextRequest(round_id="nope", client_id=1))[0] == grpc.StatusCode.NOT_FOUND
-    rid = str(s.CreateRound(spb.SecAggCreateRoundRequest(params=spb.SecAggRoundParams(
+    rnd = Round(s.CreateRound(spb.SecAggCreateRoundRequest(params=spb.SecAggRoundParams(
         client_ids=[1, 2], threshold=2, vector_length=4, stage_deadline_s=STAGE_S, join_deadline_s=STAGE_S)),
-        timeout=10, metadata=cluster.auth_metadata).round_id)
+        timeout=10, metadata=cluster.auth_metadata))
+    rid = rnd.id
     code, msg = code_of(spb.SecAggNextRequest(round_id=rid, client_id=9))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "client 9" in msg
-    joined = s.Next(spb.SecAggNextRequest(round_id=rid, client_id=1), timeout=10)
+    md = (("mpcnet-client-token", rnd.tokens[1]),)
+    joined = s.Next(spb.SecAggNextRequest(round_id=rid, client_id=1), timeout=10, metadata=md)
     assert joined.request.stage == "advertise_keys"
     code, msg = code_of(spb.SecAggNextRequest(round_id=rid, client_id=1, stage_answered="advertise_keys",
                                               response=b"{not json"))
@@ -181,7 +217,7 @@ def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
     from mpcnet.secagg.encoding import decode
     _, answer = advertise_keys.client_step(core_params, 1, decode(joined.request.payload))  # type: ignore[arg-type]
     req = spb.SecAggNextRequest(round_id=rid, client_id=1, stage_answered="advertise_keys", response=encode(answer))
-    first, second = s.Next.future(req, timeout=30), s.Next.future(req, timeout=30)
+    first, second = s.Next.future(req, timeout=30, metadata=md), s.Next.future(req, timeout=30, metadata=md)
     outcomes: list[Any] = []
     for fut in (first, second):
         try:
@@ -195,4 +231,101 @@ def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
     (outcome,) = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
     assert outcome.aborted.stage == "advertise_keys" and "threshold 2" in outcome.aborted.reason
     # ... and the service keeps serving.
-    assert result(cluster, rid).state == "aborted"
+    assert result(cluster, rnd).state == "aborted"
+
+
+def test_client_tokens_are_required(cluster: LocalCluster, tmp_path: Path) -> None:
+    ids = [1, 2, 3]
+    rnd = create_round(cluster, ids, t=2)
+    s = stub(cluster)
+    assert len(set(rnd.tokens.values())) == 3
+
+    def refused(client_id: int, metadata: Sequence[tuple[str, str]]) -> str:
+        with pytest.raises(grpc.RpcError) as err:
+            s.Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=client_id), timeout=10, metadata=metadata)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        return str(err.value.details())
+
+    msg = refused(1, ())
+    assert "mpcnet-client-token" in msg and "CreateRound" in msg
+    refused(1, (("mpcnet-client-token", rnd.tokens[2]),))  # another client's token
+    msg = refused(1, (("mpcnet-client-token", rnd.tokens[1] + "x"),))
+    assert rnd.tokens[1] not in msg
+    with pytest.raises(grpc.RpcError) as err:  # GetResult: neither the cluster secret nor a token
+        s.GetResult(spb.SecAggGetResultRequest(round_id=rnd.id), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        s.GetResult(spb.SecAggGetResultRequest(round_id=rnd.id), timeout=10,
+                    metadata=(("mpcnet-client-token", "not-a-token"),))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # `mpcnet client` refuses to start without a token for each of its ids ...
+    code, lines, err_text = finish(spawn(cluster, rnd, [3], "auth", tokens=rnd.tokens_for([1, 2])))
+    assert code == 2 and lines == [] and "no token for client(s) 3" in err_text
+    # ... and a process with a wrong token for client 3 is refused at join (an error, never a participant).
+    code, lines, _ = finish(spawn(cluster, rnd, [3], "auth", tokens=json.dumps({"3": rnd.tokens[1]})))
+    assert code == 1 and lines[0]["state"] == "error"
+    assert "mpcnet-client-token" in lines[0]["reason"] and rnd.tokens[1] not in lines[0]["reason"]
+
+    # The honest clients (tokens from a file) still complete the round.
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(rnd.tokens_for(ids))
+    code, lines, err_text = finish(spawn(cluster, rnd, ids, "auth", tokens_file=tokens_file))
+    assert code == 0, err_text[-2000:]
+    res = result(cluster, rnd, metadata=(("mpcnet-client-token", rnd.tokens[2]),))  # a client may read it
+    assert res.state == "done" and list(res.done.included) == ids
+    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("auth", ids))
+    logs = cluster.log_text() + err_text
+    assert not [cid for cid, tok in rnd.tokens.items() if tok in logs]  # tokens never logged
+
+
+def test_fedavg_float_vectors_with_a_sigkilled_client(cluster: LocalCluster, tmp_path: Path) -> None:
+    ids, dim, clip, max_weight = [1, 2, 3, 4], 6, 1.0, 10_000
+    rng = np.random.default_rng(7)
+    vectors = {cid: rng.uniform(-0.9, 0.9, dim) for cid in ids}
+    weights = {1: 120, 2: 35, 3: 900, 4: 7}
+    quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=clip, bound=max_weight)
+    rnd = create_round(cluster, ids, t=3, length=dim + 1, quantization=quant)
+    assert rnd.params.quantization.encoding == spb.SECAGG_ENCODING_FEDAVG
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({str(c): {"vector": vectors[c].tolist(), "weight": weights[c]} for c in ids}))
+    victim = spawn(cluster, rnd, [4], None, die_at="masked_input_collection", input_file=inputs)  # after ShareKeys
+    survivors = spawn(cluster, rnd, [1, 2, 3], None, input_file=inputs)
+    assert finish(victim)[0] == -9
+    code, lines, err = finish(survivors)
+    assert code == 0, err[-2000:]
+    res = result(cluster, rnd)
+    assert res.state == "done" and list(res.done.included) == [1, 2, 3]
+    mean, total_weight = dequantize_result(rnd.params, res.done)
+    alive = [1, 2, 3]
+    assert total_weight == sum(weights[c] for c in alive)
+    want = np.average(np.stack([vectors[c] for c in alive]), axis=0, weights=[weights[c] for c in alive])
+    step = WeightedEncoder(clip, max_weight, 32).step  # the documented bound: < 2c/L per element
+    assert float(np.max(np.abs(mean - want))) < step
+    assert not np.array_equal(mean, want)  # really went through quantization
+
+    # Float vectors need a quantized round: the head-room rule is enforced at CreateRound.
+    bad = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_REAL_SUM, clip=1.0, bound=2)
+    with pytest.raises(grpc.RpcError) as exc:
+        create_round(cluster, ids, t=3, quantization=bad)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "could wrap" in exc.value.details()
+
+
+def test_active_round_with_client_killed_at_consistency_check(cluster: LocalCluster, tmp_path: Path) -> None:
+    ids = [1, 2, 3, 4, 5]
+    keys: Mapping[int, bytes] = signing_keys_for(ids)
+    rnd = create_round(cluster, ids, t=3, verify_keys=verify_keys_for(keys))
+    assert rnd.params.active
+    keys_file = tmp_path / "signing.json"
+    keys_file.write_text(json.dumps({str(c): k.hex() for c, k in keys.items()}))
+    seed = "active"
+    victim = spawn(cluster, rnd, [5], seed, die_at="consistency_check", signing_keys_file=keys_file)
+    survivors = spawn(cluster, rnd, [1, 2, 3, 4], seed, signing_keys_file=keys_file)
+    assert finish(victim)[0] == -9
+    code, lines, err = finish(survivors)
+    assert code == 0, err[-2000:]
+    assert [ln["state"] for ln in lines] == ["done"] * 4
+    res = result(cluster, rnd)
+    assert res.state == "done" and list(res.done.included) == ids  # 5 sent its masked input before dying
+    assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, "consistency_check")]
+    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum(seed, ids))
