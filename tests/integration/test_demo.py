@@ -35,5 +35,8 @@ def test_demo_passes_and_leaves_no_orphans() -> None:
     assert "all checks passed" in out.stdout
     assert "1.857" in out.stdout and "2.2857" in out.stdout
     assert "who saw what" in out.stdout and "still running: none" in out.stdout
+    # The SecAgg round: clients 6 and 8 SIGKILLed, the others' sum exact.
+    assert "sum over clients [1, 2, 3, 4, 5, 7]: exact" in out.stdout
+    assert "[0, -9, -9]" in out.stdout
     workdir = re.search(r"workdir (\S+)\)", out.stdout).group(1)
     assert processes_mentioning(workdir) == []
