@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv proto check-proto bench-mul bench-dot clean unit integration
+.PHONY: demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,5 +36,20 @@ bench-mul: $(STAMP)
 bench-dot: $(STAMP)
 	$(PY) -m mpcnet.cli bench dot --size 1000000
 
+# Flower 1.42 (the SecAgg+ peer of `mpcnet bench secagg`) pins protobuf<7, so it gets its own venv.
+FLOWER_VENV := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
+
+$(FLOWER_STAMP):
+	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOWER_VENV)/bin/python -m pip install --quiet flwr==1.42.0 numpy
+	touch $(FLOWER_STAMP)
+
+flower-venv: $(FLOWER_STAMP)
+
+bench-secagg: $(STAMP) $(FLOWER_STAMP)
+	$(PY) -m mpcnet.cli bench secagg --clients 100 --dim 100000 --dropout 0.1 --graph sparse
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FLOWER_VENV) build *.egg-info .pytest_cache .hypothesis

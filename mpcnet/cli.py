@@ -14,12 +14,24 @@ def main(argv: list[str] | None = None) -> int:
     for role in ("coordinator", "dealer", "node"):
         sub.add_parser(role, help=f"run the {role} (see `mpcnet {role} --help`)", add_help=False)
     sub.add_parser("demo", help="start a local cluster, run the demo workload, check against numpy")
-    b = sub.add_parser("bench", help="benchmark against MPyC in the same run")
-    b.add_argument("workload", choices=["mul", "dot"])
+    b = sub.add_parser("bench", help="benchmark against MPyC (mul, dot) or Flower's SecAgg+ (secagg) in the same run")
+    b.add_argument("workload", choices=["mul", "dot", "secagg"])
     b.add_argument("--size", type=int, default=1_000_000)
     b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
     b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
     b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    sa = b.add_argument_group("secagg (one SecAgg round, mpcnet vs Flower 1.42 SecAgg+)")
+    sa.add_argument("--clients", type=int, default=20)
+    sa.add_argument("--dim", type=int, default=10_000, help="vector length")
+    sa.add_argument("--dropout", type=float, default=0.1, help="fraction of clients that die after ShareKeys")
+    sa.add_argument("--graph", choices=["full", "sparse"], default="sparse", help="complete graph or SecAgg+")
+    sa.add_argument("--client-procs", type=int, default=4, help="client processes the clients are spread over")
+    sa.add_argument("--no-flower", action="store_true", help="skip the Flower side (no ratio)")
+    sa.add_argument("--flower-python", default=None, help="interpreter with flwr 1.42 (default .venv-flower/bin/python)")
+    sa.add_argument("--stage-deadline", type=float, default=120.0,
+                    help="per-stage deadline of the round (s); dead clients are waited for this long")
+    sa.add_argument("--join-deadline", type=float, default=120.0, help="advertise_keys deadline (s)")
+    sa.add_argument("--flower-timeout", type=float, default=1800.0, help="time limit of the Flower run (s)")
     c = sub.add_parser("client", help="run one or many SecAgg clients in this process")
     c.add_argument("--coordinator", default=os.environ.get("MPCNET_COORDINATOR"), help="host:port (or MPCNET_COORDINATOR)")
     c.add_argument("--round", required=True, dest="round_id", help="the round id CreateRound returned")
@@ -52,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from mpcnet.demo import run_demo
         return run_demo()
+    if args.command == "bench" and args.workload == "secagg":
+        from mpcnet.bench.secagg_runner import run_secagg_bench
+        return run_secagg_bench(args.clients, args.dim, args.dropout, args.graph, client_procs=args.client_procs,
+                                with_flower=not args.no_flower, out_dir=args.out,
+                                stage_deadline_s=args.stage_deadline, join_deadline_s=args.join_deadline,
+                                flower_python=args.flower_python, flower_timeout_s=args.flower_timeout)
     if args.command == "bench":
         from mpcnet.bench.runner import run_bench
         return run_bench(args.workload, args.size, repeats=args.repeats, with_mpyc=not args.no_mpyc, out_dir=args.out)
