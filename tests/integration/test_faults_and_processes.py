@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -208,3 +209,36 @@ def test_finished_jobs_are_forgotten_after_the_ttl() -> None:
         with pytest.raises(FailedPrecondition, match="expired"):
             alice.reveal(job, "z")
         alice.close()
+
+
+def test_roles_die_with_a_killed_launcher(tmp_path) -> None:
+    """SIGKILL the process that started a LocalCluster: its roles go too (no orphans)."""
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "from mpcnet.cluster import LocalCluster\n"
+        "c = LocalCluster(2)\n"
+        "c.start()\n"
+        "print(' '.join(str(p.pid) for p in c.procs.values()), flush=True)\n"
+        "time.sleep(120)\n")
+    launcher = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert launcher.stdout is not None
+        pids = [int(p) for p in launcher.stdout.readline().split()]
+        assert len(pids) == 4
+    finally:
+        launcher.kill()
+        launcher.wait(timeout=10)
+    def running(pid: int) -> bool:
+        try:
+            return (Path(f"/proc/{pid}/stat").read_text().split()[2]) != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if running(p)]
+        time.sleep(0.2)
+    assert alive == [], f"orphaned role processes: {alive}"
