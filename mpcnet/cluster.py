@@ -27,18 +27,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _die_with_parent() -> None:
-    """Child pre-exec hook (Linux): SIGTERM this role if the launching process dies,
-    so a killed test runner or demo leaves no orphans."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -101,13 +89,14 @@ class LocalCluster:
     def _spawn(self, name: str, module: str, *args: str) -> subprocess.Popen[Any]:
         log_path = self.workdir / f"{name}.log"
         self.logs[name] = log_path
+        # MPCNET_PARENT_PID: the role exits when this launcher dies (nodes/common.py), so no orphans.
         env = dict(os.environ, MPCNET_CONFIG=str(self.config_path), MPCNET_LOG_LEVEL=self.log_level,
+                   MPCNET_PARENT_PID=str(os.getpid()),
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with open(log_path, "ab") as fh:
             proc = subprocess.Popen([self.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                    start_new_session=True)
         self.procs[name] = proc
         return proc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from typing import Any, Callable, Coroutine
 
@@ -19,6 +21,25 @@ def setup_logging(level: str, role: str) -> None:
     )
 
 
+def die_with_parent() -> None:
+    """If started by a launcher that set MPCNET_PARENT_PID (LocalCluster), get SIGTERM when it dies.
+
+    Linux prctl(PR_SET_PDEATHSIG), set in the role itself after exec (a preexec_fn is not safe
+    in a launcher with threads); if the launcher is already gone, exit at once.
+    """
+    parent = os.environ.get("MPCNET_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != int(parent):
+        raise SystemExit(0)
+
+
 def role_main(role: str, serve: Callable[[Config], Coroutine[Any, Any, None]], argv: list[str] | None = None,
               with_id: bool = False) -> int:
     parser = argparse.ArgumentParser(prog=f"mpcnet {role}", description=f"Run the mpcnet {role}.")
@@ -28,6 +49,7 @@ def role_main(role: str, serve: Callable[[Config], Coroutine[Any, Any, None]], a
         parser.add_argument("--id", type=int, dest="node_id", help="node id, 1..N")
         parser.add_argument("--state-dir", help="directory for the node's journal")
     args = parser.parse_args(argv)
+    die_with_parent()
     try:
         cfg = load_config(args.config, role=role, listen=args.listen,
                           node_id=getattr(args, "node_id", None), state_dir=getattr(args, "state_dir", None))
