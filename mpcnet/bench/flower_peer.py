@@ -80,10 +80,9 @@ Parameters (Flower's SecAgg+ defaults where Flower has them)
   2 of 3, so the ratio 2/3 is passed as a float (Flower computes
   ``max(2, round(2/3 * num_shares))``).  ``--threshold-ratio`` overrides.
 
-Inputs: ``rng = np.random.default_rng(seed)``; each client's vector is
-``rng.uniform(-1, 1, dim)`` (float64); ``np.random.seed(seed)`` (Flower's
-stochastic rounding uses the global numpy RNG) and ``random.seed(seed)``
-(Flower shuffles the ring with ``random``).  Correctness: the aggregate must
+Inputs: ``BenchData(seed)`` (benchdata.py, SHAKE-256); each client's vector
+is its stream of ``dim`` floats in [-1, 1).  Flower's own randomness
+(stochastic rounding, ring shuffle) is left to Flower, unseeded.  Correctness: the aggregate must
 equal the numpy mean over survivors within one quantisation step
 ``2*clipping_range/quantization_range`` (per-element stochastic rounding error
 < 1 step per client).
@@ -112,6 +111,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+try:
+    from mpcnet.bench.benchdata import BenchData
+except ImportError:  # run as a script path (e.g. in the Flower venv): this folder is on sys.path
+    from benchdata import BenchData  # type: ignore[no-redef]
 
 __all__ = ["run_flower_benchmark", "main"]
 
@@ -201,7 +205,6 @@ def default_num_shares(n: int, graph: str) -> int:
 
 def run_round(clients: int, dim: int, dropout: float, graph: str, seed: int,
               num_shares: int | None = None, threshold_ratio: float = THRESHOLD_RATIO) -> dict[str, Any]:
-    import random
     import resource
 
     import numpy as np
@@ -250,17 +253,15 @@ def run_round(clients: int, dim: int, dropout: float, graph: str, seed: int,
     TaskIdentity.run_id = 1
     TaskIdentity.node_id = SUPERLINK_NODE_ID
 
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    rng = np.random.default_rng(seed)
+    data = BenchData(seed)
     node_ids: list[int] = []
     seen: set[int] = set()
     while len(node_ids) < clients:  # Flower node ids: random positive 63-bit ints
-        nid = int(rng.integers(2, 2**63 - 1))
+        nid = int(data.integers(f"node-id/{len(seen)}", 2, 2**63 - 1, 1)[0])
         if nid not in seen:
             seen.add(nid)
             node_ids.append(nid)
-    vectors = {nid: rng.uniform(-1.0, 1.0, dim) for nid in node_ids}
+    vectors = {nid: data.uniform(f"vector/{nid}", -1.0, 1.0, dim) for nid in node_ids}
 
     # ---- client side: one Context per node, Flower's legacy ClientApp path behind secaggplus_mod
     class _VecClient(NumPyClient):  # type: ignore[misc]
@@ -382,9 +383,8 @@ def run_round(clients: int, dim: int, dropout: float, graph: str, seed: int,
         stage_wall[st] = time.perf_counter() - t0 - (overhead["count_s"] - c0)
         if st == Stage.SETUP and ok and n_drop:
             # choose who drops after ShareKeys (glue; excluded from timing)
-            drng = np.random.default_rng(seed + 1)
             for redraws in range(1, 10001):
-                cand = set(int(x) for x in drng.choice(np.array(node_ids, dtype=np.int64), n_drop, replace=False))
+                cand = set(data.sample(f"dropouts/{redraws}", node_ids, n_drop))
                 alive = set(node_ids) - cand
                 if all(len(state.nid_to_neighbours[u] & alive) >= state.threshold for u in node_ids):
                     break

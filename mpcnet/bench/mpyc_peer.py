@@ -60,8 +60,8 @@ install it next to ``mpyc`` for the benchmark.
 
 Workload (mirrors ``mpcnet/bench/runner.py``)
 --------------------------------------------
-``rng = np.random.default_rng(20261124)``; x, y = two draws of
-``rng.integers(-1000, 1000, N, dtype=np.int64)`` (benchmark data, not secrets).
+``BenchData(20261124)`` (benchdata.py, SHAKE-256); x, y = its streams "x" and
+"y" of integers in [-1000, 1000) (benchmark data, not secrets).
 Party 0 inputs x, party 1 inputs y; ``mul`` computes z = x * y elementwise,
 ``dot`` computes z = x . y; z is output to all parties and party 0 checks it
 against numpy (exit status 1 on mismatch).
@@ -104,6 +104,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+try:
+    from mpcnet.bench.benchdata import BenchData
+except ImportError:  # run as a script path (e.g. in the Flower venv): this folder is on sys.path
+    from benchdata import BenchData  # type: ignore[no-redef]
 
 PARTIES = 3
 DATA_SEED = 20261124  # same seed as mpcnet/bench/runner.py: benchmark data, not secrets
@@ -272,9 +277,9 @@ async def _party(opts: argparse.Namespace) -> int:
     from mpyc.runtime import mpc
 
     n: int = opts.size
-    rng = np.random.default_rng(opts.seed)
-    x_np = rng.integers(VALUE_LOW, VALUE_HIGH, n, dtype=np.int64)
-    y_np = rng.integers(VALUE_LOW, VALUE_HIGH, n, dtype=np.int64)
+    data = BenchData(opts.seed)  # the same data as mpcnet's side (runner.py)
+    x_np = data.integers("x", VALUE_LOW, VALUE_HIGH, n)
+    y_np = data.integers("y", VALUE_LOW, VALUE_HIGH, n)
 
     await mpc.start()
     pid: int = mpc.pid

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 import mpcnet
+from mpcnet.bench.benchdata import BenchData
 from mpcnet.cluster import REPO_ROOT, LocalCluster
 
 
@@ -55,9 +56,9 @@ def machine_description() -> dict[str, Any]:
 
 
 def bench_mpcnet(workload: str, size: int, repeats: int, console: Console) -> dict[str, Any]:
-    rng = np.random.default_rng(20261124)  # benchmark data, not secrets
-    x = rng.integers(-1000, 1000, size, dtype=np.int64)
-    y = rng.integers(-1000, 1000, size, dtype=np.int64)
+    data = BenchData(20261124)  # benchmark data, not secrets; mpyc_peer rebuilds the same
+    x = data.integers("x", -1000, 1000, size)
+    y = data.integers("y", -1000, 1000, size)
     expected = x * y if workload == "mul" else int(x @ y)
     runs: list[dict[str, float]] = []
     rss: list[int] = []

@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from mpcnet.bench.benchdata import BenchData
+
 __all__ = ["run_secagg_bench", "worker_main"]
 
 DIE_STAGE = "masked_input_collection"  # Stage.MASKED_INPUT_COLLECTION.value: dies right after ShareKeys
@@ -177,12 +179,12 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
             core = params_from_proto(reply.params)
             nbr = core.graph()
             # who drops after ShareKeys: every closed neighbourhood must keep >= t survivors (as the Flower glue)
-            drng = np.random.default_rng(seed + 1)
+            data = BenchData(seed)
             dropped: set[int] = set()
             redraws = 0
             if n_drop:
                 for redraws in range(1, 10001):
-                    cand = {int(x) for x in drng.choice(np.array(ids), n_drop, replace=False)}
+                    cand = set(data.sample(f"dropouts/{redraws}", ids, n_drop))
                     alive = set(ids) - cand
                     if all(len(nbr.closed(u) & alive) >= threshold for u in ids):
                         break
