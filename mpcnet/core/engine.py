@@ -60,7 +60,7 @@ class JobExecution:
         self.material = list(material)
         self.done: set[int] = set()
         self.next_layer = 1
-        self.opening: list[tuple[Instr, int, int]] = []
+        self.opening: list[tuple[int, Instr, int, int]] = []  # (instruction index, instr, offset, size)
         self.prepared_layer = 0
 
     # -- local instructions -------------------------------------------------
@@ -104,7 +104,7 @@ class JobExecution:
         parts: list[RingArray] = []
         self.opening = []
         offset = 0
-        for ins in self.plan.instrs:
+        for idx, ins in enumerate(self.plan.instrs):
             if not ins.code.opens or ins.layer != layer:
                 continue
             if ins.code is IrCode.BEAVER:
@@ -119,7 +119,7 @@ class JobExecution:
             else:
                 chunk = [self.values[ins.args[0]].ravel()]
             size = sum(c.size for c in chunk)
-            self.opening.append((ins, offset, size))
+            self.opening.append((idx, ins, offset, size))
             parts.extend(chunk)
             offset += size
         self.prepared_layer = layer
@@ -131,12 +131,12 @@ class JobExecution:
         """Finish layer ``layer`` from the opened (summed) vector."""
         if layer != self.next_layer or self.prepared_layer != layer:
             raise ExecutionError(f"opening for layer {layer} arrived out of order (masked_shares first)")
-        expected = sum(size for _, _, size in self.opening)
+        expected = sum(size for _, _, _, size in self.opening)
         if opened.dtype != np.uint64:
             raise ExecutionError(f"layer {layer} opening has dtype {opened.dtype}, expected uint64")
         if opened.size != expected:
             raise ExecutionError(f"layer {layer} opened {opened.size} elements, expected {expected}")
-        for ins, offset, size in self.opening:
+        for idx, ins, offset, size in self.opening:
             part = opened[offset:offset + size]
             if ins.code is IrCode.BEAVER:
                 m = self._material(ins)
@@ -151,7 +151,7 @@ class JobExecution:
                 self.values[ins.out] = truncation.finish(part.reshape(m.r.shape), m, self.party)
             else:
                 self.public[ins.out] = part.reshape(ins.shape).copy()
-            self.done.add(self.plan.instrs.index(ins))
+            self.done.add(idx)
         self.opening = []
         self.next_layer += 1
 

@@ -174,7 +174,7 @@ class Instr:
     args: tuple[str, ...]
     shape: Shape
     layer: int
-    value: int = 0
+    value: int = 0  # SCALE: the public factor; RECIP_SCALE: T; TRUNC: the shift
     product: ProductKind = ProductKind.ELEMENTWISE
     material: int = -1  # index into Plan.material, or -1
 
@@ -264,8 +264,7 @@ class _Compiler:
     def emit(self, code: IrCode, out: str, args: tuple[str, ...], t: SecretType, *, value: int = 0,
              product: ProductKind = ProductKind.ELEMENTWISE, material: MaterialItem | None = None,
              mag: float | None = None) -> str:
-        bound = self._magnitude(code, args, value if code is not IrCode.TRUNC else material.shift if material else 0,
-                                product, mag)
+        bound = self._magnitude(code, args, value, product, mag)
         if bound is not None and bound >= 2.0**63:
             raise ProgramError(f"'{self.current}' may overflow: a value could reach 2^{math.log2(bound):.1f} "
                                "(64-bit ring limit 2^63); declare smaller input bounds")
@@ -293,7 +292,7 @@ class _Compiler:
     def truncate(self, name: str, shift: int, out: str | None = None) -> str:
         t = self.types[name]
         return self.emit(IrCode.TRUNC, out or self.temp("trunc"), (name,), SecretType(t.shape, t.frac_bits - shift),
-                         material=MaterialItem(MaterialKind.TRUNCATION, t.shape, shift=shift))
+                         value=shift, material=MaterialItem(MaterialKind.TRUNCATION, t.shape, shift=shift))
 
     def finish_product(self, name: str, out: str) -> str:
         t = self.types[name]
