@@ -161,6 +161,13 @@ def x25519_raw(private: X25519PrivateKey) -> bytes:
     return private.private_bytes_raw()
 
 
+def x25519_key(private: bytes) -> X25519PrivateKey:
+    """A private key object from its 32 raw bytes (parse once, agree with many peers)."""
+    if len(private) != KEY_BYTES:
+        raise ProtocolViolation(f"X25519 private key must be {KEY_BYTES} bytes, got {len(private)}")
+    return X25519PrivateKey.from_private_bytes(private)
+
+
 def x25519_public(private: X25519PrivateKey | bytes) -> bytes:
     key = X25519PrivateKey.from_private_bytes(private) if isinstance(private, bytes) else private
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

@@ -1,21 +1,31 @@
 """Canonical byte encoding of secure-aggregation messages.
 
 Every message is a frozen dataclass registered with :func:`message` under a
-type tag.  Its canonical bytes are deterministic JSON:
+type tag.  Its canonical bytes are a small JSON header followed by the raw
+words of its ring vectors::
 
-* UTF-8, ``sort_keys``, separators ``(",", ":")``, ASCII only;
-* top level: ``{"type": <tag>, "v": 1, <field>: <value>, ...}``;
+    header length (4 bytes, big-endian) || header || vector words ...
+
+* the header is deterministic JSON: UTF-8, ``sort_keys``, separators
+  ``(",", ":")``, ASCII only; top level ``{"type": <tag>, "v": 2,
+  <field>: <value>, ...}``;
 * ``int`` -> JSON integer (client ids < 2^31), ``str`` -> string,
-  ``bool`` -> true/false, ``bytes`` -> lowercase hex string;
-* a ring vector (numpy uint64) -> lowercase hex of its little-endian 8-byte
-  words;
+  ``bool`` -> true/false, ``bytes`` -> lowercase hex string (keys,
+  ciphertexts and shares: a few hundred bytes each);
+* a ring vector (numpy uint64) -> ``{"len": n, "word": w}`` in the header
+  and its n elements as little-endian ``w``-byte words after it, in the
+  order the vectors appear in the message (fields in declaration order);
+  ``w`` is 4 when every element is below 2^32 (every vector of a k <= 32
+  round) and 8 otherwise -- the smaller width is the canonical one;
 * ``tuple[...]`` -> JSON array in the tuple's order (the steps emit id lists
   sorted ascending); a nested dataclass -> JSON object of its fields.
 
+A masked vector of 10^5 32-bit elements is 400,000 bytes plus a ~60-byte
+header (version 1 carried it as 16 hex characters per element).
 :func:`encode` and :func:`decode` are inverse; ``decode(encode(m))`` gives an
 equal message and ``encode`` of equal messages gives identical bytes, so
 transcripts can be compared byte for byte.  The gRPC wire format carries
-these bytes (or mirrors these fields) later.
+these bytes in its ``payload`` / ``response`` fields.
 """
 
 from __future__ import annotations
@@ -30,7 +40,8 @@ import numpy as np
 
 from mpcnet.secagg.errors import ProtocolViolation
 
-VERSION = 1
+VERSION = 2
+MAX_HEADER_BYTES = 16 * 2**20
 _REGISTRY: dict[str, type[Any]] = {}
 _TAGS: dict[type[Any], str] = {}
 T = TypeVar("T")
@@ -56,7 +67,14 @@ def tag_of(msg: object) -> str:
         raise TypeError(f"{type(msg).__name__} is not a registered message") from None
 
 
-def _to_json(value: object) -> Any:
+def _vector_words(value: np.ndarray[Any, Any]) -> tuple[int, bytes]:
+    vec = np.ascontiguousarray(value, dtype=np.uint64)
+    if vec.size == 0 or int(vec.max()) < 2**32:
+        return 4, vec.astype("<u4").tobytes()
+    return 8, vec.astype("<u8").tobytes()
+
+
+def _to_json(value: object, blobs: list[bytes]) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (bool, int, str)):
@@ -64,23 +82,46 @@ def _to_json(value: object) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value, dtype="<u8").tobytes().hex()
+        if value.ndim != 1:
+            raise TypeError("ring vectors must be one-dimensional")
+        word, raw = _vector_words(value)
+        blobs.append(raw)
+        return {"len": int(value.size), "word": word}
     if isinstance(value, tuple):
-        return [_to_json(v) for v in value]
+        return [_to_json(v, blobs) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _to_json(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
     raise TypeError(f"cannot encode a {type(value).__name__}")
 
 
 def encode(msg: object) -> bytes:
-    body = _to_json(msg)
+    blobs: list[bytes] = []
+    body = _to_json(msg, blobs)
     assert isinstance(body, dict)
     body["type"] = tag_of(msg)
     body["v"] = VERSION
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    header = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return b"".join([len(header).to_bytes(4, "big"), header, *blobs])
 
 
-def _from_json(value: Any, hint: Any, where: str) -> Any:
+class _Words:
+    """The vector words after the header, consumed in order by the decoder."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes, offset: int) -> None:
+        self.data, self.offset = data, offset
+
+    def take(self, length: int, word: int, where: str) -> np.ndarray[Any, Any]:
+        end = self.offset + length * word
+        if end > len(self.data):
+            raise ProtocolViolation(f"{where}: vector words truncated")
+        raw = np.frombuffer(self.data, dtype="<u4" if word == 4 else "<u8", count=length, offset=self.offset)
+        self.offset = end
+        return raw.astype(np.uint64)
+
+
+def _from_json(value: Any, hint: Any, where: str, words: _Words) -> Any:
     origin = typing.get_origin(hint)
     if hint is bool:
         if not isinstance(value, bool):
@@ -105,47 +146,53 @@ def _from_json(value: Any, hint: Any, where: str) -> Any:
         except ValueError:
             raise ProtocolViolation(f"{where}: unknown value") from None
     if origin is np.ndarray:
-        try:
-            raw = bytes.fromhex(value)
-        except (TypeError, ValueError):
-            raise ProtocolViolation(f"{where}: expected a hex string") from None
-        if len(raw) % 8:
-            raise ProtocolViolation(f"{where}: vector bytes not a multiple of 8")
-        return np.frombuffer(raw, dtype="<u8").astype(np.uint64, copy=True)
+        if (not isinstance(value, dict) or set(value) != {"len", "word"} or value["word"] not in (4, 8)
+                or not isinstance(value["len"], int) or isinstance(value["len"], bool) or value["len"] < 0):
+            raise ProtocolViolation(f"{where}: expected a vector descriptor {{\"len\": n, \"word\": 4|8}}")
+        return words.take(value["len"], value["word"], where)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list) or len(args) != 2 or args[1] is not Ellipsis:
             raise ProtocolViolation(f"{where}: expected a list")
-        return tuple(_from_json(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_from_json(v, args[0], f"{where}[{i}]", words) for i, v in enumerate(value))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+        return _build(hint, value, where, words)
     raise TypeError(f"{where}: unsupported field type {hint!r}")
 
 
-def _build(cls: type[T], obj: Any, where: str) -> T:
+def _build(cls: type[T], obj: Any, where: str, words: _Words) -> T:
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{where}: expected an object")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     if set(obj) != set(names):
         raise ProtocolViolation(f"{where}: fields {sorted(obj)} do not match {sorted(names)}")
-    kwargs = {name: _from_json(obj[name], hints[name], f"{where}.{name}") for name in names}
+    # declaration order, as the encoder appended the vector words
+    kwargs = {name: _from_json(obj[name], hints[name], f"{where}.{name}", words) for name in names}
     return cls(**kwargs)
 
 
 def decode(data: bytes) -> object:
     """Parse canonical bytes back into the registered message they encode."""
+    if len(data) < 4:
+        raise ProtocolViolation("message shorter than its header length")
+    size = int.from_bytes(data[:4], "big")
+    if not 2 <= size <= min(MAX_HEADER_BYTES, len(data) - 4):
+        raise ProtocolViolation("message header length out of range")
     try:
-        body = json.loads(data.decode("ascii"))
+        body = json.loads(data[4:4 + size].decode("ascii"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ProtocolViolation("message is not canonical JSON") from None
+        raise ProtocolViolation("message header is not canonical JSON") from None
     if not isinstance(body, dict) or body.pop("v", None) != VERSION:
         raise ProtocolViolation(f"message is not a version-{VERSION} object")
     tag = body.pop("type", None)
     cls = _REGISTRY.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise ProtocolViolation("unknown message type")
-    msg = _build(cls, body, str(tag))
+    words = _Words(data, 4 + size)
+    msg = _build(cls, body, str(tag), words)
+    if words.offset != len(data):
+        raise ProtocolViolation(f"{tag}: {len(data) - words.offset} trailing bytes after the vector words")
     if encode(msg) != data:
         raise ProtocolViolation(f"{tag}: bytes are not in canonical form")
     return msg

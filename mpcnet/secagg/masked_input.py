@@ -80,10 +80,13 @@ def client_step(state: ClientState, request: MaskedInputRequest,
                                      f"{Stage.MASKED_INPUT_COLLECTION.value}, threshold {params.threshold}")
     assert state.self_seed is not None
     bits, length = params.bits, params.vector_length
-    y = prg.add(value, prg.self_mask(state.self_seed, length, bits), bits)
+    acc = prg.MaskAccumulator(length, bits)
+    acc.add_vector(value)
+    acc.add_mask(state.self_seed, crypto.LABEL_SELF_MASK, +1)
     for v in sorted(view - {u}):
         seed = crypto.pair_seed(state.s_sk, state.peers[v].s_pk, params.round_id, u, v)
-        y = prg.add_signed(y, prg.pair_mask(seed, length, bits), prg.pair_sign(u, v), bits)
+        acc.add_mask(seed, crypto.LABEL_PAIR_MASK, prg.pair_sign(u, v))
+    y = acc.value()
     new = state.replace(stage=Stage.MASKED_INPUT_COLLECTION, share_senders=view,
                         inbox={e.sender: e.ciphertext for e in request.shares})
     return new, MaskedInputResponse(params.round_id, u, y)

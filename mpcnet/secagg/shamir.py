@@ -10,9 +10,19 @@ both 256-bit values, so one field element each (the Mersenne prime
    ``secrets`` by default); party x receives f(x).  The x-coordinates are
    the client ids (non-zero, distinct).
 2. ``reconstruct``: Lagrange interpolation at 0 from the first t shares (by
-   id); every further share is checked to lie on the same polynomial, and a
-   disagreement raises :class:`InconsistentShares` (so t+1 honest-looking
-   shares cannot silently give a wrong secret).
+   id), with the Lagrange coefficients cached per holder set (a SecAgg
+   server reconstructs hundreds of secrets from the same holders).  When
+   more than t shares are given, all of them are checked to lie on one
+   polynomial of degree < t, and a disagreement raises
+   :class:`InconsistentShares` (so t+1 honest-looking shares cannot silently
+   give a wrong secret).  The check is the dual-code test: with barycentric
+   weights v_i = 1 / prod_{j != i} (x_i - x_j) over all m holders,
+   sum_i v_i x_i^k y_i = 0 for every k < m - t exactly when the shares fit
+   such a polynomial.  Over the large field one random combination of those
+   m - t equations is checked (a bad set passes with probability < m / p,
+   about 2^-510; the combination is drawn from OS entropy, never sent), so
+   the check costs O(m) per secret after an O(m^2) set-up per holder set;
+   tiny test fields check every equation.
 
 Any t-1 shares are uniform and independent of the secret: for every
 candidate secret there is exactly one polynomial through it and the t-1
@@ -23,6 +33,8 @@ points.  Shares travel as :data:`SHARE_BYTES`-byte big-endian integers.
 
 from __future__ import annotations
 
+import secrets
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 from mpcnet.secagg.crypto import RandomSource, randbelow, resolve
@@ -59,28 +71,86 @@ def _horner(coeffs: list[int], x: int, prime: int) -> int:
 
 def interpolate(points: Mapping[int, int], at: int, prime: int = FIELD_PRIME) -> int:
     """Value at ``at`` of the unique polynomial of degree < len(points) through ``points``."""
-    xs = list(points)
-    total = 0
+    xs = tuple(points)
+    coeffs = _lagrange(xs, at % prime, prime)
+    return sum(points[x] * c for x, c in zip(xs, coeffs)) % prime
+
+
+def _inverses(values: list[int], prime: int) -> list[int]:
+    """Batch modular inversion (one pow for the whole list)."""
+    prefix, acc = [], 1
+    for v in values:
+        prefix.append(acc)
+        acc = acc * v % prime
+    inv = pow(acc, -1, prime)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % prime
+        inv = inv * values[i] % prime
+    return out
+
+
+@lru_cache(maxsize=2048)
+def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
+    """v_i = 1 / prod_{j != i} (x_i - x_j) mod prime."""
+    dens = []
     for i, xi in enumerate(xs):
-        num, den = 1, 1
+        d = 1
         for j, xj in enumerate(xs):
             if i != j:
-                num = num * (at - xj) % prime
-                den = den * (xi - xj) % prime
-        total = (total + points[xi] * num * pow(den, -1, prime)) % prime
-    return total
+                d = d * (xi - xj) % prime
+        dens.append(d)
+    return tuple(_inverses(dens, prime))
+
+
+@lru_cache(maxsize=2048)
+def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
+    """L_i(at) for the holders ``xs`` (cached: the same holder set serves many secrets)."""
+    if at in xs:
+        return tuple(int(x == at) for x in xs)
+    v = _barycentric(xs, prime)
+    full = 1
+    for x in xs:
+        full = full * (at - x) % prime
+    inv = _inverses([(at - x) % prime for x in xs], prime)
+    return tuple(full * inv[i] % prime * v[i] % prime for i in range(len(xs)))
+
+
+_SMALL_FIELD = 2**64
+
+
+@lru_cache(maxsize=2048)
+def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple[int, ...], ...]:
+    """Rows w with sum_i w_i y_i = 0 for every degree < t polynomial's shares y (see the module docstring)."""
+    v = _barycentric(xs, prime)
+    extra = len(xs) - threshold
+    if prime < _SMALL_FIELD:  # tiny test fields: every equation
+        return tuple(tuple(v[i] * pow(x, k, prime) % prime for i, x in enumerate(xs)) for k in range(extra))
+    # one random combination g(X) = sum_k r_k X^k of the m - t equations
+    r = [secrets.randbelow(prime) for _ in range(extra)]
+    row = []
+    for i, x in enumerate(xs):
+        g = 0
+        for c in reversed(r):
+            g = (g * x + c) % prime
+        row.append(v[i] * g % prime)
+    return (tuple(row),)
 
 
 def reconstruct(shares: Mapping[int, int], threshold: int, prime: int = FIELD_PRIME) -> int:
     """The secret f(0) from at least ``threshold`` shares; extra shares are cross-checked."""
     if len(shares) < threshold:
         raise ValueError(f"need {threshold} shares to reconstruct, got {len(shares)}")
-    ordered = sorted(shares)
-    base = {x: shares[x] % prime for x in ordered[:threshold]}
-    for x in ordered[threshold:]:
-        if interpolate(base, x, prime) != shares[x] % prime:
-            raise InconsistentShares(f"share of holder {x} is inconsistent with the other shares")
-    return interpolate(base, 0, prime)
+    ordered = tuple(sorted(shares))
+    values = [shares[x] % prime for x in ordered]
+    if len(ordered) > threshold:
+        for row in _dual_checks(ordered, threshold, prime):
+            if sum(w * y for w, y in zip(row, values)) % prime:
+                raise InconsistentShares(f"the {len(ordered)} shares (holders {ordered[0]}..{ordered[-1]}) do not "
+                                         f"lie on one polynomial of degree < {threshold}: inconsistent shares")
+    base = ordered[:threshold]
+    coeffs = _lagrange(base, 0, prime)
+    return sum(y * c for y, c in zip(values[:threshold], coeffs)) % prime
 
 
 def encode_share(value: int) -> bytes:

@@ -164,11 +164,11 @@ def server_step(state: ServerState, responses: Mapping[int, UnmaskingResponse]) 
         for s in msg.key_shares:
             sk_shares[s.owner][w] = shamir.decode_share(s.share)
     bits, length, t = params.bits, params.vector_length, params.threshold
-    total = np.zeros(length, dtype=np.uint64)
+    acc = prg.MaskAccumulator(length, bits)  # in place: n * |dropped| masks without a temporary each
     for u in sorted(u3):
-        total = prg.add(total, state.masked[u], bits)
+        acc.add_vector(state.masked[u])
         b_u = shamir.int_to_secret(shamir.reconstruct(b_shares[u], t))
-        total = prg.sub(total, prg.self_mask(b_u, length, bits), bits)
+        acc.add_mask(b_u, crypto.LABEL_SELF_MASK, -1)
     for v in sorted(u2 - u3):
         partners = sorted(graph.neighbours(v) & u3)
         if not partners:
@@ -176,9 +176,12 @@ def server_step(state: ServerState, responses: Mapping[int, UnmaskingResponse]) 
         sk_v = shamir.int_to_secret(shamir.reconstruct(sk_shares[v], t))
         if crypto.x25519_public(sk_v) != state.adverts[v].s_pk:
             raise InconsistentShares(f"reconstructed masking key of client {v} does not match its advert")
+        sk_key = crypto.x25519_key(sk_v)
         for u in partners:
-            seed = crypto.pair_seed(sk_v, state.adverts[u].s_pk, params.round_id, v, u)
-            total = prg.add_signed(total, prg.pair_mask(seed, length, bits), -prg.pair_sign(u, v), bits)
+            seed = crypto.pair_seed(sk_key, state.adverts[u].s_pk, params.round_id, v, u)
+            # u added sgn(u, v) PRG(s_uv) and v's opposite term never came: remove u's term
+            acc.add_mask(seed, crypto.LABEL_PAIR_MASK, -prg.pair_sign(u, v))
+    total = acc.value()
     return new.replace(result=total)
 
 

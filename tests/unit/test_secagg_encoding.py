@@ -35,9 +35,10 @@ def test_every_message_round_trips_byte_for_byte() -> None:
     for e in entries:
         msg = decode(e.data)
         assert encode(msg) == e.data
-        body = json.loads(e.data)
-        assert body["type"] == e.type and body["v"] == 1
-        assert e.data == json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        size = int.from_bytes(e.data[:4], "big")
+        body = json.loads(e.data[4:4 + size])
+        assert body["type"] == e.type and body["v"] == 2
+        assert e.data[4:4 + size] == json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def test_seeded_transcripts_are_identical() -> None:
@@ -45,12 +46,24 @@ def test_seeded_transcripts_are_identical() -> None:
     assert [e.data for e in a] == [e.data for e in b]
 
 
-def test_vector_field_is_little_endian_u64_hex() -> None:
-    msg = MaskedInputResponse("r", 1, np.array([1, 2**64 - 1], dtype=np.uint64))
-    body = json.loads(encode(msg))
-    assert body["masked"] == "0100000000000000" + "ff" * 8
-    back = decode(encode(msg))
+def frame(header: bytes, words: bytes = b"") -> bytes:
+    return len(header).to_bytes(4, "big") + header + words
+
+
+def test_vector_words_follow_the_header_at_the_smallest_width() -> None:
+    wide = MaskedInputResponse("r", 1, np.array([1, 2**64 - 1], dtype=np.uint64))
+    data = encode(wide)
+    header = b'{"masked":{"len":2,"word":8},"round_id":"r","sender":1,"type":"secagg.MaskedInputResponse","v":2}'
+    assert data == frame(header, bytes.fromhex("0100000000000000" + "ff" * 8))
+    back = decode(data)
     assert isinstance(back, MaskedInputResponse) and back.masked.tolist() == [1, 2**64 - 1]
+    narrow = MaskedInputResponse("r", 1, np.array([1, 2**32 - 1], dtype=np.uint64))
+    data = encode(narrow)
+    assert data.endswith(bytes.fromhex("01000000ffffffff")) and b'"word":4' in data
+    assert len(encode(MaskedInputResponse("r", 1, np.zeros(100_000, dtype=np.uint64)))) < 400_200
+    # the wider width for small values is not canonical
+    with pytest.raises(ProtocolViolation, match="canonical"):
+        decode(frame(header, bytes.fromhex("0100000000000000" + "ffffffff00000000")))
 
 
 def test_nested_round_trip() -> None:
@@ -58,12 +71,21 @@ def test_nested_round_trip() -> None:
     assert decode(encode(msg)) == msg
 
 
+MASKED = b'{"masked":{"len":2,"word":4},"round_id":"r","sender":1,"type":"secagg.MaskedInputResponse","v":2}'
+
+
 @pytest.mark.parametrize("data", [
-    b"not json", b"[]", b'{"type":"secagg.Nope","v":1}', b'{"type":"secagg.AdvertiseKeysRequest","v":2}',
-    b'{"recipient":1,"round_id":"r","type":"secagg.AdvertiseKeysRequest","v":1,"x":0}',
-    b'{"recipient":"1","round_id":"r","type":"secagg.AdvertiseKeysRequest","v":1}',
-    b'{"round_id":"r","recipient":1,"type":"secagg.AdvertiseKeysRequest","v":1}',  # not sorted: not canonical
-    b'{"masked":"0100","round_id":"r","sender":1,"type":"secagg.MaskedInputResponse","v":1}',
+    b"", b"\x00\x00", frame(b"not json"), frame(b"[]"), frame(b'{"type":"secagg.Nope","v":2}'),
+    frame(b'{"type":"secagg.AdvertiseKeysRequest","v":1}'),
+    frame(b'{"recipient":1,"round_id":"r","type":"secagg.AdvertiseKeysRequest","v":2,"x":0}'),
+    frame(b'{"recipient":"1","round_id":"r","type":"secagg.AdvertiseKeysRequest","v":2}'),
+    frame(b'{"round_id":"r","recipient":1,"type":"secagg.AdvertiseKeysRequest","v":2}'),  # not sorted
+    b"\xff\xff\xff\xff" + b'{"recipient":1,"round_id":"r","type":"secagg.AdvertiseKeysRequest","v":2}',
+    frame(MASKED, bytes(7)),  # truncated words
+    frame(MASKED, bytes(9)),  # trailing bytes
+    frame(MASKED.replace(b'"word":4', b'"word":3'), bytes(6)),
+    frame(MASKED.replace(b'"len":2', b'"len":-2'), bytes(8)),
+    frame(b'{"masked":"0100","round_id":"r","sender":1,"type":"secagg.MaskedInputResponse","v":2}'),
 ])
 def test_malformed_or_non_canonical_bytes_are_refused(data: bytes) -> None:
     with pytest.raises(ProtocolViolation):
