@@ -12,6 +12,12 @@ Every call carries a deadline: the join ``rpc_timeout_s``; an answer the
 deadline of the stage answered plus the server's step margin, because the
 coordinator holds the call until the next stage opens.
 
+Right after joining, each client opens its ``Attend`` presence stream and
+holds it for the round (deadline: the whole round's bound).  If the client's
+process dies, the kernel closes its connections, the stream breaks, and the
+coordinator counts the client as a dropout at once instead of waiting out
+the stage deadline.
+
 Every call carries the client's bearer token (from CreateRound) as the
 ``mpcnet-client-token`` metadata; ``mpcnet client`` reads the tokens from
 ``--tokens-file`` or ``MPCNET_CLIENT_TOKENS`` (JSON ``{"<id>": "<token>"}``)
@@ -41,7 +47,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Awaitable, Callable, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -57,7 +63,7 @@ from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
-                                params_from_proto, parse_stage, vector_from_bytes)
+                                aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
@@ -148,7 +154,7 @@ def dequantize_result(params: spb.SecAggRoundParams, done: spb.SecAggDone) -> tu
     """A float round's aggregate from GetResult (or a client's done reply) decoded with the round's quantization:
     real_sum -> (float sum of the included clients, their count); fedavg -> (weighted mean sum_k n_k w_k /
     sum_k n_k, the total weight sum_k n_k).  Error bounds: see mpcnet/secagg/quantization.py."""
-    return dequantize(encoding_from_proto(params), vector_from_bytes(done.sum), len(done.included))
+    return dequantize(encoding_from_proto(params), aggregate_of(done), len(done.included))
 
 
 def _id_table(path: str | None, env_value: str | None, what: str) -> dict[int, str]:
@@ -243,29 +249,64 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 raise InvalidInput(f"round {round_id} is active: client {client_id} needs its Ed25519 signing key "
                                    "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
-            state: ClientState | None = None
-            while True:
-                kind = reply.WhichOneof("outcome")
-                if kind == "done":
-                    return ClientOutcome(client_id, "done", vector_from_bytes(reply.done.sum),
-                                         tuple(reply.done.included), stage.value)
-                if kind == "aborted":
-                    return ClientOutcome(client_id, "aborted", stage=reply.aborted.stage, reason=reply.aborted.reason)
-                if kind != "request":
-                    raise ProtocolViolation(f"{who}: empty reply after {stage.value}")
-                stage = parse_stage(reply.request.stage)
-                request = decode(bytes(reply.request.payload))
-                if not isinstance(request, REQUEST_TYPES[stage]):
-                    raise ProtocolViolation(f"{who}: a {type(request).__name__} sent as the {stage.value} request")
-                if die_at is stage:  # test-only fault hook: a real crash of the whole process
-                    os.kill(os.getpid(), signal.SIGKILL)
-                state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
-                timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
-                reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,
-                                                         stage_answered=stage.value, response=encode(response)),
-                                   timeout + ANSWER_MARGIN_S)
+            presence = asyncio.get_running_loop().create_task(
+                _attend(stub, round_id, client_id, metadata, join_s + 5 * (stage_s + ANSWER_MARGIN_S)))
+            try:
+                return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
+                                     join_s, stage_s)
+            finally:
+                presence.cancel()
+                try:
+                    await presence
+                except asyncio.CancelledError:
+                    pass
         except MpcnetError as exc:
             return ClientOutcome(client_id, "error", stage=stage.value, reason=str(exc))
+
+
+async def _attend(stub: spbg.SecAggStub, round_id: str, client_id: int, metadata: tuple[tuple[str, str], ...],
+                  timeout: float) -> None:
+    """Hold the presence stream open until the round ends (or this task is cancelled)."""
+    try:
+        call = stub.Attend(spb.SecAggAttendRequest(round_id=round_id, client_id=client_id), timeout=timeout,
+                           metadata=metadata)
+        async for _ in call:
+            pass
+    except grpc.RpcError:
+        # a presence failure costs only the early dropout signal: the stage deadlines still hold
+        pass
+
+
+async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.SecAggNextReply]],
+                  reply: spb.SecAggNextReply, params: SecAggParams, client_id: int, inputs: InputSource,
+                  enc: ValueEncoding, signing_key: bytes | None, die_at: Stage | None, who: str, join_s: float,
+                  stage_s: float) -> ClientOutcome:
+    round_id = params.round_id
+    stage = Stage.SETUP
+    state: ClientState | None = None
+    try:
+        while True:
+            kind = reply.WhichOneof("outcome")
+            if kind == "done":
+                return ClientOutcome(client_id, "done", aggregate_of(reply.done),
+                                     tuple(reply.done.included), stage.value)
+            if kind == "aborted":
+                return ClientOutcome(client_id, "aborted", stage=reply.aborted.stage, reason=reply.aborted.reason)
+            if kind != "request":
+                raise ProtocolViolation(f"{who}: empty reply after {stage.value}")
+            stage = parse_stage(reply.request.stage)
+            request = decode(bytes(reply.request.payload))
+            if not isinstance(request, REQUEST_TYPES[stage]):
+                raise ProtocolViolation(f"{who}: a {type(request).__name__} sent as the {stage.value} request")
+            if die_at is stage:  # test-only fault hook: a real crash of the whole process
+                os.kill(os.getpid(), signal.SIGKILL)
+            state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
+            timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
+            reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,
+                                                     stage_answered=stage.value, response=encode(response)),
+                               timeout + ANSWER_MARGIN_S)
+    except MpcnetError as exc:
+        return ClientOutcome(client_id, "error", stage=stage.value, reason=str(exc))
 
 
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,

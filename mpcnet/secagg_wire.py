@@ -9,6 +9,7 @@ classes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -74,14 +75,33 @@ def params_to_proto(params: SecAggParams, stage_deadline_s: float, join_deadline
         stage_deadline_s=stage_deadline_s, join_deadline_s=join_deadline_s)
 
 
-def vector_to_bytes(vec: RingArray) -> bytes:
-    return np.ascontiguousarray(vec, dtype="<u8").tobytes()
+def word_bytes(bits: int) -> int:
+    """Bytes per element of an aggregate on the wire: 4 for bits <= 32, else 8."""
+    return 4 if bits <= 32 else 8
 
 
-def vector_from_bytes(data: bytes) -> RingArray:
-    if len(data) % 8:
-        raise ParamsError("a ring vector must be a multiple of 8 bytes")
-    return np.frombuffer(data, dtype="<u8").astype(np.uint64)
+def vector_to_bytes(vec: RingArray, bits: int = 64) -> bytes:
+    """Little-endian words of :func:`word_bytes` (``bits``) bytes."""
+    return np.ascontiguousarray(vec, dtype="<u4" if word_bytes(bits) == 4 else "<u8").tobytes()
+
+
+def vector_from_bytes(data: bytes, width: int = 8) -> RingArray:
+    if width not in (4, 8):
+        raise ParamsError(f"ring vector words are 4 or 8 bytes, not {width}")
+    if len(data) % width:
+        raise ParamsError(f"a ring vector of {width}-byte words must be a multiple of {width} bytes")
+    return np.frombuffer(data, dtype="<u4" if width == 4 else "<u8").astype(np.uint64)
+
+
+def done_message(total: RingArray, bits: int, included: Sequence[int],
+                 dropped: Sequence[tuple[int, str]]) -> spb.SecAggDone:
+    return spb.SecAggDone(sum=vector_to_bytes(total, bits), word_bytes=word_bytes(bits), included=list(included),
+                          dropped=[spb.SecAggDropout(client_id=c, stage=s) for c, s in dropped])
+
+
+def aggregate_of(done: spb.SecAggDone) -> RingArray:
+    """The aggregate of a ``SecAggDone`` (``word_bytes`` 0, from an older server, means 8)."""
+    return vector_from_bytes(bytes(done.sum), done.word_bytes or 8)
 
 
 RING, REAL_SUM, FEDAVG = "ring", "real_sum", "fedavg"

@@ -10,6 +10,15 @@ that stage's dropouts.  All protocol math (and every check of a message's
 content) is the pure core's; this module only decodes the canonical bytes,
 checks addressing, and keeps time.
 
+Presence: a client keeps an ``Attend`` stream open for the round; when it
+breaks before the round ends (the process died, the connection was reset)
+the client is *gone*: a dropout of the open stage at once, and no later
+stage waits for it.  A stage therefore closes when every addressed client
+has answered or is gone -- a crashed client costs no deadline -- and only a
+silent-but-connected client (paused, partitioned) is waited for until the
+stage deadline.  (The MQTT last-will of the deployment work can feed the
+same ``_client_gone``.)
+
 ``Next`` records a client's answer, then waits -- bounded by the deadline of
 the stage it answered plus a margin, and by the caller's own RPC deadline --
 until the next stage opens, the round is done, or it aborted.
@@ -23,8 +32,9 @@ caller's own token as ``mpcnet-client-token`` metadata, ``GetResult`` the
 cluster secret or any token of the round (compared with hmac.compare_digest).
 
 Events (on the :class:`~mpcnet.events.EventBus`): ``mpcnet/secagg/started``,
-``stage``, ``dropped``, ``result``, ``aborted``; ids, stage names, counts
-and reasons only -- never payload bytes, inputs, keys, tokens or masks.
+``stage``, ``dropped`` (once per client, with ``why``), ``result``,
+``aborted``; ids, stage names, counts and reasons only -- never payload
+bytes, inputs, keys, tokens or masks.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import AsyncIterator
 
 import grpc
 
@@ -51,9 +62,10 @@ from mpcnet.secagg.graph import GraphKind
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
-from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, encoding_from_proto, params_from_proto, params_to_proto,
-                                parse_stage, vector_to_bytes)
-from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors
+from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
+                                params_to_proto, parse_stage)
+from mpcnet.transport.rpc import (CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors,
+                                  stream_servicer_errors)
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
@@ -65,8 +77,10 @@ MODULES: dict[Stage, ModuleType] = {
     Stage.UNMASKING: unmasking,
 }
 MAX_CLIENTS = 5000
-# A masked vector travels as hex (16 characters per element) inside gRPC's 4 MiB message limit.
-MAX_VECTOR_LENGTH = 200_000
+# A masked vector travels as raw words (4 bytes each for bits <= 32, 8 above) inside gRPC's 4 MiB message
+# limit: 500,000 elements are 2 MB (bits <= 32) or 4 MB (wider rings are refused above 500,000 / 2 + margin).
+MAX_VECTOR_LENGTH = 500_000
+MAX_WIDE_VECTOR_LENGTH = 400_000
 MAX_DEADLINE_S = 3600.0
 MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
@@ -92,9 +106,12 @@ class _Round:
     requests: dict[Stage, dict[int, bytes]] = field(default_factory=dict)
     responses: dict[Stage, dict[int, object]] = field(default_factory=dict)
     dropouts: dict[int, Stage] = field(default_factory=dict)
+    gone: dict[int, str] = field(default_factory=dict)  # clients whose presence stream broke -> why
+    attending: set[int] = field(default_factory=set)  # clients with an open Attend stream
+    announced: set[int] = field(default_factory=set)  # clients whose dropout event was published
+    done: spb.SecAggDone | None = None
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
-    result: bytes = b""
     aborted_stage: str = ""
     reason: str = ""
     task: asyncio.Task[None] | None = None
@@ -126,10 +143,21 @@ class _Round:
         return ok
 
     def done_message(self) -> spb.SecAggDone:
-        included = sorted(self.server.survivors.get(Stage.MASKED_INPUT_COLLECTION, frozenset()))
-        return spb.SecAggDone(sum=self.result, included=included,
-                              dropped=[spb.SecAggDropout(client_id=c, stage=s.value)
-                                       for c, s in sorted(self.dropouts.items())])
+        assert self.done is not None
+        return self.done
+
+    def round_bound_s(self) -> float:
+        """Longest a running round can last: join, every stage's deadline and server-step margin."""
+        return self.join_deadline_s + len(self.stages) * (self.stage_deadline_s + STEP_MARGIN_S) + STEP_MARGIN_S
+
+    def pending(self) -> set[int]:
+        """Clients of the open stage still to answer (neither answered nor gone)."""
+        stage = self.stage
+        return set(self.requests.get(stage, {})) - set(self.responses.get(stage, {})) - set(self.gone)
+
+    def check_all_in(self) -> None:
+        if self.accepting and not self.pending():
+            self.all_in.set()
 
 
 class SecAggService(spbg.SecAggServicer):
@@ -177,8 +205,9 @@ class SecAggService(spbg.SecAggServicer):
             raise AlreadyExists(f"SecAgg round {p.round_id!r} exists already: pick another round_id or leave it empty")
         if len(p.client_ids) > MAX_CLIENTS:
             raise InvalidInput(f"{len(p.client_ids)} clients in one round; at most {MAX_CLIENTS}")
-        if p.vector_length > MAX_VECTOR_LENGTH:
-            raise InvalidInput(f"vector_length {p.vector_length} is above {MAX_VECTOR_LENGTH} "
+        limit = MAX_VECTOR_LENGTH if (p.bits or 32) <= 32 else MAX_WIDE_VECTOR_LENGTH
+        if p.vector_length > limit:
+            raise InvalidInput(f"vector_length {p.vector_length} is above {limit} for {p.bits or 32}-bit masks "
                                "(one masked vector must fit one gRPC message); split the vector into rounds")
         stage_s = self._deadline(p.stage_deadline_s, "stage_deadline_s")
         join_s = self._deadline(p.join_deadline_s, "join_deadline_s")
@@ -254,6 +283,51 @@ class SecAggService(spbg.SecAggServicer):
             reply.aborted.CopyFrom(spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
         return reply
 
+    @stream_servicer_errors
+    async def Attend(self, request: spb.SecAggAttendRequest,
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[spb.SecAggPresence]:
+        rnd = self._round(request.round_id)
+        cid = request.client_id
+        if cid not in rnd.params.client_ids:
+            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
+        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
+            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata")
+        if rnd.state != "running":
+            yield spb.SecAggPresence(state=rnd.state, stage=rnd.stage.value)
+            return
+        if cid in rnd.attending:
+            raise AlreadyExists(f"round {rnd.round_id}, client {cid}: a presence stream is open already")
+        if cid in rnd.gone:
+            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: declared gone ({rnd.gone[cid]}); "
+                                     "it takes no further part in this round")
+        rnd.attending.add(cid)
+        ended = False
+        try:
+            yield spb.SecAggPresence(state="attending", stage=rnd.stage.value)
+            try:
+                async with rnd.cond:
+                    await asyncio.wait_for(rnd.cond.wait_for(lambda: rnd.state != "running"), rnd.round_bound_s())
+            except TimeoutError:
+                pass
+            ended = True
+            yield spb.SecAggPresence(state=rnd.state, stage=rnd.stage.value)
+        finally:
+            rnd.attending.discard(cid)
+            if not ended and rnd.state == "running":
+                self._client_gone(rnd, cid, "presence stream ended (client process or connection gone)")
+
+    def _client_gone(self, rnd: _Round, cid: int, why: str) -> None:
+        """A client is known dead: a dropout of the open stage now, and not waited for by later stages."""
+        if cid in rnd.gone or rnd.state != "running":
+            return
+        rnd.gone[cid] = why
+        stage = rnd.stage
+        if rnd.accepting and cid in rnd.requests.get(stage, {}) and cid not in rnd.responses.get(stage, {}):
+            rnd.announced.add(cid)
+            self._publish("dropped", rnd, client=cid, stage=stage.value, why=why)
+            log.info("secagg round %s: client %d gone at %s (%s)", rnd.round_id, cid, stage.value, why)
+        rnd.check_all_in()
+
     # ------------------------------------------------------------------ Next internals
 
     def _record(self, rnd: _Round, cid: int, stage: Stage, payload: bytes) -> None:
@@ -266,7 +340,7 @@ class SecAggService(spbg.SecAggServicer):
                 raise AlreadyExists(f"{where}: answered already (replayed answer refused)")
             raise FailedPrecondition(f"{where}: the answer came after the stage closed; the client is a dropout "
                                      "of this round")
-        if cid not in rnd.requests[stage]:
+        if cid not in rnd.requests.get(stage, {}):
             raise FailedPrecondition(f"{where}: no request was sent to this client at this stage (it dropped out "
                                      f"at {rnd.dropouts[cid].value if cid in rnd.dropouts else 'an earlier stage'})")
         if cid in rnd.responses[stage]:
@@ -283,8 +357,7 @@ class SecAggService(spbg.SecAggServicer):
         if getattr(msg, "round_id", None) != rnd.round_id or getattr(msg, "sender", None) != cid:
             raise InvalidInput(f"{where}: the payload names another round or sender")
         rnd.responses[stage][cid] = msg
-        if len(rnd.responses[stage]) == len(rnd.requests[stage]):
-            rnd.all_in.set()
+        rnd.check_all_in()
 
     def _outcome(self, rnd: _Round) -> spb.SecAggNextReply:
         if rnd.state == "done":
@@ -311,7 +384,7 @@ class SecAggService(spbg.SecAggServicer):
         if target < rnd.open_index or (target == rnd.open_index and not rnd.accepting):
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: {stage.value} closed already; "
                                      "the client is a dropout of this round")
-        payload = rnd.requests[stage].get(cid)
+        payload = rnd.requests.get(stage, {}).get(cid)
         if payload is None:
             prev = rnd.stages[target - 1] if target > 0 else Stage.SETUP
             why = rnd.server.rejected.get(cid, "no valid answer before the deadline")
@@ -341,9 +414,11 @@ class SecAggService(spbg.SecAggServicer):
                 rnd.requests[stage] = {cid: encode(req) for cid, req in requests.items()}
                 rnd.responses[stage] = {}
                 rnd.all_in = asyncio.Event()
-                if not requests:
-                    rnd.all_in.set()
                 await self._set(rnd, open_index=index, accepting=True)
+                for cid in sorted(set(requests) & set(rnd.gone) - rnd.announced):
+                    rnd.announced.add(cid)
+                    self._publish("dropped", rnd, client=cid, stage=stage.value, why=rnd.gone[cid])
+                rnd.check_all_in()
                 self._publish("stage", rnd, stage=stage.value, expected=len(requests))
                 deadline = rnd.join_deadline_s if index == 0 else rnd.stage_deadline_s
                 try:
@@ -354,7 +429,10 @@ class SecAggService(spbg.SecAggServicer):
                 responses = dict(rnd.responses[stage])
                 for cid in sorted(set(requests) - set(responses)):
                     rnd.dropouts[cid] = stage
-                    self._publish("dropped", rnd, client=cid, stage=stage.value, why="no answer before the deadline")
+                    if cid not in rnd.announced:
+                        rnd.announced.add(cid)
+                        self._publish("dropped", rnd, client=cid, stage=stage.value,
+                                      why="no answer before the deadline")
                 try:
                     rnd.server = await asyncio.to_thread(module.server_step, rnd.server, responses)
                 except SecAggError as exc:  # InsufficientSurvivors (the clean abort) or inconsistent shares
@@ -362,11 +440,14 @@ class SecAggService(spbg.SecAggServicer):
                     return
                 for cid in sorted(set(responses) - rnd.server.after(stage)):
                     rnd.dropouts[cid] = stage
+                    rnd.announced.add(cid)
                     self._publish("dropped", rnd, client=cid, stage=stage.value,
                                   why=rnd.server.rejected.get(cid, "answer rejected"))
             result = unmasking.result(rnd.server)
-            await self._set(rnd, state="done", result=vector_to_bytes(result))
             included = sorted(rnd.server.after(Stage.MASKED_INPUT_COLLECTION))
+            done = done_message(result, rnd.params.bits, included,
+                                [(c, s.value) for c, s in sorted(rnd.dropouts.items())])
+            await self._set(rnd, state="done", done=done)
             self._publish("result", rnd, included=included, dropped=sorted(rnd.dropouts))
             log.info("secagg round %s done: %d inputs in the sum, %d dropouts", rnd.round_id, len(included),
                      len(rnd.dropouts))
@@ -376,6 +457,10 @@ class SecAggService(spbg.SecAggServicer):
         except Exception as exc:  # noqa: BLE001 - never leave waiting clients hanging
             log.error("secagg round %s failed at %s: %s", rnd.round_id, stage.value, type(exc).__name__)
             await self._abort(rnd, stage, f"internal error at {stage.value}: {type(exc).__name__}")
+        finally:
+            # a finished round keeps its outcome only: masked vectors, ciphertexts and keys are let go
+            rnd.requests, rnd.responses = {}, {}
+            rnd.server = rnd.server.replace(masked={}, routed={})
 
     async def close(self) -> None:
         tasks = [r.task for r in self.rounds.values() if r.task is not None and not r.task.done()]

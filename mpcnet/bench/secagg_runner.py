@@ -93,6 +93,9 @@ def worker_main(argv: list[str]) -> int:
                           "outcome": reply.WhichOneof("outcome") or ""})
             return reply
 
+        def Attend(self, req: Any, **kw: Any) -> Any:  # noqa: N802 - gRPC method name
+            return self._stub.Attend(req, **kw)
+
     sc._step = timed_step  # type: ignore[assignment]
     sc.spbg = types.SimpleNamespace(SecAggStub=CountingStub)  # type: ignore[assignment]
     print(json.dumps({"ready": True}), flush=True)
@@ -131,7 +134,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
 
     from mpcnet.cluster import REPO_ROOT, LocalCluster
     from mpcnet.secagg_client import derive_input
-    from mpcnet.secagg_wire import params_from_proto, vector_from_bytes
+    from mpcnet.secagg_wire import aggregate_of, params_from_proto
     from mpcnet.v1 import secagg_pb2 as spb
     from mpcnet.v1 import secagg_pb2_grpc as spbg
 
@@ -242,7 +245,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
         for cid in included:
             total = total + derive_input(INPUT_SEED, cid, dim, BITS)
         total &= np.uint64((1 << BITS) - 1)
-        exact = bool(np.array_equal(vector_from_bytes(res.done.sum), total)) and sorted(included) == survivors
+        exact = bool(np.array_equal(aggregate_of(res.done), total)) and sorted(included) == survivors
 
     # ---- per-client figures from the live workers
     step_cpu: dict[int, float] = {}

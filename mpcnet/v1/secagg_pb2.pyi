@@ -111,14 +111,16 @@ class SecAggStageRequest(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class SecAggDone(_message.Message):
-    __slots__ = ("sum", "included", "dropped")
+    __slots__ = ("sum", "included", "dropped", "word_bytes")
     SUM_FIELD_NUMBER: _ClassVar[int]
     INCLUDED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    WORD_BYTES_FIELD_NUMBER: _ClassVar[int]
     sum: bytes
     included: _containers.RepeatedScalarFieldContainer[int]
     dropped: _containers.RepeatedCompositeFieldContainer[SecAggDropout]
-    def __init__(self, sum: _Optional[bytes] = ..., included: _Optional[_Iterable[int]] = ..., dropped: _Optional[_Iterable[_Union[SecAggDropout, _Mapping]]] = ...) -> None: ...
+    word_bytes: int
+    def __init__(self, sum: _Optional[bytes] = ..., included: _Optional[_Iterable[int]] = ..., dropped: _Optional[_Iterable[_Union[SecAggDropout, _Mapping]]] = ..., word_bytes: _Optional[int] = ...) -> None: ...
 
 class SecAggAborted(_message.Message):
     __slots__ = ("stage", "reason")
@@ -167,3 +169,19 @@ class SecAggGetResultReply(_message.Message):
     done: SecAggDone
     aborted: SecAggAborted
     def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[_Union[SecAggDone, _Mapping]] = ..., aborted: _Optional[_Union[SecAggAborted, _Mapping]] = ...) -> None: ...
+
+class SecAggAttendRequest(_message.Message):
+    __slots__ = ("round_id", "client_id")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    client_id: int
+    def __init__(self, round_id: _Optional[str] = ..., client_id: _Optional[int] = ...) -> None: ...
+
+class SecAggPresence(_message.Message):
+    __slots__ = ("state", "stage")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    stage: str
+    def __init__(self, state: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,11 @@ class SecAggStub:
                 request_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultRequest.SerializeToString,
                 response_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultReply.FromString,
                 _registered_method=True)
+        self.Attend = channel.unary_stream(
+                '/mpcnet.v1.SecAgg/Attend',
+                request_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.SerializeToString,
+                response_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.FromString,
+                _registered_method=True)
 
 
 class SecAggServicer:
@@ -80,6 +85,18 @@ class SecAggServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attend(self, request, context):
+        """Presence (needs the client's token; optional but recommended): a client
+        opens this stream right after joining and keeps it open for the whole
+        round.  The server sends `attending` at once and `done`/`aborted` when the
+        round ends, then closes the stream.  If the stream breaks first, the
+        client is declared a dropout of the open stage without waiting for the
+        deadline (see "Stage closing and dropouts").  One stream per client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecAggServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +114,11 @@ def add_SecAggServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultRequest.FromString,
                     response_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultReply.SerializeToString,
+            ),
+            'Attend': grpc.unary_stream_rpc_method_handler(
+                    servicer.Attend,
+                    request_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.FromString,
+                    response_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +202,33 @@ class SecAgg:
             '/mpcnet.v1.SecAgg/GetResult',
             mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultRequest.SerializeToString,
             mpcnet_dot_v1_dot_secagg__pb2.SecAggGetResultReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpcnet.v1.SecAgg/Attend',
+            mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.SerializeToString,
+            mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.FromString,
             options,
             channel_credentials,
             insecure,

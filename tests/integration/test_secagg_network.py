@@ -28,7 +28,7 @@ from mpcnet.secagg.encoding import encode
 from mpcnet.secagg.driver import signing_keys_for, verify_keys_for
 from mpcnet.secagg.quantization import WeightedEncoder
 from mpcnet.secagg_client import dequantize_result, derive_input
-from mpcnet.secagg_wire import params_from_proto, vector_from_bytes
+from mpcnet.secagg_wire import aggregate_of, params_from_proto
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
@@ -57,10 +57,10 @@ class Round:
 def create_round(cluster: LocalCluster, ids: Sequence[int], t: int, *, plus: bool = False, degree: int = 0,
                  join_s: float = JOIN_S, length: int = LENGTH, bits: int = 32,
                  quantization: spb.SecAggQuantization | None = None,
-                 verify_keys: Sequence[bytes] = ()) -> Round:
+                 verify_keys: Sequence[bytes] = (), stage_s: float = STAGE_S) -> Round:
     graph = spb.SECAGG_GRAPH_SECAGGPLUS if plus else spb.SECAGG_GRAPH_COMPLETE
     params = spb.SecAggRoundParams(client_ids=list(ids), threshold=t, vector_length=length, bits=bits, graph=graph,
-                                   degree=degree, stage_deadline_s=STAGE_S, join_deadline_s=join_s,
+                                   degree=degree, stage_deadline_s=stage_s, join_deadline_s=join_s,
                                    active=bool(verify_keys), verify_keys=list(verify_keys))
     if quantization is not None:
         params.quantization.CopyFrom(quantization)
@@ -124,7 +124,7 @@ def test_no_dropout_exact_sum(cluster: LocalCluster) -> None:
     res = result(cluster, rnd)
     assert res.state == "done"
     assert list(res.done.included) == ids and not res.done.dropped
-    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("nodrop", ids))
+    assert np.array_equal(aggregate_of(res.done), expected_sum("nodrop", ids))
 
 
 @pytest.mark.parametrize("stage, in_sum", [
@@ -146,7 +146,29 @@ def test_one_client_sigkilled(cluster: LocalCluster, stage: str, in_sum: list[in
     assert res.state == "done"
     assert list(res.done.included) == in_sum
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, stage)]
-    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum(seed, in_sum))
+    assert np.array_equal(aggregate_of(res.done), expected_sum(seed, in_sum))
+
+
+@pytest.mark.parametrize("stage", ["share_keys", "masked_input_collection", "unmasking"])
+def test_killed_client_is_seen_at_once_not_at_the_stage_deadline(cluster: LocalCluster, stage: str) -> None:
+    """With a 600 s stage deadline, the round still ends inside the 60 s process timeout: the killed client's
+    Attend stream breaks and the coordinator counts it as a dropout of the open stage at once."""
+    ids = [1, 2, 3, 4, 5]
+    rnd = create_round(cluster, ids, t=3, stage_s=600.0)
+    seed = f"presence-{stage}"
+    live = spawn(cluster, rnd, [1, 2, 3, 4], seed)
+    dying = spawn(cluster, rnd, [5], seed, die_at=stage)
+    rc_dead, _, _ = finish(dying)
+    rc, lines, err = finish(live)
+    assert rc_dead == -9
+    assert rc == 0, err
+    res = result(cluster, rnd)
+    assert res.state == "done"
+    assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, stage)]
+    in_sum = [1, 2, 3, 4] if stage != "unmasking" else ids
+    assert list(res.done.included) == in_sum
+    assert np.array_equal(aggregate_of(res.done), expected_sum(seed, in_sum))
+    assert res.done.word_bytes == 4 and len(res.done.sum) == 4 * LENGTH
 
 
 def test_too_many_killed_aborts_naming_the_stage(cluster: LocalCluster) -> None:
@@ -171,7 +193,7 @@ def test_secaggplus_round(cluster: LocalCluster) -> None:
     assert code == 0, err[-2000:]
     res = result(cluster, rnd)
     assert res.state == "done" and list(res.done.included) == ids
-    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("plus", ids))
+    assert np.array_equal(aggregate_of(res.done), expected_sum("plus", ids))
 
 
 def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
@@ -274,7 +296,7 @@ def test_client_tokens_are_required(cluster: LocalCluster, tmp_path: Path) -> No
     assert code == 0, err_text[-2000:]
     res = result(cluster, rnd, metadata=(("mpcnet-client-token", rnd.tokens[2]),))  # a client may read it
     assert res.state == "done" and list(res.done.included) == ids
-    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum("auth", ids))
+    assert np.array_equal(aggregate_of(res.done), expected_sum("auth", ids))
     logs = cluster.log_text() + err_text
     assert not [cid for cid, tok in rnd.tokens.items() if tok in logs]  # tokens never logged
 
@@ -328,4 +350,4 @@ def test_active_round_with_client_killed_at_consistency_check(cluster: LocalClus
     res = result(cluster, rnd)
     assert res.state == "done" and list(res.done.included) == ids  # 5 sent its masked input before dying
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, "consistency_check")]
-    assert np.array_equal(vector_from_bytes(res.done.sum), expected_sum(seed, ids))
+    assert np.array_equal(aggregate_of(res.done), expected_sum(seed, ids))
