@@ -18,9 +18,12 @@ ShareKeys, then SIGKILL themselves (the dropout set is redrawn until every
 closed neighbourhood keeps >= t survivors, as in the Flower peer).
 
 Reported: ``round_s`` = CreateRound to the result (the first "done" reply a
-client received; nothing polls the coordinator); the coordinator closes the masked-input stage only at the stage
-deadline when clients died, so ``round_s_excl_dropout_wait`` also subtracts
-the time between the last survivor's masked input and that deadline;
+client received; nothing polls the coordinator).  The dead clients' presence
+streams break when they SIGKILL themselves, so the coordinator closes the
+masked-input stage as soon as the last survivor answered, without waiting
+for the stage deadline: ``dropout_close_lag_s`` is the time from the last
+survivor's masked input to the Unmasking requests reaching the clients
+(the server step of MaskedInputCollection included);
 coordinator CPU (utime+stime from /proc/<pid>/stat, before/after); client
 CPU per logical client (core protocol steps only) and per worker process over
 the round divided by its clients (includes JSON/hex codec, gRPC, asyncio);
@@ -90,7 +93,8 @@ def worker_main(argv: list[str]) -> int:
             reply = await self._stub.Next(req, **kw)
             calls.append({"cid": req.client_id, "stage": req.stage_answered, "t0": t0, "t1": time.time(),
                           "up": req.ByteSize(), "down": reply.ByteSize(),
-                          "outcome": reply.WhichOneof("outcome") or ""})
+                          "outcome": reply.WhichOneof("outcome") or "",
+                          "result": len(reply.done.sum) if reply.HasField("done") else 0})
             return reply
 
         def Attend(self, req: Any, **kw: Any) -> Any:  # noqa: N802 - gRPC method name
@@ -277,10 +281,10 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
         answered = [c["t0"] for c in calls if c["stage"] == st]
         if opened and answered:
             timeline[st] = {"opened_at_s": round(min(opened) - t0, 4), "last_answer_at_s": round(max(answered) - t0, 4)}
-    wait = 0.0
-    if dropped and "masked_input_collection" in timeline:
-        tl = timeline["masked_input_collection"]
-        wait = max(0.0, tl["opened_at_s"] + stage_deadline_s - tl["last_answer_at_s"])
+    lag = 0.0
+    if "masked_input_collection" in timeline and "unmasking" in timeline:
+        lag = timeline["unmasking"]["opened_at_s"] - timeline["masked_input_collection"]["last_answer_at_s"]
+    result_bytes = sum(c.get("result", 0) for c in calls if c["cid"] in set(survivors))
     done_at = [c["t1"] for c in calls if c["outcome"] == "done"]
     round_s = (min(done_at) if done_at else t_exit) - t0
     raw = dim * BITS // 8
@@ -294,23 +298,27 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
              f"{DIE_STAGE} (after ShareKeys; dropout set drawn {redraws}x to keep >= t survivors per "
              f"neighbourhood); {len(workers)} client processes ({n_drop_procs} dying), worker processes started "
              f"before CreateRound (start-up not timed); round_s = CreateRound to the first client's 'done' reply, "
-             f"includes the wait for the masked-input stage deadline ({stage_deadline_s:g}s) when clients died; "
+             f"dead clients are seen through their broken Attend streams (no stage-deadline wait; stage deadline "
+             f"{stage_deadline_s:g}s); "
              f"client_step_cpu = thread CPU of the core protocol steps per logical client (survivors); "
-             f"client_process_cpu_per_client = worker process CPU during the round / its clients (adds JSON/hex "
+             f"client_process_cpu_per_client = worker process CPU during the round / its clients (adds the payload "
              f"codec, gRPC, asyncio); bytes = protobuf ByteSize of each survivor's Next requests+replies "
-             f"(measured, no HTTP/2 framing or token metadata); payloads are canonical JSON with hex vectors "
-             f"(16 hex chars per 32-bit element); coordinator CPU from /proc/<pid>/stat utime+stime, CreateRound to after the workers exited")
+             f"(measured, no HTTP/2 framing or token metadata); payloads are canonical v2 messages (JSON "
+             f"header + raw 4-byte words per 32-bit element; the done reply carries the 4-byte-word aggregate, "
+             f"counted in bytes and left out of *_excl_result); coordinator CPU from /proc/<pid>/stat utime+stime, CreateRound to after the workers exited")
     return {
         "clients": clients, "dim": dim, "dropout": dropout, "graph": graph, "degree": holders - 1,
         "neighbourhood": holders, "threshold": threshold, "dropped": len(dropped), "survivors": len(survivors),
         "client_processes": len(workers), "stage_deadline_s": stage_deadline_s, "join_deadline_s": join_deadline_s,
-        "round_s": round(round_s, 4), "dropout_deadline_wait_s": round(wait, 4),
-        "round_s_excl_dropout_wait": round(round_s - wait, 4),
+        "round_s": round(round_s, 4), "dropout_close_lag_s": round(lag, 4),
         "coordinator_cpu_s": round(cpu1 - cpu0, 4),
         "client_step_cpu_s_mean": round(sum(sc) / len(sc), 4), "client_step_cpu_s_max": round(max(sc), 4),
         "client_process_cpu_per_client_s_mean": round(sum(proc_cpu_per_client) / max(1, len(proc_cpu_per_client)), 4),
         "client_process_cpu_per_client_s_max": round(max(proc_cpu_per_client, default=0.0), 4),
         "bytes_per_client": int(round(mean_bytes)), "bytes_per_client_max": max(live_bytes),
+        "result_bytes_per_client": int(round(result_bytes / len(survivors))),
+        "bytes_per_client_excl_result": int(round(mean_bytes - result_bytes / len(survivors))),
+        "expansion_excl_result": round((mean_bytes - result_bytes / len(survivors)) / raw, 3),
         "bytes_up_per_client": int(round(sum(up.get(c, 0) for c in survivors) / len(survivors))),
         "bytes_down_per_client": int(round(sum(down.get(c, 0) for c in survivors) / len(survivors))),
         "raw_vector_bytes": raw, "expansion": round(mean_bytes / raw, 3),
@@ -364,7 +372,7 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
     ratios: dict[str, float] = {}
     if peer:
         ratios = {"round": round(peer["round_s"] / ours["round_s"], 3),
-                  "round_excl_dropout_wait": round(peer["round_s"] / ours["round_s_excl_dropout_wait"], 3)}
+                  }
     result = {"benchmark": "secagg", "clients": clients, "dim": dim, "dropout": dropout, "graph": graph,
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_description(),
               "mpcnet": ours, "flower": peer, "flower_error": peer_error,
@@ -372,8 +380,7 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
               "ratio_notes": ("Flower round_s = its four SecAggPlusWorkflow stages with all clients run sequentially "
                               "in one process, no network or serialisation (its round_s_parallel_clients estimate "
                               "is NOT used); 'round' divides by mpcnet round_s (CreateRound to result, over gRPC, "
-                              "incl. waiting for the stage deadline of dead clients); 'round_excl_dropout_wait' "
-                              "divides by mpcnet round_s minus that wait. > 1 means mpcnet is faster.")}
+                              "with real SIGKILLed clients). > 1 means mpcnet is faster.")}
     out = Path(out_dir) if out_dir else REPO_ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -394,17 +401,18 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
 
     pf = peer or {}
     row("round wall s", ours["round_s"], pf.get("round_s"))
-    row("round wall s, excl. dropout-deadline wait", ours["round_s_excl_dropout_wait"], pf.get("round_s"))
     row("server s (mpcnet: coordinator CPU; Flower: server wall)", ours["coordinator_cpu_s"], pf.get("server_s"))
     row("client s mean (mpcnet: protocol-step CPU)", ours["client_step_cpu_s_mean"], pf.get("client_s_mean"))
     row("client s max", ours["client_step_cpu_s_max"], pf.get("client_s_max"))
     row("client process CPU s per client (mean)", ours["client_process_cpu_per_client_s_mean"], None)
     row("bytes per client", ours["bytes_per_client"], pf.get("bytes_per_client"), "{:,.0f}")
     row("expansion vs raw D*4 bytes", ours["expansion"], pf.get("expansion"), "{:.2f}")
+    row("expansion without the aggregate sent back to clients", ours["expansion_excl_result"], pf.get("expansion"),
+        "{:.2f}")
     console.print(table)
     console.print(f"mpcnet exact sum: {'OK' if ours['exact_sum'] else 'MISMATCH'} ({ours['included']} inputs); "
-                  f"dropout deadline wait {ours['dropout_deadline_wait_s']:.1f}s of stage deadline "
-                  f"{ours['stage_deadline_s']:g}s"
+                  f"masked-input stage closed {ours['dropout_close_lag_s']:.2f}s after the last survivor's input "
+                  f"(stage deadline {ours['stage_deadline_s']:g}s)"
                   + (f"; Flower correct: {pf.get('correct')} (max err {pf.get('max_abs_err')})" if peer else ""))
     if peer_error:
         console.print(f"[yellow]Flower side failed:[/] {peer_error}")
