@@ -167,6 +167,7 @@ def _secagg_round(cluster: LocalCluster, console: Console) -> int:
 
     from mpcnet.secagg_client import derive_input
     from mpcnet.v1 import secagg_pb2 as spb
+    from mpcnet.secagg_wire import aggregate_of
     from mpcnet.v1 import secagg_pb2_grpc as spbg
 
     ids, t, length, bits = list(range(1, 9)), 5, 8, 32
@@ -219,7 +220,7 @@ def _secagg_round(cluster: LocalCluster, console: Console) -> int:
     for cid in included:
         total = total + derive_input("demo", cid, length, bits)
     expected = total & np.uint64((1 << bits) - 1)
-    got = np.frombuffer(state.done.sum, dtype="<u8")
+    got = aggregate_of(state.done)
     ok = included == [1, 2, 3, 4, 5, 7] and bool(np.array_equal(got, expected))
     dropped = ", ".join(f"{d.client_id} (at {d.stage})" for d in state.done.dropped)
     console.print(f"round done in {elapsed:.2f}s; client process exit codes {codes} (-9 = SIGKILLed)")

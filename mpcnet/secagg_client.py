@@ -93,8 +93,11 @@ class ClientOutcome:
 def derive_input(seed: str, client_id: int, length: int, bits: int) -> RingArray:
     """Test/demo input: uniform in Z_(2^bits)^length, from the core's seeded PRG keyed by ``seed`` and the id."""
     rng = SeededRandom(hashlib.sha256(seed.encode()).digest(), f"mpcnet-client-input/{client_id}".encode())
-    words = np.frombuffer(rng.random_bytes(8 * length), dtype="<u8").astype(np.uint64)
-    return words if bits == 64 else words & np.uint64((1 << bits) - 1)
+    if bits <= 32:  # 4 bytes of the stream per element, as the masks
+        words = np.frombuffer(rng.random_bytes(4 * length), dtype="<u4").astype(np.uint64)
+    else:
+        words = np.frombuffer(rng.random_bytes(8 * length), dtype="<u8").astype(np.uint64)
+    return words if bits in (32, 64) else words & np.uint64((1 << bits) - 1)
 
 
 def seeded_inputs(seed: str) -> InputSource:
@@ -221,15 +224,16 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
 
 async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
-                     rpc_timeout_s: float = 30.0) -> ClientOutcome:
+                     rpc_timeout_s: float = 30.0, want_result: bool = False) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
-    returns how the round ended for this client."""
+    returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``)."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address) as channel:
         stub = spbg.SecAggStub(channel)
 
         async def call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
+            req.want_result = want_result
             try:
                 reply: spb.SecAggNextReply = await stub.Next(req, timeout=timeout, metadata=metadata)
                 return reply
@@ -288,8 +292,8 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
         while True:
             kind = reply.WhichOneof("outcome")
             if kind == "done":
-                return ClientOutcome(client_id, "done", aggregate_of(reply.done),
-                                     tuple(reply.done.included), stage.value)
+                total = aggregate_of(reply.done) if reply.done.sum else None
+                return ClientOutcome(client_id, "done", total, tuple(reply.done.included), stage.value)
             if kind == "aborted":
                 return ClientOutcome(client_id, "aborted", stage=reply.aborted.stage, reason=reply.aborted.reason)
             if kind != "request":
@@ -311,12 +315,14 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
 
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,
                       tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
-                      die_at: Stage | None = None, rpc_timeout_s: float = 30.0) -> list[ClientOutcome]:
+                      die_at: Stage | None = None, rpc_timeout_s: float = 30.0,
+                      want_result: bool = False) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
     keys = signing_keys or {}
     return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
                                                   signing_key=keys.get(cid), die_at=die_at,
-                                                  rpc_timeout_s=rpc_timeout_s) for cid in client_ids)))
+                                                  rpc_timeout_s=rpc_timeout_s, want_result=want_result)
+                                 for cid in client_ids)))
 
 
 def client_main(args: argparse.Namespace) -> int:

@@ -246,7 +246,7 @@ class SecAggService(spbg.SecAggServicer):
             raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata; "
                                   "send the token CreateRound returned for this client id")
         if rnd.state != "running":
-            return self._outcome(rnd)
+            return self._outcome(rnd, request.want_result)
         if not request.stage_answered:
             if request.response:
                 raise InvalidInput("a join call (empty stage_answered) must not carry a response")
@@ -261,7 +261,7 @@ class SecAggService(spbg.SecAggServicer):
                                    f"({'active' if rnd.params.active else 'passive'} mode)")
             self._record(rnd, cid, stage, bytes(request.response))
             answered = rnd.stages.index(stage)
-        reply = await self._wait_next(rnd, cid, answered, context)
+        reply = await self._wait_next(rnd, cid, answered, context, request.want_result)
         if answered == -1:
             reply.params.CopyFrom(rnd.proto_params())
         return reply
@@ -359,13 +359,16 @@ class SecAggService(spbg.SecAggServicer):
         rnd.responses[stage][cid] = msg
         rnd.check_all_in()
 
-    def _outcome(self, rnd: _Round) -> spb.SecAggNextReply:
+    def _outcome(self, rnd: _Round, want_result: bool = True) -> spb.SecAggNextReply:
         if rnd.state == "done":
-            return spb.SecAggNextReply(done=rnd.done_message())
+            done = rnd.done_message()
+            if not want_result:
+                done = spb.SecAggDone(included=done.included, dropped=done.dropped, word_bytes=done.word_bytes)
+            return spb.SecAggNextReply(done=done)
         return spb.SecAggNextReply(aborted=spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
 
-    async def _wait_next(self, rnd: _Round, cid: int, answered: int,
-                         context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
+    async def _wait_next(self, rnd: _Round, cid: int, answered: int, context: grpc.aio.ServicerContext,
+                         want_result: bool) -> spb.SecAggNextReply:
         target = answered + 1
         limit = (rnd.join_deadline_s if answered <= 0 else rnd.stage_deadline_s) + STEP_MARGIN_S
         remaining = context.time_remaining()
@@ -379,7 +382,7 @@ class SecAggService(spbg.SecAggServicer):
             raise PeerTimeout(f"round {rnd.round_id}, client {cid}: the next stage did not open within "
                               f"{limit:g}s (call again with a longer deadline)") from None
         if rnd.state != "running":
-            return self._outcome(rnd)
+            return self._outcome(rnd, want_result)
         stage = rnd.stages[target]
         if target < rnd.open_index or (target == rnd.open_index and not rnd.accepting):
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: {stage.value} closed already; "

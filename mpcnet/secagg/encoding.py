@@ -67,14 +67,12 @@ def tag_of(msg: object) -> str:
         raise TypeError(f"{type(msg).__name__} is not a registered message") from None
 
 
-def _vector_words(value: np.ndarray[Any, Any]) -> tuple[int, bytes]:
-    vec = np.ascontiguousarray(value, dtype=np.uint64)
-    if vec.size == 0 or int(vec.max()) < 2**32:
-        return 4, vec.astype("<u4").tobytes()
-    return 8, vec.astype("<u8").tobytes()
+def _word_width(vec: np.ndarray[Any, Any]) -> int:
+    return 4 if vec.size == 0 or int(vec.max()) < 2**32 else 8
 
 
-def _to_json(value: object, blobs: list[bytes]) -> Any:
+def _to_json(value: object, blobs: list[bytes] | None) -> Any:
+    """The header value of ``value``; appends vector words to ``blobs`` (None: header only)."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (bool, int, str)):
@@ -84,8 +82,10 @@ def _to_json(value: object, blobs: list[bytes]) -> Any:
     if isinstance(value, np.ndarray):
         if value.ndim != 1:
             raise TypeError("ring vectors must be one-dimensional")
-        word, raw = _vector_words(value)
-        blobs.append(raw)
+        vec = np.ascontiguousarray(value, dtype=np.uint64)
+        word = _word_width(vec)
+        if blobs is not None:
+            blobs.append(vec.astype("<u4" if word == 4 else "<u8").tobytes())
         return {"len": int(value.size), "word": word}
     if isinstance(value, tuple):
         return [_to_json(v, blobs) for v in value]
@@ -94,13 +94,17 @@ def _to_json(value: object, blobs: list[bytes]) -> Any:
     raise TypeError(f"cannot encode a {type(value).__name__}")
 
 
-def encode(msg: object) -> bytes:
-    blobs: list[bytes] = []
+def _encode_parts(msg: object, with_words: bool = True) -> tuple[bytes, list[bytes]]:
+    blobs: list[bytes] | None = [] if with_words else None
     body = _to_json(msg, blobs)
     assert isinstance(body, dict)
     body["type"] = tag_of(msg)
     body["v"] = VERSION
-    header = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(), blobs or []
+
+
+def encode(msg: object) -> bytes:
+    header, blobs = _encode_parts(msg)
     return b"".join([len(header).to_bytes(4, "big"), header, *blobs])
 
 
@@ -193,6 +197,8 @@ def decode(data: bytes) -> object:
     msg = _build(cls, body, str(tag), words)
     if words.offset != len(data):
         raise ProtocolViolation(f"{tag}: {len(data) - words.offset} trailing bytes after the vector words")
-    if encode(msg) != data:
+    # The vector words were read verbatim and fill the rest exactly, so the bytes are canonical iff the header
+    # is (the header names each vector's width, and re-encoding picks the canonical one).
+    if _encode_parts(msg, with_words=False)[0] != data[4:4 + size]:
         raise ProtocolViolation(f"{tag}: bytes are not in canonical form")
     return msg

@@ -91,16 +91,18 @@ class SecAggCreateRoundReply(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., params: _Optional[_Union[SecAggRoundParams, _Mapping]] = ..., client_tokens: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class SecAggNextRequest(_message.Message):
-    __slots__ = ("round_id", "client_id", "stage_answered", "response")
+    __slots__ = ("round_id", "client_id", "stage_answered", "response", "want_result")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    WANT_RESULT_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     client_id: int
     stage_answered: str
     response: bytes
-    def __init__(self, round_id: _Optional[str] = ..., client_id: _Optional[int] = ..., stage_answered: _Optional[str] = ..., response: _Optional[bytes] = ...) -> None: ...
+    want_result: bool
+    def __init__(self, round_id: _Optional[str] = ..., client_id: _Optional[int] = ..., stage_answered: _Optional[str] = ..., response: _Optional[bytes] = ..., want_result: _Optional[bool] = ...) -> None: ...
 
 class SecAggStageRequest(_message.Message):
     __slots__ = ("stage", "payload")

@@ -351,3 +351,24 @@ def test_active_round_with_client_killed_at_consistency_check(cluster: LocalClus
     assert res.state == "done" and list(res.done.included) == ids  # 5 sent its masked input before dying
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, "consistency_check")]
     assert np.array_equal(aggregate_of(res.done), expected_sum(seed, ids))
+
+
+def test_done_reply_carries_the_aggregate_only_when_asked(cluster: LocalCluster) -> None:
+    """In-process clients (the SDK path): want_result=True puts the aggregate into the done reply; without it the
+    reply names who was included and the aggregate stays at the coordinator (GetResult)."""
+    import asyncio
+
+    from mpcnet.secagg_client import run_clients, seeded_inputs
+
+    ids = [1, 2, 3]
+    for want in (True, False):
+        rnd = create_round(cluster, ids, t=2)
+        outcomes = asyncio.run(run_clients(cluster.coordinator, rnd.id, ids, seeded_inputs("want"),
+                                           tokens=rnd.tokens, want_result=want))
+        assert [o.state for o in outcomes] == ["done"] * 3
+        assert all(o.included == tuple(ids) for o in outcomes)
+        if want:
+            assert all(o.sum is not None and np.array_equal(o.sum, expected_sum("want", ids)) for o in outcomes)
+        else:
+            assert all(o.sum is None for o in outcomes)
+        assert np.array_equal(aggregate_of(result(cluster, rnd).done), expected_sum("want", ids))
