@@ -12,11 +12,12 @@ words of its ring vectors::
 * ``int`` -> JSON integer (client ids < 2^31), ``str`` -> string,
   ``bool`` -> true/false, ``bytes`` -> lowercase hex string (keys,
   ciphertexts and shares: a few hundred bytes each);
-* a ring vector (numpy uint64) -> ``{"len": n, "word": w}`` in the header
+* a ring vector (numpy uint64; uint32 accepted) -> ``{"len": n, "word": w}`` in the header
   and its n elements as little-endian ``w``-byte words after it, in the
   order the vectors appear in the message (fields in declaration order);
   ``w`` is 4 when every element is below 2^32 (every vector of a k <= 32
-  round) and 8 otherwise -- the smaller width is the canonical one;
+  round) and 8 otherwise -- the smaller width is the canonical one; it
+  decodes as a read-only view of those words (dtype uint32 or uint64);
 * ``tuple[...]`` -> JSON array in the tuple's order (the steps emit id lists
   sorted ascending); a nested dataclass -> JSON object of its fields.
 
@@ -31,6 +32,7 @@ these bytes in its ``payload`` / ``response`` fields.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from enum import Enum
@@ -120,9 +122,11 @@ class _Words:
         end = self.offset + length * word
         if end > len(self.data):
             raise ProtocolViolation(f"{where}: vector words truncated")
-        raw = np.frombuffer(self.data, dtype="<u4" if word == 4 else "<u8", count=length, offset=self.offset)
+        # a read-only view of the words, no copy: uint32 for 4-byte words (the server sums 32-bit masked
+        # vectors as they are), uint64 for 8-byte words
+        raw = np.frombuffer(self.data, dtype=np.uint32 if word == 4 else np.uint64, count=length, offset=self.offset)
         self.offset = end
-        return raw.astype(np.uint64)
+        return raw
 
 
 def _from_json(value: Any, hint: Any, where: str, words: _Words) -> Any:
@@ -164,11 +168,16 @@ def _from_json(value: Any, hint: Any, where: str, words: _Words) -> Any:
     raise TypeError(f"{where}: unsupported field type {hint!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(type hints, field names in declaration order) of a message class; resolving hints is slow, so once."""
+    return typing.get_type_hints(cls), tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _build(cls: type[T], obj: Any, where: str, words: _Words) -> T:
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{where}: expected an object")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    hints, names = _fields_of(cls)
     if set(obj) != set(names):
         raise ProtocolViolation(f"{where}: fields {sorted(obj)} do not match {sorted(names)}")
     # declaration order, as the encoder appended the vector words

@@ -56,8 +56,12 @@ def server_request(state: ServerState) -> dict[int, MaskedInputRequest]:
 
 
 def vector_ok(params: SecAggParams, vec: object) -> bool:
-    return (isinstance(vec, np.ndarray) and vec.dtype == np.uint64 and vec.shape == (params.vector_length,)
-            and (params.bits == 64 or not bool(np.any(vec >> np.uint64(params.bits)))))
+    """A vector of the round's length with entries < 2^k: uint64, or uint32 (a decoded 4-byte-word vector)."""
+    if not isinstance(vec, np.ndarray) or vec.shape != (params.vector_length,):
+        return False
+    if vec.dtype == np.uint32:
+        return params.bits >= 32 or int(vec.max(initial=0)) < (1 << params.bits)
+    return vec.dtype == np.uint64 and (params.bits == 64 or int(vec.max(initial=0)) < (1 << params.bits))
 
 
 def client_step(state: ClientState, request: MaskedInputRequest,
