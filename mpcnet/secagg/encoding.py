@@ -177,7 +177,7 @@ def _fields_of(cls: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
 def _build(cls: type[T], obj: Any, where: str, words: _Words) -> T:
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{where}: expected an object")
-    hints, names = _fields_of(cls)
+    hints, names = _fields_of(cls)  # type: ignore[arg-type]
     if set(obj) != set(names):
         raise ProtocolViolation(f"{where}: fields {sorted(obj)} do not match {sorted(names)}")
     # declaration order, as the encoder appended the vector words
