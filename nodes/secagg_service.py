@@ -356,6 +356,11 @@ class SecAggService(spbg.SecAggServicer):
             raise InvalidInput(f"{where}: expected a {want.__name__} payload, got {tag_of(msg)}")
         if getattr(msg, "round_id", None) != rnd.round_id or getattr(msg, "sender", None) != cid:
             raise InvalidInput(f"{where}: the payload names another round or sender")
+        # the core's own per-answer check, now, so that the client hears why (its answer is not kept and it
+        # may send a corrected one while the stage is open); the server step applies the same check again
+        problem = MODULES[stage].check_response(rnd.server, cid, msg)
+        if problem is not None:
+            raise InvalidInput(f"{where}: {problem}; answer refused")
         rnd.responses[stage][cid] = msg
         rnd.check_all_in()
 

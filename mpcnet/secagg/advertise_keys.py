@@ -92,13 +92,15 @@ def client_step(params: SecAggParams, client_id: int, request: AdvertiseKeysRequ
     return state, AdvertiseKeysResponse(params.round_id, client_id, keys)
 
 
+def check_response(state: ServerState, cid: int, msg: AdvertiseKeysResponse) -> str | None:
+    """Why the server would drop ``cid`` for this answer (None: well-formed); the server step applies it."""
+    if msg.keys.client_id != cid or not advert_valid(state.params, msg.keys):
+        return "invalid key advertisement"
+    return None
+
+
 def server_step(state: ServerState, responses: Mapping[int, AdvertiseKeysResponse]) -> ServerState:
     """Collect adverts into U1 (threshold-checked)."""
-
-    def validate(cid: int, msg: AdvertiseKeysResponse) -> str | None:
-        if msg.keys.client_id != cid or not advert_valid(state.params, msg.keys):
-            return "invalid key advertisement"
-        return None
-
-    new, accepted = server_collect(state, Stage.ADVERTISE_KEYS, responses, validate)
+    new, accepted = server_collect(state, Stage.ADVERTISE_KEYS, responses,
+                                   lambda cid, msg: check_response(state, cid, msg))
     return new.replace(adverts={cid: msg.keys for cid, msg in accepted.items()})

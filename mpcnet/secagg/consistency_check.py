@@ -80,14 +80,15 @@ def client_step(state: ClientState, request: ConsistencyCheckRequest) -> tuple[C
     return new, ConsistencyCheckResponse(state.params.round_id, state.client_id, sig)
 
 
+def check_response(state: ServerState, cid: int, msg: ConsistencyCheckResponse) -> str | None:
+    """Why the server would drop ``cid`` for this answer (None: well-formed); the server step applies it."""
+    msg_bytes = crypto.consistency_message(state.params.round_id, state.after(Stage.MASKED_INPUT_COLLECTION))
+    ok = crypto.ed25519_verify(state.params.verify_key(cid), msg.signature, msg_bytes)
+    return None if ok else "invalid consistency signature"
+
+
 def server_step(state: ServerState, responses: Mapping[int, ConsistencyCheckResponse]) -> ServerState:
     """Collect signatures on U3 into U4 (threshold-checked)."""
-    u3 = state.after(Stage.MASKED_INPUT_COLLECTION)
-    msg_bytes = crypto.consistency_message(state.params.round_id, u3)
-
-    def validate(cid: int, msg: ConsistencyCheckResponse) -> str | None:
-        ok = crypto.ed25519_verify(state.params.verify_key(cid), msg.signature, msg_bytes)
-        return None if ok else "invalid consistency signature"
-
-    new, accepted = server_collect(state, Stage.CONSISTENCY_CHECK, responses, validate)
+    new, accepted = server_collect(state, Stage.CONSISTENCY_CHECK, responses,
+                                   lambda cid, msg: check_response(state, cid, msg))
     return new.replace(signatures={cid: msg.signature for cid, msg in accepted.items()})

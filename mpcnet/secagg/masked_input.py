@@ -2,8 +2,10 @@
 
 1. Server -> each v in U2: :class:`MaskedInputRequest` carrying the
    ciphertexts e_{u,v} from the senders u in U2 & N(v).
-2. Client u checks that every sender is a neighbour it has keys for; its
-   view of U2 is V2 = senders + {u}, |V2| >= t.  It stores the ciphertexts
+2. Client u checks that every sender is a neighbour it has keys for and
+   that every ciphertext decrypts (opaque :class:`DecryptionFailed`
+   otherwise: it sends nothing, so a bad share costs the round this client,
+   not a wrong sum); its view of U2 is V2 = senders + {u}, |V2| >= t.  It stores the ciphertexts
    (decrypted only in Unmasking) and sends
        y_u = x_u + PRG(b_u) + sum_{v in V2, v != u} sgn(u, v) PRG(s_{u,v})   (mod 2^k)
    with s_{u,v} = HKDF(X25519(s_u^SK, s_v^PK)), sgn = +1 if u < v else -1:
@@ -28,7 +30,7 @@ from mpcnet.secagg._common import client_enter, server_collect
 from mpcnet.secagg.encoding import message
 from mpcnet.secagg.errors import OutsideViewRefused, ParamsError, ProtocolViolation, TooFewSurvivorsRefused
 from mpcnet.secagg.params import SecAggParams
-from mpcnet.secagg.share_keys import EncryptedShare
+from mpcnet.secagg.share_keys import EncryptedShare, open_shares
 from mpcnet.secagg.stage import Stage, check_transition
 from mpcnet.secagg.state import ClientState, ServerState
 
@@ -78,6 +80,8 @@ def client_step(state: ClientState, request: MaskedInputRequest,
     outside = sorted(set(senders) - (set(state.peers) - {u}))
     if outside:
         raise OutsideViewRefused(f"client {u}: routed shares from clients {outside} outside its key view")
+    for e in request.shares:  # authenticate every routed share now, before any mask leaves this client
+        open_shares(state, e.sender, e.ciphertext)
     view = frozenset(senders) | {u}
     if len(view) < params.threshold:
         raise TooFewSurvivorsRefused(f"client {u}: {len(view)} share senders at "
@@ -96,11 +100,19 @@ def client_step(state: ClientState, request: MaskedInputRequest,
     return new, MaskedInputResponse(params.round_id, u, y)
 
 
+def check_response(state: ServerState, cid: int, msg: MaskedInputResponse) -> str | None:
+    """Why the server would drop ``cid`` for this answer (None: well-formed); the server step applies it."""
+    params, vec = state.params, msg.masked
+    if not isinstance(vec, np.ndarray) or vec.ndim != 1 or vec.shape[0] != params.vector_length:
+        got = vec.shape if isinstance(vec, np.ndarray) else type(vec).__name__
+        return f"masked vector of shape {got}, the round's vectors have {params.vector_length} elements"
+    if not vector_ok(params, vec):
+        return f"masked vector has entries outside Z_(2^{params.bits}) (the round's modulus)"
+    return None
+
+
 def server_step(state: ServerState, responses: Mapping[int, MaskedInputResponse]) -> ServerState:
     """Collect masked vectors into U3 (threshold-checked)."""
-
-    def validate(cid: int, msg: MaskedInputResponse) -> str | None:
-        return None if vector_ok(state.params, msg.masked) else "malformed masked vector"
-
-    new, accepted = server_collect(state, Stage.MASKED_INPUT_COLLECTION, responses, validate)
+    new, accepted = server_collect(state, Stage.MASKED_INPUT_COLLECTION, responses,
+                                   lambda cid, msg: check_response(state, cid, msg))
     return new.replace(masked={cid: msg.masked for cid, msg in accepted.items()})

@@ -27,7 +27,8 @@ from mpcnet.secagg._common import client_enter, server_collect
 from mpcnet.secagg.advertise_keys import PeerKeys, advert_valid
 from mpcnet.secagg.crypto import RandomSource, resolve
 from mpcnet.secagg.encoding import message
-from mpcnet.secagg.errors import InvalidSignatureRefused, OutsideViewRefused, ProtocolViolation, TooFewSurvivorsRefused
+from mpcnet.secagg.errors import (DecryptionFailed, InvalidSignatureRefused, OutsideViewRefused, ProtocolViolation,
+                                  TooFewSurvivorsRefused)
 from mpcnet.secagg.stage import Stage, check_transition
 from mpcnet.secagg.state import ClientState, ServerState
 
@@ -116,22 +117,39 @@ def client_step(state: ClientState, request: ShareKeysRequest,
     return new, ShareKeysResponse(params.round_id, u, tuple(out))
 
 
+def check_response(state: ServerState, cid: int, msg: ShareKeysResponse) -> str | None:
+    """Why the server would drop ``cid`` for this answer (None: well-formed); the server step applies it."""
+    receivers = [e.receiver for e in msg.shares]
+    if receivers != sorted((state.graph.closed(cid) & state.after(Stage.ADVERTISE_KEYS)) - {cid}):
+        return "shares not addressed to exactly the client's neighbours in U1"
+    if any(e.sender != cid or len(e.ciphertext) != CIPHERTEXT_BYTES for e in msg.shares):
+        return f"malformed share ciphertext (each must be {CIPHERTEXT_BYTES} bytes, sent by the client itself)"
+    return None
+
+
 def server_step(state: ServerState, responses: Mapping[int, ShareKeysResponse]) -> ServerState:
     """Collect ciphertexts into U2 (threshold-checked) and route them by receiver."""
-    u1 = state.after(Stage.ADVERTISE_KEYS)
-
-    def validate(cid: int, msg: ShareKeysResponse) -> str | None:
-        receivers = [e.receiver for e in msg.shares]
-        if receivers != sorted((state.graph.closed(cid) & u1) - {cid}):
-            return "shares not addressed to exactly the client's neighbours"
-        if any(e.sender != cid or len(e.ciphertext) != CIPHERTEXT_BYTES for e in msg.shares):
-            return "malformed share ciphertext"
-        return None
-
-    new, accepted = server_collect(state, Stage.SHARE_KEYS, responses, validate)
+    new, accepted = server_collect(state, Stage.SHARE_KEYS, responses,
+                                   lambda cid, msg: check_response(state, cid, msg))
     u2 = new.after(Stage.SHARE_KEYS)
     routed = {
         v: tuple(e for u in sorted(accepted) for e in accepted[u].shares if e.receiver == v)
         for v in sorted(u2)
     }
     return new.replace(routed=routed)
+
+
+def open_shares(state: ClientState, sender: int, ciphertext: bytes | None = None) -> tuple[int, int]:
+    """(b share, sk share) that ``sender`` sent this client (from its inbox, or ``ciphertext``).
+
+    Every failure -- tag, length, the ids inside, a non-field element -- is the opaque DecryptionFailed."""
+    u, params = state.client_id, state.params
+    plain = crypto.open_sealed(state.share_keys[sender], state.inbox[sender] if ciphertext is None else ciphertext,
+                              crypto.share_aad(params.round_id, sender, u))
+    if len(plain) != 8 + 2 * shamir.SHARE_BYTES or plain[:8] != crypto.id_bytes(sender) + crypto.id_bytes(u):
+        raise DecryptionFailed()
+    try:
+        return (shamir.decode_share(plain[8:8 + shamir.SHARE_BYTES]),
+                shamir.decode_share(plain[8 + shamir.SHARE_BYTES:]))
+    except ProtocolViolation:
+        raise DecryptionFailed() from None

@@ -38,6 +38,7 @@ from mpcnet.core.ring import RingArray
 from mpcnet.secagg import crypto, prg, shamir
 from mpcnet.secagg._common import client_enter, expected_senders, server_collect
 from mpcnet.secagg.consistency_check import check_alive_view
+from mpcnet.secagg.share_keys import open_shares
 from mpcnet.secagg.encoding import message
 from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DoubleRevealRefused, InconsistentShares,
                                   OutsideViewRefused, ProtocolViolation)
@@ -89,19 +90,6 @@ def server_request(state: ServerState) -> dict[int, UnmaskingRequest]:
             for w in sorted(expected_senders(state, Stage.UNMASKING))}
 
 
-def _decrypt_shares(state: ClientState, sender: int) -> tuple[int, int]:
-    """(b share, sk share) that ``sender`` sent this client."""
-    u, params = state.client_id, state.params
-    plain = crypto.open_sealed(state.share_keys[sender], state.inbox[sender], crypto.share_aad(params.round_id, sender, u))
-    if len(plain) != 8 + 2 * shamir.SHARE_BYTES or plain[:8] != crypto.id_bytes(sender) + crypto.id_bytes(u):
-        raise DecryptionFailed()
-    try:
-        return (shamir.decode_share(plain[8:8 + shamir.SHARE_BYTES]),
-                shamir.decode_share(plain[8 + shamir.SHARE_BYTES:]))
-    except ProtocolViolation:
-        raise DecryptionFailed() from None
-
-
 def client_step(state: ClientState, request: UnmaskingRequest) -> tuple[ClientState, UnmaskingResponse]:
     """Apply the honest-client rules, then reveal the requested shares."""
     client_enter(state, Stage.UNMASKING, request)
@@ -130,32 +118,35 @@ def client_step(state: ClientState, request: UnmaskingRequest) -> tuple[ClientSt
     assert state.own_b_share is not None and state.own_sk_share is not None
     b_out, sk_out = [], []
     for v in sorted(alive & state.share_senders):
-        b_share = state.own_b_share if v == u else _decrypt_shares(state, v)[0]
+        b_share = state.own_b_share if v == u else open_shares(state, v)[0]
         b_out.append(RevealedShare(v, shamir.encode_share(b_share)))
     for v in sorted(dropped):
-        sk_out.append(RevealedShare(v, shamir.encode_share(_decrypt_shares(state, v)[1])))
+        sk_out.append(RevealedShare(v, shamir.encode_share(open_shares(state, v)[1])))
     new = state.replace(stage=Stage.UNMASKING)
     return new, UnmaskingResponse(params.round_id, u, tuple(b_out), tuple(sk_out))
+
+
+def check_response(state: ServerState, cid: int, msg: UnmaskingResponse) -> str | None:
+    """Why the server would drop ``cid`` for this answer (None: well-formed); the server step applies it."""
+    u3 = state.after(Stage.MASKED_INPUT_COLLECTION)
+    if [s.owner for s in msg.self_mask_shares] != sorted(u3 & state.graph.closed(cid)):
+        return "self-mask shares do not match the request"
+    if [s.owner for s in msg.key_shares] != _dropped_for(state, cid):
+        return "key shares do not match the request"
+    try:
+        for s in msg.self_mask_shares + msg.key_shares:
+            shamir.decode_share(s.share)
+    except ProtocolViolation:
+        return "malformed share"
+    return None
 
 
 def server_step(state: ServerState, responses: Mapping[int, UnmaskingResponse]) -> ServerState:
     """Collect shares into U5 (threshold-checked), reconstruct, and store the sum in ``result``."""
     params, graph = state.params, state.graph
     u2, u3 = state.after(Stage.SHARE_KEYS), state.after(Stage.MASKED_INPUT_COLLECTION)
-
-    def validate(cid: int, msg: UnmaskingResponse) -> str | None:
-        if [s.owner for s in msg.self_mask_shares] != sorted(u3 & graph.closed(cid)):
-            return "self-mask shares do not match the request"
-        if [s.owner for s in msg.key_shares] != _dropped_for(state, cid):
-            return "key shares do not match the request"
-        try:
-            for s in msg.self_mask_shares + msg.key_shares:
-                shamir.decode_share(s.share)
-        except ProtocolViolation:
-            return "malformed share"
-        return None
-
-    new, accepted = server_collect(state, Stage.UNMASKING, responses, validate)
+    new, accepted = server_collect(state, Stage.UNMASKING, responses,
+                                   lambda cid, msg: check_response(state, cid, msg))
     b_shares: dict[int, dict[int, int]] = {u: {} for u in u3}
     sk_shares: dict[int, dict[int, int]] = {v: {} for v in u2 - u3}
     for w, msg in accepted.items():

@@ -372,3 +372,164 @@ def test_done_reply_carries_the_aggregate_only_when_asked(cluster: LocalCluster)
         else:
             assert all(o.sum is None for o in outcomes)
         assert np.array_equal(aggregate_of(result(cluster, rnd).done), expected_sum("want", ids))
+
+
+class ManualClient:
+    """One client played by the test itself over the raw stub (the core steps, then whatever the test sends)."""
+
+    def __init__(self, cluster: LocalCluster, rnd: Round, cid: int) -> None:
+        from mpcnet.secagg.encoding import decode
+
+        self.decode = decode
+        self.stub, self.rnd, self.cid = stub(cluster), rnd, cid
+        self.md = (("mpcnet-client-token", rnd.tokens[cid]),)
+        self.presence = self.stub.Attend(spb.SecAggAttendRequest(round_id=rnd.id, client_id=cid), timeout=120,
+                                         metadata=self.md)
+        assert next(self.presence).state == "attending"
+        joined = self.stub.Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=cid), timeout=30, metadata=self.md)
+        self.params = params_from_proto(joined.params)
+        self.reply = joined
+        self.state: Any = None
+
+    def request(self) -> Any:
+        return self.decode(self.reply.request.payload)
+
+    def send(self, stage: str, message: object) -> spb.SecAggNextReply:
+        reply: spb.SecAggNextReply = self.stub.Next(
+            spb.SecAggNextRequest(round_id=self.rnd.id, client_id=self.cid, stage_answered=stage,
+                                  response=encode(message)), timeout=60, metadata=self.md)
+        self.reply = reply
+        return reply
+
+    def refused(self, stage: str, message: object) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as err:
+            self.stub.Next(spb.SecAggNextRequest(round_id=self.rnd.id, client_id=self.cid, stage_answered=stage,
+                                                 response=encode(message)), timeout=60, metadata=self.md)
+        return err.value.code(), err.value.details()
+
+    def advertise_and_share(self, tamper_share_for: int | None = None) -> None:
+        from mpcnet.secagg import share_keys
+        from mpcnet.secagg.share_keys import EncryptedShare, ShareKeysResponse
+
+        self.state, adv = advertise_keys.client_step(self.params, self.cid, self.request())
+        self.send("advertise_keys", adv)
+        assert self.reply.request.stage == "share_keys"
+        self.state, shares = share_keys.client_step(self.state, self.request())
+        if tamper_share_for is not None:
+            shares = ShareKeysResponse(shares.round_id, shares.sender, tuple(
+                EncryptedShare(e.sender, e.receiver, e.ciphertext[:-1] + bytes([e.ciphertext[-1] ^ 1]))
+                if e.receiver == tamper_share_for else e for e in shares.shares))
+        else:
+            # a share for the wrong recipient (two receivers swapped) and a short ciphertext: refused at once
+            swapped = list(shares.shares)
+            swapped[0], swapped[1] = (EncryptedShare(swapped[0].sender, swapped[1].receiver, swapped[0].ciphertext),
+                                      EncryptedShare(swapped[1].sender, swapped[0].receiver, swapped[1].ciphertext))
+            code, msg = self.refused("share_keys", ShareKeysResponse(shares.round_id, shares.sender, tuple(swapped)))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "neighbours" in msg, msg
+            short = (EncryptedShare(shares.shares[0].sender, shares.shares[0].receiver, b"\x00" * 5),
+                     *shares.shares[1:])
+            code, msg = self.refused("share_keys", ShareKeysResponse(shares.round_id, shares.sender, short))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "malformed share ciphertext" in msg, msg
+        self.send("share_keys", shares)
+        assert self.reply.request.stage == "masked_input_collection", self.reply
+
+
+def test_bad_round_messages_are_refused_and_the_round_goes_on(cluster: LocalCluster) -> None:
+    """Client 5 (played by the test) sends a share for the wrong recipient, a short ciphertext, a masked vector of
+    the wrong length and one outside the modulus, replays an answer, and answers out of order: each is refused
+    with an actionable status and the round finishes exactly for the other four (5 leaves after ShareKeys)."""
+    from mpcnet.secagg.masked_input import MaskedInputResponse
+
+    ids = [1, 2, 3, 4, 5]
+    rnd = create_round(cluster, ids, t=3, bits=16, stage_s=600.0)
+    seed = "badmsg"
+    cheat = None
+    honest = spawn(cluster, rnd, [1, 2, 3, 4], seed)
+    try:
+        cheat = ManualClient(cluster, rnd, 5)
+        cheat.advertise_and_share()
+        code, msg = cheat.refused("advertise_keys", advertise_keys.AdvertiseKeysResponse(
+            rnd.id, 5, cheat.state.own_keys))  # a replay of an earlier stage's answer
+        assert code == grpc.StatusCode.ALREADY_EXISTS and "replayed" in msg, msg
+        code, msg = cheat.refused("unmasking", MaskedInputResponse(rnd.id, 5, np.zeros(LENGTH, dtype=np.uint64)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "not open yet" in msg, msg
+        code, msg = cheat.refused("masked_input_collection",
+                                  MaskedInputResponse(rnd.id, 5, np.zeros(LENGTH - 1, dtype=np.uint64)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and f"have {LENGTH} elements" in msg, msg
+        code, msg = cheat.refused("masked_input_collection",
+                                  MaskedInputResponse(rnd.id, 5, np.full(LENGTH, 2**16, dtype=np.uint64)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "Z_(2^16)" in msg, msg
+        code, msg = cheat.refused("masked_input_collection",
+                                  MaskedInputResponse(rnd.id, 4, np.zeros(LENGTH, dtype=np.uint64)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "another round or sender" in msg, msg
+    finally:
+        if cheat is not None:
+            cheat.presence.cancel()  # client 5 leaves: a dropout of masked_input_collection at once
+    rc, lines, err = finish(honest)
+    assert rc == 0, err
+    res = result(cluster, rnd)
+    assert res.state == "done" and list(res.done.included) == [1, 2, 3, 4]
+    assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, "masked_input_collection")]
+    want = sum((derive_input(seed, c, LENGTH, 16).astype(object) for c in [1, 2, 3, 4]), np.zeros(LENGTH, object))
+    assert aggregate_of(res.done).tolist() == [int(v) % 2**16 for v in want]
+
+
+def test_undecryptable_share_costs_its_receiver_not_the_round(cluster: LocalCluster) -> None:
+    """Client 5 sends client 1 a corrupted share ciphertext: client 1 finds it out before masking anything (a
+    clear error, it sends no masked input), the others -- client 5 included -- finish with the exact sum."""
+    from mpcnet.secagg import masked_input, unmasking
+
+    ids = [1, 2, 3, 4, 5]
+    rnd = create_round(cluster, ids, t=3, stage_s=600.0)
+    seed = "undecryptable"
+    victim = spawn(cluster, rnd, [1], seed)
+    others = spawn(cluster, rnd, [2, 3, 4], seed)
+    cheat = ManualClient(cluster, rnd, 5)
+    try:
+        cheat.advertise_and_share(tamper_share_for=1)
+        value = derive_input(seed, 5, LENGTH, 32)
+        cheat.state, masked = masked_input.client_step(cheat.state, cheat.request(), value)
+        cheat.send("masked_input_collection", masked)
+        assert cheat.reply.request.stage == "unmasking"
+        cheat.state, shares = unmasking.client_step(cheat.state, cheat.request())
+        cheat.send("unmasking", shares)
+        assert cheat.reply.WhichOneof("outcome") == "done"
+    finally:
+        cheat.presence.cancel()
+    rc_victim, lines, _ = finish(victim)
+    assert rc_victim == 1 and lines[0]["state"] == "error" and lines[0]["stage"] == "masked_input_collection"
+    assert "failed authentication" in lines[0]["reason"]
+    rc, _, err = finish(others)
+    assert rc == 0, err
+    res = result(cluster, rnd)
+    assert list(res.done.included) == [2, 3, 4, 5]
+    assert np.array_equal(aggregate_of(res.done), expected_sum(seed, [2, 3, 4, 5]))
+
+
+def test_duplicate_ids_second_presence_and_late_join_refused(cluster: LocalCluster) -> None:
+    s = stub(cluster)
+    dup = spb.SecAggRoundParams(client_ids=[1, 2, 2, 3], threshold=2, vector_length=4)
+    with pytest.raises(grpc.RpcError) as err:
+        s.CreateRound(spb.SecAggCreateRoundRequest(params=dup), timeout=10, metadata=cluster.auth_metadata)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "distinct" in err.value.details()
+    ids = [1, 2, 3]
+    rnd = create_round(cluster, ids, t=2, join_s=3.0)
+    first = ManualClient(cluster, rnd, 1)
+    with pytest.raises(grpc.RpcError) as err:
+        next(s.Attend(spb.SecAggAttendRequest(round_id=rnd.id, client_id=1), timeout=10, metadata=first.md))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "presence" in err.value.details()
+    second = ManualClient(cluster, rnd, 2)
+    answers = {}
+    for c in (first, second):
+        c.state, answers[c.cid] = advertise_keys.client_step(c.params, c.cid, c.request())
+    # clients 1 and 2 answer; client 3 never joins before AdvertiseKeys closes (join deadline 3 s)
+    f1 = first.stub.Next.future(spb.SecAggNextRequest(round_id=rnd.id, client_id=1, stage_answered="advertise_keys",
+                                                      response=encode(answers[1])), timeout=60, metadata=first.md)
+    r2 = second.send("advertise_keys", answers[2])
+    assert r2.request.stage == "share_keys" and f1.result(timeout=60).request.stage == "share_keys"
+    late_md = (("mpcnet-client-token", rnd.tokens[3]),)
+    with pytest.raises(grpc.RpcError) as err:
+        s.Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=3), timeout=10, metadata=late_md)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "advertise_keys" in err.value.details()
+    for c in (first, second):
+        c.presence.cancel()
