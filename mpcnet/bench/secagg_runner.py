@@ -126,6 +126,13 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def neighbourhood_size(clients: int, graph: str) -> int:
     from mpcnet.secagg.graph import default_degree
     return clients if graph == "full" else default_degree(clients) + 1
@@ -226,6 +233,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
                              dies))
             t_exit = time.time()
             cpu1 = _proc_cpu_s(coord_pid)
+            coord_peak_mb = _peak_rss_mb(coord_pid)
             res = stub.GetResult(spb.SecAggGetResultRequest(round_id=reply.round_id), timeout=30,
                                  metadata=cluster.auth_metadata)
             state = res.state
@@ -284,6 +292,10 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
     lag = 0.0
     if "masked_input_collection" in timeline and "unmasking" in timeline:
         lag = timeline["unmasking"]["opened_at_s"] - timeline["masked_input_collection"]["last_answer_at_s"]
+    unmask_answers = [c["t0"] for c in calls if c["stage"] == "unmasking"]
+    done_times = [c["t1"] for c in calls if c["outcome"] == "done"]
+    # the coordinator's Unmasking server step: last share answer in -> first client told the round is done
+    unmask_server_s = (min(done_times) - max(unmask_answers)) if unmask_answers and done_times else 0.0
     result_bytes = sum(c.get("result", 0) for c in calls if c["cid"] in set(survivors))
     done_at = [c["t1"] for c in calls if c["outcome"] == "done"]
     round_s = (min(done_at) if done_at else t_exit) - t0
@@ -311,7 +323,8 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
         "neighbourhood": holders, "threshold": threshold, "dropped": len(dropped), "survivors": len(survivors),
         "client_processes": len(workers), "stage_deadline_s": stage_deadline_s, "join_deadline_s": join_deadline_s,
         "round_s": round(round_s, 4), "dropout_close_lag_s": round(lag, 4),
-        "coordinator_cpu_s": round(cpu1 - cpu0, 4),
+        "coordinator_cpu_s": round(cpu1 - cpu0, 4), "coordinator_peak_rss_mb": coord_peak_mb,
+        "unmasking_server_step_s": round(unmask_server_s, 4),
         "client_step_cpu_s_mean": round(sum(sc) / len(sc), 4), "client_step_cpu_s_max": round(max(sc), 4),
         "client_process_cpu_per_client_s_mean": round(sum(proc_cpu_per_client) / max(1, len(proc_cpu_per_client)), 4),
         "client_process_cpu_per_client_s_max": round(max(proc_cpu_per_client, default=0.0), 4),
@@ -402,6 +415,8 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
     pf = peer or {}
     row("round wall s", ours["round_s"], pf.get("round_s"))
     row("server s (mpcnet: coordinator CPU; Flower: server wall)", ours["coordinator_cpu_s"], pf.get("server_s"))
+    row("coordinator Unmasking server step s (last share in -> done)", ours["unmasking_server_step_s"], None)
+    row("coordinator peak RSS MB", ours["coordinator_peak_rss_mb"], None, "{:,.0f}")
     row("client s mean (mpcnet: protocol-step CPU)", ours["client_step_cpu_s_mean"], pf.get("client_s_mean"))
     row("client s max", ours["client_step_cpu_s_max"], pf.get("client_s_max"))
     row("client process CPU s per client (mean)", ours["client_process_cpu_per_client_s_mean"], None)
