@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     sa.add_argument("--no-flower", action="store_true", help="skip the Flower side (no ratio)")
     sa.add_argument("--flower-python", default=None, help="interpreter with flwr 1.42 (default .venv-flower/bin/python)")
     sa.add_argument("--stage-deadline", type=float, default=120.0,
-                    help="per-stage deadline of the round (s); dead clients are waited for this long")
+                    help="per-stage deadline of the round (s): how long a connected but silent client is "
+                         "waited for (a crashed one is seen at once)")
     sa.add_argument("--join-deadline", type=float, default=120.0, help="advertise_keys deadline (s)")
     sa.add_argument("--flower-timeout", type=float, default=1800.0, help="time limit of the Flower run (s)")
     c = sub.add_parser("client", help="run one or many SecAgg clients in this process")
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                    help='active rounds: JSON {"<id>": "<Ed25519 signing key, 64 hex>"}')
     c.add_argument("--timeout", type=float, default=30.0, help="deadline of the join call (seconds)")
     c.add_argument("--die-at", default=None, help="TEST ONLY: SIGKILL this process right before answering STAGE")
+    r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
+    from mpcnet.secagg_admin import add_arguments as round_arguments
+    round_arguments(r)
     sub.add_parser("version", help="print the version")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -76,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "client":
         from mpcnet.secagg_client import client_main
         return client_main(args)
+    if args.command == "round":
+        from mpcnet.secagg_admin import round_main
+        return round_main(args)
     if args.command == "version":
         from mpcnet import __version__
         print(__version__)

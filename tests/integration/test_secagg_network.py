@@ -533,3 +533,34 @@ def test_duplicate_ids_second_presence_and_late_join_refused(cluster: LocalClust
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "advertise_keys" in err.value.details()
     for c in (first, second):
         c.presence.cancel()
+
+
+def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The README's round walk-through: `mpcnet round create`, `mpcnet client --tokens-file`, `mpcnet round result`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), MPCNET_CLUSTER_SECRET=cluster.cluster_secret,
+               MPCNET_COORDINATOR=cluster.coordinator)
+    env.pop("MPCNET_CLIENT_TOKENS", None)
+    cli = [sys.executable, "-m", "mpcnet.cli", "round"]
+    tokens = tmp_path / "tokens.json"
+    out = subprocess.run(cli + ["create", "--clients", "1-4", "--threshold", "3", "--dim", str(LENGTH),
+                                "--stage-deadline", "600", "--tokens-out", str(tokens)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)
+    assert created["clients"] == 4 and created["graph"] == "full" and oct(tokens.stat().st_mode)[-3:] == "600"
+    client = subprocess.run([sys.executable, "-m", "mpcnet.cli", "client", "--round", created["round"], "--ids",
+                             "1,2,3,4", "--input-seed", "cli", "--tokens-file", str(tokens)],
+                            env=env, capture_output=True, text=True, timeout=PROC_TIMEOUT_S)
+    assert client.returncode == 0, client.stderr
+    sum_file = tmp_path / "sum.json"
+    res = subprocess.run(cli + ["result", "--round", created["round"], "--sum-out", str(sum_file)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    line = json.loads(res.stdout)
+    assert line["state"] == "done" and line["included"] == [1, 2, 3, 4] and line["dropped"] == []
+    assert json.loads(sum_file.read_text()) == expected_sum("cli", [1, 2, 3, 4]).tolist()
+    no_secret = dict(env)
+    no_secret.pop("MPCNET_CLUSTER_SECRET")
+    bad = subprocess.run(cli + ["result", "--round", created["round"]], env=no_secret, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "cluster secret" in bad.stderr

@@ -1,0 +1,134 @@
+"""`mpcnet round create|result`: create a SecAgg round on a coordinator and read its outcome.
+
+``create`` calls ``CreateRound`` as a cluster role (it needs the cluster
+secret: ``--config`` with ``[cluster] secret_file``, or
+``MPCNET_CLUSTER_SECRET``), writes the clients' bearer tokens to
+``--tokens-out`` (mode 0600; hand each client its own) and prints one JSON
+line with the round id and the parameters the server will run.  ``result``
+prints the round's state, the included clients and the dropouts; with
+``--sum-out FILE`` it writes the aggregate (a JSON list of the ring
+integers mod 2^bits; quantized rounds decode it with
+``mpcnet.secagg_client.dequantize_result``) -- it never goes to the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from mpcnet.config import ConfigError, load_config
+from mpcnet.errors import InvalidInput, MpcnetError
+from mpcnet.secagg_wire import aggregate_of
+from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error
+from mpcnet.v1 import secagg_pb2 as spb
+from mpcnet.v1 import secagg_pb2_grpc as spbg
+
+
+def parse_ids(text: str) -> list[int]:
+    """``1-8`` or ``1,2,5-7`` -> sorted distinct ids."""
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo or hi - lo > 100_000:
+                    raise ValueError
+                ids.extend(range(lo, hi + 1))
+            else:
+                ids.append(int(part))
+    except ValueError:
+        raise InvalidInput(f"--clients must be ids or ranges like 1-8,10, got {text!r}") from None
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("--clients names a client id twice")
+    return sorted(ids)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="round_command", metavar="create|result", required=True)
+    for name, text in (("create", "create a round (needs the cluster secret)"),
+                       ("result", "show a round's outcome")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", default=None, help="TOML config (coordinator address, [cluster] secret_file)")
+        p.add_argument("--coordinator", default=None, help="host:port (default: config / MPCNET_COORDINATOR)")
+        p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline (s)")
+        if name == "create":
+            p.add_argument("--clients", required=True, help="client ids, e.g. 1-100 or 1,2,5-9")
+            p.add_argument("--threshold", type=int, required=True, help="Shamir threshold t")
+            p.add_argument("--dim", type=int, required=True, help="vector length")
+            p.add_argument("--bits", type=int, default=32, help="masks in Z_(2^bits) (default 32)")
+            p.add_argument("--graph", choices=["full", "sparse"], default="full", help="SecAgg or SecAgg+")
+            p.add_argument("--degree", type=int, default=0, help="SecAgg+ degree (0 = O(log n) default)")
+            p.add_argument("--stage-deadline", type=float, default=0.0, help="per-stage deadline (s)")
+            p.add_argument("--join-deadline", type=float, default=0.0, help="advertise_keys deadline (s)")
+            p.add_argument("--round-id", default="", help="round id (default: the server picks one)")
+            p.add_argument("--tokens-out", required=True, help="file for the clients' bearer tokens (JSON)")
+        else:
+            p.add_argument("--round", required=True, dest="round_id")
+            p.add_argument("--sum-out", default=None, help="write the aggregate here as JSON")
+
+
+def round_main(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+        address = args.coordinator or cfg.coordinator
+        if not cfg.cluster_secret:
+            raise InvalidInput("no cluster secret: pass --config with [cluster] secret_file, or set "
+                               "MPCNET_CLUSTER_SECRET")
+        metadata = ((CLUSTER_AUTH_KEY, cfg.cluster_secret),)
+        with grpc.insecure_channel(address) as channel:
+            stub = spbg.SecAggStub(channel)
+            try:
+                if args.round_command == "create":
+                    return _create(stub, args, metadata)
+                return _result(stub, args, metadata)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, f"SecAgg coordinator at {address}") from None
+    except (MpcnetError, ConfigError) as exc:
+        print(f"mpcnet round: {exc}", file=sys.stderr)
+        return 2
+
+
+def _create(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tuple[str, str], ...]) -> int:
+    graph = spb.SECAGG_GRAPH_SECAGGPLUS if args.graph == "sparse" else spb.SECAGG_GRAPH_COMPLETE
+    params = spb.SecAggRoundParams(round_id=args.round_id, client_ids=parse_ids(args.clients),
+                                   threshold=args.threshold, vector_length=args.dim, bits=args.bits, graph=graph,
+                                   degree=args.degree, stage_deadline_s=args.stage_deadline,
+                                   join_deadline_s=args.join_deadline)
+    reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=args.timeout, metadata=metadata)
+    out = Path(args.tokens_out)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({str(k): v for k, v in sorted(reply.client_tokens.items())}, fh)
+    p = reply.params
+    print(json.dumps({"round": reply.round_id, "clients": len(p.client_ids), "threshold": p.threshold,
+                      "bits": p.bits, "vector_length": p.vector_length,
+                      "graph": "sparse" if p.graph == spb.SECAGG_GRAPH_SECAGGPLUS else "full", "degree": p.degree,
+                      "stage_deadline_s": p.stage_deadline_s, "join_deadline_s": p.join_deadline_s,
+                      "tokens_file": str(out)}))
+    return 0
+
+
+def _result(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tuple[str, str], ...]) -> int:
+    res = stub.GetResult(spb.SecAggGetResultRequest(round_id=args.round_id), timeout=args.timeout, metadata=metadata)
+    line: dict[str, object] = {"round": res.round_id, "state": res.state, "stage": res.stage}
+    if res.state == "done":
+        line["included"] = list(res.done.included)
+        line["dropped"] = [{"client": d.client_id, "stage": d.stage} for d in res.done.dropped]
+        if args.sum_out:
+            Path(args.sum_out).write_text(json.dumps(aggregate_of(res.done).tolist()))
+            line["sum_file"] = args.sum_out
+    elif res.state == "aborted":
+        line["reason"] = res.aborted.reason
+    print(json.dumps(line))
+    return 0 if res.state == "done" else 3 if res.state == "aborted" else 4
+
+
+__all__ = ["round_main", "add_arguments", "parse_ids"]
