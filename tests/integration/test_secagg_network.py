@@ -518,6 +518,12 @@ def test_duplicate_ids_second_presence_and_late_join_refused(cluster: LocalClust
     with pytest.raises(grpc.RpcError) as err:
         next(s.Attend(spb.SecAggAttendRequest(round_id=rnd.id, client_id=1), timeout=10, metadata=first.md))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "presence" in err.value.details()
+    for rid, cid, md, code in (("nope", 1, first.md, grpc.StatusCode.NOT_FOUND),
+                               (rnd.id, 9, first.md, grpc.StatusCode.PERMISSION_DENIED),
+                               (rnd.id, 2, first.md, grpc.StatusCode.UNAUTHENTICATED)):  # 1's token for client 2
+        with pytest.raises(grpc.RpcError) as err:
+            next(s.Attend(spb.SecAggAttendRequest(round_id=rid, client_id=cid), timeout=10, metadata=md))
+        assert err.value.code() == code, err.value.details()
     second = ManualClient(cluster, rnd, 2)
     answers = {}
     for c in (first, second):
