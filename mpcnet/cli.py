@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
                    help='active rounds: JSON {"<id>": "<Ed25519 signing key, 64 hex>"}')
     c.add_argument("--timeout", type=float, default=30.0, help="deadline of the join call (seconds)")
     c.add_argument("--die-at", default=None, help="TEST ONLY: SIGKILL this process right before answering STAGE")
+    c.add_argument("--tls-dir", default=None, help="certificate directory (ca.crt, client-NAME.crt/.key) for mTLS "
+                   "(or MPCNET_TLS_DIR)")
+    c.add_argument("--tls-name", default=None, help="this process's client certificate name (default main)")
+    k = sub.add_parser("certs", help="make the cluster CA and per-role certificates for mutual TLS")
+    from mpcnet.certs_cli import add_arguments as certs_arguments
+    certs_arguments(k)
     r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
     from mpcnet.secagg_admin import add_arguments as round_arguments
     round_arguments(r)
@@ -80,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "client":
         from mpcnet.secagg_client import client_main
         return client_main(args)
+    if args.command == "certs":
+        from mpcnet.certs_cli import certs_main
+        return certs_main(args)
     if args.command == "round":
         from mpcnet.secagg_admin import round_main
         return round_main(args)

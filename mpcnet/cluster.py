@@ -24,6 +24,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mpcnet.certs import Identity
+from mpcnet.transport.tls import TlsFiles
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,10 +36,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_serving(address: str, timeout_s: float, proc: subprocess.Popen[Any] | None = None, what: str = "") -> None:
+def wait_serving(address: str, timeout_s: float, proc: subprocess.Popen[Any] | None = None, what: str = "",
+                 tls: "TlsFiles | None" = None, expect: "Identity | None" = None) -> None:
     """Poll the gRPC health service until SERVING (bounded by ``timeout_s``)."""
+    from mpcnet.transport.rpc import sync_channel
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as ch:
+    with sync_channel(address, tls, expect) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -57,7 +62,7 @@ class LocalCluster:
     def __init__(self, n_nodes: int = 3, workdir: str | os.PathLike[str] | None = None,
                  stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
                  max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
-                 start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0) -> None:
+                 start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0, tls: bool = False) -> None:
         if n_nodes < 2:
             raise ValueError("a cluster needs at least 2 nodes")
         self.n_nodes = n_nodes
@@ -74,13 +79,28 @@ class LocalCluster:
         secret_path = self.workdir / "cluster.secret"
         secret_path.write_text(self.cluster_secret)
         secret_path.chmod(0o600)
+        # tls=True: a fresh CA and one certificate per role in workdir/certs, plus "client local" for this
+        # launcher's health checks, "client main" (the SecAgg client default) and "client alice"/"client bob".
+        self.tls_dir: Path | None = None
+        self.client_tls: TlsFiles | None = None
+        tls_section = ""
+        if tls:
+            from mpcnet import certs
+            self.tls_dir = self.workdir / "certs"
+            certs.init_ca(self.tls_dir, force=True)
+            for role, name in [("coordinator", "main"), ("dealer", "main"), ("client", "local"), ("client", "main"),
+                               ("client", "alice"),
+                               ("client", "bob")] + [("node", str(i)) for i in range(1, n_nodes + 1)]:
+                certs.issue(self.tls_dir, role, name)
+            self.client_tls = TlsFiles.load(self.tls_dir, "client", "local")
+            tls_section = '\n[tls]\ndir = "certs"\n'
         nodes = ", ".join(f'"{a}"' for a in self.nodes)
         self.config_path.write_text(
             "[cluster]\n"
             f'coordinator = "{self.coordinator}"\ndealer = "{self.dealer}"\nnodes = [{nodes}]\n'
             f'max_elements = {max_elements}\nsecret_file = "cluster.secret"\n\n'
             f"[timeouts]\nrpc_s = {rpc_timeout_s}\nstage_s = {stage_timeout_s}\njob_s = {job_timeout_s}\n"
-            f"output_ttl_s = {output_ttl_s}\n"
+            f"output_ttl_s = {output_ttl_s}\n" + tls_section
         )
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen[Any]] = {}
@@ -113,12 +133,12 @@ class LocalCluster:
         proc = self._spawn(name, "nodes.node", "--id", str(node_id),
                            "--state-dir", str(self.workdir / name))
         if wait:
-            wait_serving(self.nodes[node_id - 1], self.start_timeout_s, proc, name)
+            self._wait(self.nodes[node_id - 1], proc, name, Identity("node", str(node_id)))
 
     def start_dealer(self, wait: bool = True) -> None:
         proc = self._spawn("dealer", "nodes.dealer")
         if wait:
-            wait_serving(self.dealer, self.start_timeout_s, proc, "dealer")
+            self._wait(self.dealer, proc, "dealer", Identity("dealer", "main"))
 
     def start(self) -> "LocalCluster":
         try:
@@ -126,14 +146,17 @@ class LocalCluster:
             for i in range(1, self.n_nodes + 1):
                 self.start_node(i, wait=False)
             coord = self._spawn("coordinator", "nodes.coordinator")
-            wait_serving(self.dealer, self.start_timeout_s, dealer, "dealer")
+            self._wait(self.dealer, dealer, "dealer", Identity("dealer", "main"))
             for i in range(1, self.n_nodes + 1):
-                wait_serving(self.nodes[i - 1], self.start_timeout_s, self.procs[self.node_name(i)], f"node {i}")
-            wait_serving(self.coordinator, self.start_timeout_s, coord, "coordinator")
+                self._wait(self.nodes[i - 1], self.procs[self.node_name(i)], f"node {i}", Identity("node", str(i)))
+            self._wait(self.coordinator, coord, "coordinator", Identity("coordinator", "main"))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait(self, address: str, proc: subprocess.Popen[Any], what: str, expect: "Identity") -> None:
+        wait_serving(address, self.start_timeout_s, proc, what, self.client_tls, expect)
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid

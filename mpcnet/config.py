@@ -36,6 +36,8 @@ MPCNET_CLUSTER_SECRET.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,11 @@ from typing import Any, Mapping
 DEFAULT_COORDINATOR = "127.0.0.1:7100"
 DEFAULT_DEALER = "127.0.0.1:7150"
 DEFAULT_NODES = ("127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203")
+
+
+if TYPE_CHECKING:
+    from mpcnet.certs import Identity
+    from mpcnet.transport.tls import TlsFiles
 
 
 class ConfigError(ValueError):
@@ -67,6 +74,8 @@ class Config:
     state_dir: str = ""
     log_level: str = "INFO"
     cluster_secret: str = field(default="", repr=False)
+    tls_dir: str = ""  # certificate directory (ca.crt, <role>-<name>.crt/.key); "" = plaintext (loopback only)
+    tls_name: str = ""  # this process's certificate name; "" = "main" (node: its id)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,6 +86,29 @@ class Config:
         if not 1 <= node_id <= self.n_nodes:
             raise ConfigError(f"node id {node_id} outside 1..{self.n_nodes}")
         return self.nodes[node_id - 1]
+
+    def tls_for(self, role: str) -> "TlsFiles | None":
+        """This process's mTLS material, or None when no certificate directory is configured."""
+        if not self.tls_dir:
+            return None
+        from mpcnet.certs import CertError
+        from mpcnet.transport.tls import TlsFiles
+        name = self.tls_name or (str(self.node_id) if role == "node" else "main")
+        try:
+            return TlsFiles.load(self.tls_dir, role, name)
+        except CertError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def expected_identity(self, address: str) -> "Identity":
+        """Whose certificate a peer at ``address`` must present (coordinator and dealer are named 'main')."""
+        from mpcnet.certs import Identity
+        if address == self.dealer:
+            return Identity("dealer", "main")
+        if address in self.nodes:
+            return Identity("node", str(self.nodes.index(address) + 1))
+        if address == self.coordinator:
+            return Identity("coordinator", "main")
+        raise ConfigError(f"{address} is not the coordinator, the dealer or a node of this configuration")
 
     def validate(self) -> "Config":
         if self.n_nodes < 2:
@@ -120,6 +152,12 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
                 values["cluster_secret"] = sf.read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read cluster secret file {sf}: {exc.strerror}") from None
+        tls = data.get("tls", {})
+        if "dir" in tls:
+            tdir = Path(tls["dir"])
+            values["tls_dir"] = str(tdir if tdir.is_absolute() else p.parent / tdir)
+        if "name" in tls:
+            values["tls_name"] = str(tls["name"])
         to = data.get("timeouts", {})
         for key in ("rpc_s", "stage_s", "job_s"):
             if key in to:
@@ -140,7 +178,8 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_STATE_DIR": ("state_dir", str), "MPCNET_RPC_TIMEOUT_S": ("rpc_timeout_s", float),
         "MPCNET_STAGE_TIMEOUT_S": ("stage_timeout_s", float), "MPCNET_JOB_TIMEOUT_S": ("job_timeout_s", float),
         "MPCNET_LOG_LEVEL": ("log_level", str), "MPCNET_OUTPUT_TTL_S": ("output_ttl_s", float),
-        "MPCNET_CLUSTER_SECRET": ("cluster_secret", str),
+        "MPCNET_CLUSTER_SECRET": ("cluster_secret", str), "MPCNET_TLS_DIR": ("tls_dir", str),
+        "MPCNET_TLS_NAME": ("tls_name", str),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

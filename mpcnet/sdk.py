@@ -32,12 +32,14 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from mpcnet.certs import Identity
 from mpcnet.core import fixedpoint
 from mpcnet.core.program import Program
 from mpcnet.core.sharing import input_label, reconstruct, share_seeded
 from mpcnet.errors import InvalidInput
-from mpcnet.transport.rpc import CHANNEL_OPTIONS, PARTY_TOKEN_KEY, from_rpc_error
+from mpcnet.transport.rpc import PARTY_TOKEN_KEY, from_rpc_error, sync_channel
 from mpcnet.transport.tensors import ArrayAssembler, array_chunks
+from mpcnet.transport.tls import TlsFiles
 from mpcnet.wire import program_to_proto
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
@@ -58,12 +60,14 @@ class RunResult:
 class Party:
     """A registered input/output party connected to a cluster."""
 
-    def __init__(self, coordinator: str, name: str, timeout_s: float = 30.0, job_timeout_s: float = 900.0) -> None:
+    def __init__(self, coordinator: str, name: str, timeout_s: float = 30.0, job_timeout_s: float = 900.0,
+                 tls: TlsFiles | None = None) -> None:
         self.name = name
         self.timeout = timeout_s
         self.job_timeout = job_timeout_s
+        self.tls = tls
         self._channels: list[grpc.Channel] = []
-        self.coordinator = pbg.CoordinatorStub(self._channel(coordinator))
+        self.coordinator = pbg.CoordinatorStub(self._channel(coordinator, Identity("coordinator", "main")))
         try:
             grpc.channel_ready_future(self._channels[0]).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
@@ -74,11 +78,12 @@ class Party:
         cluster = self._call("coordinator", self.coordinator.GetCluster, pb.GetClusterRequest())
         self.frac_bits = cluster.frac_bits
         self.node_ids = [n.id for n in cluster.nodes]
-        self.nodes = {n.id: pbg.NodeStub(self._channel(n.address)) for n in cluster.nodes}
+        self.nodes = {n.id: pbg.NodeStub(self._channel(n.address, Identity("node", str(n.id))))
+                      for n in cluster.nodes}
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(self.nodes)))
 
-    def _channel(self, address: str) -> grpc.Channel:
-        ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    def _channel(self, address: str, expect: Identity) -> grpc.Channel:
+        ch = sync_channel(address, self.tls, expect)
         self._channels.append(ch)
         return ch
 
@@ -204,6 +209,12 @@ class _Unavailable(grpc.RpcError):
         return "not reachable within the connect timeout"
 
 
-def connect(coordinator: str, party: str, timeout_s: float = 30.0, job_timeout_s: float = 900.0) -> Party:
-    """Register ``party`` with the coordinator and connect to the cluster's nodes."""
-    return Party(coordinator, party, timeout_s, job_timeout_s)
+def connect(coordinator: str, party: str, timeout_s: float = 30.0, job_timeout_s: float = 900.0,
+            tls_dir: str | None = None, tls_name: str | None = None) -> Party:
+    """Register ``party`` with the coordinator and connect to the cluster's nodes.
+
+    ``tls_dir``: a certificate directory holding ``ca.crt`` and this party's ``client-<tls_name>.crt/.key``
+    (``tls_name`` defaults to ``party``); every channel is then mutual TLS and checks that the coordinator and
+    each node present their own certificates."""
+    tls = TlsFiles.load(tls_dir, "client", tls_name or party) if tls_dir else None
+    return Party(coordinator, party, timeout_s, job_timeout_s, tls)

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import grpc
 
+from mpcnet.certs import CertError, Identity
 from mpcnet.config import ConfigError, load_config
 from mpcnet.errors import InvalidInput, MpcnetError
 from mpcnet.secagg_wire import aggregate_of
-from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error
+from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error, sync_channel
+from mpcnet.transport.tls import TlsFiles
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
@@ -59,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default=None, help="TOML config (coordinator address, [cluster] secret_file)")
         p.add_argument("--coordinator", default=None, help="host:port (default: config / MPCNET_COORDINATOR)")
         p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline (s)")
+        p.add_argument("--tls-dir", default=None, help="certificate directory for mTLS (default: config / "
+                       "MPCNET_TLS_DIR); creating rounds needs the coordinator's own certificate")
         if name == "create":
             p.add_argument("--clients", required=True, help="client ids, e.g. 1-100 or 1,2,5-9")
             p.add_argument("--threshold", type=int, required=True, help="Shamir threshold t")
@@ -83,7 +87,9 @@ def round_main(args: argparse.Namespace) -> int:
             raise InvalidInput("no cluster secret: pass --config with [cluster] secret_file, or set "
                                "MPCNET_CLUSTER_SECRET")
         metadata = ((CLUSTER_AUTH_KEY, cfg.cluster_secret),)
-        with grpc.insecure_channel(address) as channel:
+        tls_dir = args.tls_dir or cfg.tls_dir
+        tls = TlsFiles.load(tls_dir, "coordinator", cfg.tls_name or "main") if tls_dir else None
+        with sync_channel(address, tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
             try:
                 if args.round_command == "create":
@@ -91,7 +97,7 @@ def round_main(args: argparse.Namespace) -> int:
                 return _result(stub, args, metadata)
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc, f"SecAgg coordinator at {address}") from None
-    except (MpcnetError, ConfigError) as exc:
+    except (MpcnetError, ConfigError, CertError) as exc:
         print(f"mpcnet round: {exc}", file=sys.stderr)
         return 2
 

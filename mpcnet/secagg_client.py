@@ -53,6 +53,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from mpcnet.certs import CertError, Identity
 from mpcnet.core.ring import RingArray
 from mpcnet.errors import InvalidInput, MpcnetError
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
@@ -65,8 +66,11 @@ from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
                                 aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
+from mpcnet.transport.tls import TlsFiles
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
+
+COORDINATOR = Identity("coordinator", "main")  # whose certificate the coordinator must present under mTLS
 
 InputSource = Callable[[int, SecAggParams, ValueEncoding], RingArray]
 TOKENS_ENV = "MPCNET_CLIENT_TOKENS"
@@ -224,12 +228,13 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
 
 async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
-                     rpc_timeout_s: float = 30.0, want_result: bool = False) -> ClientOutcome:
+                     rpc_timeout_s: float = 30.0, want_result: bool = False,
+                     tls: TlsFiles | None = None) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
     returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``)."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
-    async with insecure_channel(address) as channel:
+    async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
         stub = spbg.SecAggStub(channel)
 
         async def call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
@@ -316,12 +321,12 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,
                       tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
                       die_at: Stage | None = None, rpc_timeout_s: float = 30.0,
-                      want_result: bool = False) -> list[ClientOutcome]:
+                      want_result: bool = False, tls: TlsFiles | None = None) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
     keys = signing_keys or {}
     return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
                                                   signing_key=keys.get(cid), die_at=die_at,
-                                                  rpc_timeout_s=rpc_timeout_s, want_result=want_result)
+                                                  rpc_timeout_s=rpc_timeout_s, want_result=want_result, tls=tls)
                                  for cid in client_ids)))
 
 
@@ -340,11 +345,18 @@ def client_main(args: argparse.Namespace) -> int:
         inputs = seeded_inputs(args.input_seed) if args.input_seed is not None else file_inputs(args.input_file)
         tokens = load_tokens(args.tokens_file, ids)
         signing_keys = load_signing_keys(args.signing_keys_file, ids) if args.signing_keys_file else None
+        tls_dir = args.tls_dir or os.environ.get("MPCNET_TLS_DIR")
+        try:
+            tls = TlsFiles.load(tls_dir, "client", args.tls_name or os.environ.get("MPCNET_TLS_NAME") or "main") \
+                if tls_dir else None
+        except CertError as exc:
+            raise InvalidInput(str(exc)) from None
     except MpcnetError as exc:
         print(f"mpcnet client: {exc}", file=sys.stderr)
         return 2
     outcomes = asyncio.run(run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
-                                       signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout))
+                                       signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout,
+                                       tls=tls))
     for outcome in outcomes:
         print(json.dumps(outcome.summary(), sort_keys=True), flush=True)
     states = {o.state for o in outcomes}

@@ -64,10 +64,12 @@ class CoordinatorService(pbg.CoordinatorServicer):
         self.by_hash: dict[bytes, str] = {}
         self.jobs: dict[str, CoordinatorJob] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.tls = cfg.tls_for("coordinator")
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address, self.cfg.cluster_secret)
+            self._channels[address] = insecure_channel(address, self.cfg.cluster_secret, self.tls,
+                                                       self.cfg.expected_identity(address) if self.tls else None)
         return self._channels[address]
 
     def node(self, node_id: int) -> pbg.NodeStub:
@@ -249,7 +251,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.coordinator
     service = CoordinatorService(cfg)
-    server = RoleServer("coordinator", listen, cfg.cluster_secret)
+    server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"))
     pbg.add_CoordinatorServicer_to_server(service, server.server)
     secagg = SecAggService(cfg)
     add_SecAggServicer_to_server(secagg, server.server)

@@ -130,7 +130,7 @@ class DealerService(pbg.DealerServicer):
 
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.dealer
-    server = RoleServer("dealer", listen, cfg.cluster_secret)
+    server = RoleServer("dealer", listen, cfg.cluster_secret, cfg.tls_for("dealer"))
     pbg.add_DealerServicer_to_server(DealerService(cfg), server.server)
     port = await server.start()
     server.install_signal_handlers()

@@ -71,6 +71,7 @@ class NodeJob:
 class NodeService(pbg.NodeServicer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.tls = cfg.tls_for("node")
         self.node_id = cfg.node_id
         self.n = cfg.n_nodes
         self.index = self.node_id - 1
@@ -99,13 +100,16 @@ class NodeService(pbg.NodeServicer):
     def peer_stub(self, node_id: int) -> pbg.NodeStub:
         ch = self._peer_channels.get(node_id)
         if ch is None:
-            ch = insecure_channel(self.cfg.node_address(node_id), self.cfg.cluster_secret)
+            address = self.cfg.node_address(node_id)
+            ch = insecure_channel(address, self.cfg.cluster_secret, self.tls,
+                                  self.cfg.expected_identity(address) if self.tls else None)
             self._peer_channels[node_id] = ch
         return pbg.NodeStub(ch)
 
     def dealer_stub(self) -> pbg.DealerStub:
         if self._dealer_channel is None:
-            self._dealer_channel = insecure_channel(self.cfg.dealer, self.cfg.cluster_secret)
+            self._dealer_channel = insecure_channel(self.cfg.dealer, self.cfg.cluster_secret, self.tls,
+                                                    self.cfg.expected_identity(self.cfg.dealer) if self.tls else None)
         return pbg.DealerStub(self._dealer_channel)
 
     async def close(self) -> None:
@@ -500,7 +504,7 @@ async def serve(cfg: Config) -> None:
         raise ConfigError(f"node id must be in 1..{cfg.n_nodes} (use --id or MPCNET_NODE_ID), got {cfg.node_id}")
     listen = cfg.listen or cfg.node_address(cfg.node_id)
     service = NodeService(cfg)
-    server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret)
+    server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret, cfg.tls_for("node"))
     pbg.add_NodeServicer_to_server(service, server.server)
     port = await server.start()
     server.install_signal_handlers()

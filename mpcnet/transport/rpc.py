@@ -7,14 +7,20 @@ import functools
 import hashlib
 import hmac
 import logging
+import os
 import signal
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mpcnet import errors
 from mpcnet.errors import MpcnetError
+from mpcnet.transport.tls import PeerIdentityInterceptor, target_options
+
+if TYPE_CHECKING:
+    from mpcnet.certs import Identity
+    from mpcnet.transport.tls import TlsFiles
 
 log = logging.getLogger("mpcnet.transport")
 
@@ -22,6 +28,7 @@ PARTY_TOKEN_KEY = "mpcnet-party-token"
 NODE_ID_KEY = "mpcnet-node-id"
 # gRPC's own 4 MiB default stays the limit; arrays are chunked well below it.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+ALLOW_PLAINTEXT_ENV = "MPCNET_ALLOW_PLAINTEXT"
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -96,6 +103,15 @@ def from_rpc_error(exc: grpc.RpcError, who: str) -> MpcnetError:
     name = code.name if code is not None else "UNKNOWN"
     cls = errors.BY_STATUS.get(name, MpcnetError)
     if name == "UNAVAILABLE":
+        text = details or ""
+        if "andshake" in text or "Verification" in text or "certificate" in text:
+            return errors.PeerUnavailable(f"{who}: the TLS handshake failed ({text}); check that both sides' "
+                                          "certificates come from the cluster CA, are not expired, and that the "
+                                          "peer presents the identity expected of it")
+        if "Socket closed" in text:
+            return errors.PeerUnavailable(f"{who} closed the connection during set-up ({text}): if it runs "
+                                          "mutual TLS, this caller needs a valid, unexpired certificate from the "
+                                          "cluster CA (plaintext callers are refused)")
         return errors.PeerUnavailable(f"{who} is unreachable: {details}")
     if name == "DEADLINE_EXCEEDED" and "Deadline" in (details or ""):
         return errors.PeerTimeout(f"{who} did not answer within the deadline")
@@ -144,9 +160,26 @@ class _ClusterAuthClient(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 
-def insecure_channel(address: str, cluster_secret: str = "") -> grpc.aio.Channel:
+def insecure_channel(address: str, cluster_secret: str = "", tls: "TlsFiles | None" = None,
+                     expect: "Identity | None" = None) -> grpc.aio.Channel:
+    """A channel to ``address``: mutual TLS when ``tls`` is given (the peer must present ``expect``'s
+    certificate), plaintext otherwise (development on loopback)."""
     interceptors = [_ClusterAuthClient(cluster_secret)] if cluster_secret else None
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    if expect is None:
+        raise ValueError("a TLS channel needs the identity its peer must present")
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS + target_options(expect),
+                                   interceptors=interceptors)
+
+
+def sync_channel(address: str, tls: "TlsFiles | None" = None, expect: "Identity | None" = None) -> grpc.Channel:
+    """The blocking twin of :func:`insecure_channel` (CLI tools, the SDK)."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    if expect is None:
+        raise ValueError("a TLS channel needs the identity its peer must present")
+    return grpc.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS + target_options(expect))
 
 
 class ClusterAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -246,13 +279,16 @@ class RoleServer:
     """A grpc.aio server with the health service, plaintext warning and
     graceful shutdown on SIGTERM/SIGINT."""
 
-    def __init__(self, role: str, listen: str, cluster_secret: str = "") -> None:
+    def __init__(self, role: str, listen: str, cluster_secret: str = "", tls: "TlsFiles | None" = None) -> None:
         self.role = role
         self.listen = listen
         self.cluster_secret = cluster_secret
+        self.tls = tls
         interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
         if cluster_secret:
             interceptors.insert(0, ClusterAuthInterceptor(cluster_secret))
+        if tls is not None:
+            interceptors.insert(0, PeerIdentityInterceptor())
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -260,12 +296,22 @@ class RoleServer:
         self._stop = asyncio.Event()
 
     async def start(self) -> int:
-        self.port = self.server.add_insecure_port(self.listen)
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(self.listen, self.tls.server_credentials())
+        else:
+            if not is_loopback(self.listen) and os.environ.get(ALLOW_PLAINTEXT_ENV) != "1":
+                raise OSError(f"{self.role}: refusing plaintext gRPC on non-loopback address {self.listen}: "
+                              "configure certificates ([tls] dir or MPCNET_TLS_DIR, made with `mpcnet certs`), "
+                              f"or set {ALLOW_PLAINTEXT_ENV}=1 to accept an unencrypted network")
+            self.port = self.server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"{self.role}: cannot listen on {self.listen}")
-        if not is_loopback(self.listen):
-            log.warning("%s: PLAINTEXT gRPC on non-loopback address %s - configure certificates "
-                        "before carrying real data", self.role, self.listen)
+        if self.tls is not None:
+            log.info("%s: mutual TLS on %s as %s (clients need a certificate from the cluster CA)", self.role,
+                     self.listen, self.tls.identity)
+        elif not is_loopback(self.listen):
+            log.warning("%s: PLAINTEXT gRPC on non-loopback address %s (%s=1) - configure certificates "
+                        "before carrying real data", self.role, self.listen, ALLOW_PLAINTEXT_ENV)
         else:
             log.warning("%s: plaintext gRPC on loopback %s (development mode, no TLS)", self.role, self.listen)
         if not self.cluster_secret:
