@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--tls-dir", default=None, help="certificate directory (ca.crt, client-NAME.crt/.key) for mTLS "
                    "(or MPCNET_TLS_DIR)")
     c.add_argument("--tls-name", default=None, help="this process's client certificate name (default main)")
+    c.add_argument("--mqtt", default=None, help="MQTT broker host:port (or MPCNET_MQTT): presence with a last will, "
+                   "so the coordinator sees this process die at once")
+    c.add_argument("--cluster-name", default=None, help="event topic cluster level (or MPCNET_CLUSTER_NAME; local)")
+    c.add_argument("--no-attend", action="store_true",
+                   help="do not hold the gRPC presence stream (dropouts then rely on MQTT or the stage deadline)")
+    wt = sub.add_parser("watch", help="live progress of SecAgg rounds and presence from the MQTT event bus")
+    from mpcnet.watch import add_arguments as watch_arguments
+    watch_arguments(wt)
     k = sub.add_parser("certs", help="make the cluster CA and per-role certificates for mutual TLS")
     from mpcnet.certs_cli import add_arguments as certs_arguments
     certs_arguments(k)
@@ -86,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "client":
         from mpcnet.secagg_client import client_main
         return client_main(args)
+    if args.command == "watch":
+        from mpcnet.watch import watch_main
+        return watch_main(args)
     if args.command == "certs":
         from mpcnet.certs_cli import certs_main
         return certs_main(args)

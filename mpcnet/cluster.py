@@ -62,7 +62,8 @@ class LocalCluster:
     def __init__(self, n_nodes: int = 3, workdir: str | os.PathLike[str] | None = None,
                  stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
                  max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
-                 start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0, tls: bool = False) -> None:
+                 start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0, tls: bool = False,
+                 mqtt: str = "", cluster_name: str = "local") -> None:
         if n_nodes < 2:
             raise ValueError("a cluster needs at least 2 nodes")
         self.n_nodes = n_nodes
@@ -101,6 +102,7 @@ class LocalCluster:
             f'max_elements = {max_elements}\nsecret_file = "cluster.secret"\n\n'
             f"[timeouts]\nrpc_s = {rpc_timeout_s}\nstage_s = {stage_timeout_s}\njob_s = {job_timeout_s}\n"
             f"output_ttl_s = {output_ttl_s}\n" + tls_section
+            + (f'\n[events]\nmqtt = "{mqtt}"\ncluster = "{cluster_name}"\n' if mqtt else "")
         )
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen[Any]] = {}

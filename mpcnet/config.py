@@ -76,6 +76,8 @@ class Config:
     cluster_secret: str = field(default="", repr=False)
     tls_dir: str = ""  # certificate directory (ca.crt, <role>-<name>.crt/.key); "" = plaintext (loopback only)
     tls_name: str = ""  # this process's certificate name; "" = "main" (node: its id)
+    mqtt: str = ""  # MQTT broker host:port for events and presence; "" = the in-process bus
+    cluster_name: str = "local"  # the <cluster> level of event topics
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,6 +160,11 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
             values["tls_dir"] = str(tdir if tdir.is_absolute() else p.parent / tdir)
         if "name" in tls:
             values["tls_name"] = str(tls["name"])
+        ev = data.get("events", {})
+        if "mqtt" in ev:
+            values["mqtt"] = str(ev["mqtt"])
+        if "cluster" in ev:
+            values["cluster_name"] = str(ev["cluster"])
         to = data.get("timeouts", {})
         for key in ("rpc_s", "stage_s", "job_s"):
             if key in to:
@@ -179,7 +186,8 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_STAGE_TIMEOUT_S": ("stage_timeout_s", float), "MPCNET_JOB_TIMEOUT_S": ("job_timeout_s", float),
         "MPCNET_LOG_LEVEL": ("log_level", str), "MPCNET_OUTPUT_TTL_S": ("output_ttl_s", float),
         "MPCNET_CLUSTER_SECRET": ("cluster_secret", str), "MPCNET_TLS_DIR": ("tls_dir", str),
-        "MPCNET_TLS_NAME": ("tls_name", str),
+        "MPCNET_TLS_NAME": ("tls_name", str), "MPCNET_MQTT": ("mqtt", str),
+        "MPCNET_CLUSTER_NAME": ("cluster_name", str),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

@@ -43,7 +43,9 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +68,12 @@ from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
                                 aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
+from mpcnet.transport.mqtt_bus import MqttEventBus
 from mpcnet.transport.tls import TlsFiles
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
 
+MQTT_CONNECT_WAIT_S = 3.0
 COORDINATOR = Identity("coordinator", "main")  # whose certificate the coordinator must present under mTLS
 
 InputSource = Callable[[int, SecAggParams, ValueEncoding], RingArray]
@@ -229,7 +233,7 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
 async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
                      rpc_timeout_s: float = 30.0, want_result: bool = False,
-                     tls: TlsFiles | None = None) -> ClientOutcome:
+                     tls: TlsFiles | None = None, attend: bool = True) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
     returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``)."""
     who = f"SecAgg coordinator at {address}"
@@ -259,7 +263,8 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                                    "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
             presence = asyncio.get_running_loop().create_task(
-                _attend(stub, round_id, client_id, metadata, join_s + 5 * (stage_s + ANSWER_MARGIN_S)))
+                _attend(stub, round_id, client_id, metadata, join_s + 5 * (stage_s + ANSWER_MARGIN_S))
+                if attend else asyncio.sleep(0))
             try:
                 return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
                                      join_s, stage_s)
@@ -321,12 +326,14 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,
                       tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
                       die_at: Stage | None = None, rpc_timeout_s: float = 30.0,
-                      want_result: bool = False, tls: TlsFiles | None = None) -> list[ClientOutcome]:
+                      want_result: bool = False, tls: TlsFiles | None = None,
+                      attend: bool = True) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
     keys = signing_keys or {}
     return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
                                                   signing_key=keys.get(cid), die_at=die_at,
-                                                  rpc_timeout_s=rpc_timeout_s, want_result=want_result, tls=tls)
+                                                  rpc_timeout_s=rpc_timeout_s, want_result=want_result, tls=tls,
+                                                  attend=attend)
                                  for cid in client_ids)))
 
 
@@ -354,9 +361,32 @@ def client_main(args: argparse.Namespace) -> int:
     except MpcnetError as exc:
         print(f"mpcnet client: {exc}", file=sys.stderr)
         return 2
-    outcomes = asyncio.run(run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
-                                       signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout,
-                                       tls=tls))
+    mqtt = args.mqtt or os.environ.get("MPCNET_MQTT", "")
+    cluster = args.cluster_name or os.environ.get("MPCNET_CLUSTER_NAME") or "local"
+
+    async def main() -> list[ClientOutcome]:
+        bus = None
+        if mqtt:
+            # one MQTT connection per process, its last will naming every client it runs
+            proc = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
+            level = args.round_id.replace("/", "%2F")
+            bus = MqttEventBus(mqtt, cluster, "secagg", proc, presence_fields={"round": args.round_id, "clients": ids},
+                               presence_topic=f"mpcnet/{cluster}/presence/secagg/{level}/{proc}")
+            bus.start()
+            try:  # the will must be registered before the round needs it; no broker costs only this signal
+                await asyncio.wait_for(bus.connected.wait(), MQTT_CONNECT_WAIT_S)
+            except TimeoutError:
+                print(f"mpcnet client: MQTT broker {mqtt} not reachable; going on without last-will presence",
+                      file=sys.stderr)
+        try:
+            return await run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
+                                     signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout, tls=tls,
+                                     attend=not args.no_attend)
+        finally:
+            if bus is not None:
+                await bus.close()
+
+    outcomes = asyncio.run(main())
     for outcome in outcomes:
         print(json.dumps(outcome.summary(), sort_keys=True), flush=True)
     states = {o.state for o in outcomes}

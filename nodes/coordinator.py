@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile_program
 from mpcnet.errors import (
@@ -253,7 +254,8 @@ async def serve(cfg: Config) -> None:
     service = CoordinatorService(cfg)
     server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"))
     pbg.add_CoordinatorServicer_to_server(service, server.server)
-    secagg = SecAggService(cfg)
+    bus = open_bus(cfg.mqtt, cfg.cluster_name, "coordinator", cfg.tls_name or "main")
+    secagg = SecAggService(cfg, bus)
     add_SecAggServicer_to_server(secagg, server.server)
     port = await server.start()
     server.install_signal_handlers()
@@ -266,6 +268,7 @@ async def serve(cfg: Config) -> None:
         await secagg.close()
         await server.stop()
         await service.close()
+        await close_bus(bus)
 
 
 def main(argv: list[str] | None = None) -> int:

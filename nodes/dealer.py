@@ -20,6 +20,7 @@ from typing import AsyncIterator
 import grpc
 import numpy as np
 
+from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config, ConfigError
 from mpcnet.core import prg
 from mpcnet.core.beaver import ProductKind
@@ -133,6 +134,7 @@ async def serve(cfg: Config) -> None:
     server = RoleServer("dealer", listen, cfg.cluster_secret, cfg.tls_for("dealer"))
     pbg.add_DealerServicer_to_server(DealerService(cfg), server.server)
     port = await server.start()
+    bus = open_bus(cfg.mqtt, cfg.cluster_name, "dealer", cfg.tls_name or "main")  # presence, with a last will
     server.install_signal_handlers()
     await server.set_serving(True, ("", "mpcnet.v1.Dealer"))
     log.info("dealer serving on port %d for %d nodes", port, cfg.n_nodes)
@@ -141,6 +143,7 @@ async def serve(cfg: Config) -> None:
     finally:
         log.info("dealer shutting down")
         await server.stop()
+        await close_bus(bus)
 
 
 def main(argv: list[str] | None = None) -> int:

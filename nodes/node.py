@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator
 import grpc
 import numpy as np
 
+from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.engine import ExecutionError, JobExecution
 from mpcnet.core.preprocessing import MaterialItem, MaterialKind, node_material
@@ -507,6 +508,7 @@ async def serve(cfg: Config) -> None:
     server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret, cfg.tls_for("node"))
     pbg.add_NodeServicer_to_server(service, server.server)
     port = await server.start()
+    bus = open_bus(cfg.mqtt, cfg.cluster_name, "node", str(cfg.node_id))  # presence, with a last will
     server.install_signal_handlers()
     log.info("node %d of %d serving on port %d", cfg.node_id, cfg.n_nodes, port)
     # Readiness waits for dealer enrolment, bounded by the job timeout.
@@ -534,6 +536,7 @@ async def serve(cfg: Config) -> None:
         log.info("node %d shutting down", cfg.node_id)
         await server.stop()
         await service.close()
+        await close_bus(bus)
 
 
 def main(argv: list[str] | None = None) -> int:

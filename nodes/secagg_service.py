@@ -31,9 +31,9 @@ client id (returned once, kept only as SHA-256 hashes); ``Next`` needs the
 caller's own token as ``mpcnet-client-token`` metadata, ``GetResult`` the
 cluster secret or any token of the round (compared with hmac.compare_digest).
 
-Events (on the :class:`~mpcnet.events.EventBus`): ``mpcnet/secagg/started``,
-``stage``, ``dropped`` (once per client, with ``why``), ``result``,
-``aborted``; ids, stage names, counts and reasons only -- never payload
+Events (on the :class:`~mpcnet.events.EventBus`):
+``mpcnet/<cluster>/rounds/<round>/{started,stage,dropped,result,aborted}``
+(``dropped`` once per client, with ``why``); ids, stage names, counts and reasons only -- never payload
 bytes, inputs, keys, tokens or masks.
 """
 
@@ -47,7 +47,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import grpc
 
@@ -165,6 +165,9 @@ class SecAggService(spbg.SecAggServicer):
         self.cfg = cfg
         self.bus: EventBus = bus if bus is not None else InProcessEventBus()
         self.rounds: dict[str, _Round] = {}
+        self.topic_prefix = f"mpcnet/{cfg.cluster_name}"
+        # SecAgg client processes announce themselves with an MQTT last will naming their round and clients
+        self.bus.subscribe(f"{self.topic_prefix}/presence/secagg/+/+", self._on_client_presence)
 
     # ------------------------------------------------------------------ helpers
 
@@ -175,7 +178,20 @@ class SecAggService(spbg.SecAggServicer):
         return rnd
 
     def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
-        self.bus.publish(f"mpcnet/secagg/{what}", {"round": rnd.round_id, **fields})
+        level = rnd.round_id.replace("/", "%2F")  # a round id may hold "/", a topic level may not
+        self.bus.publish(f"{self.topic_prefix}/rounds/{level}/{what}", {"round": rnd.round_id, **fields})
+
+    def _on_client_presence(self, topic: str, event: Mapping[str, object]) -> None:
+        """A client process's last will ("gone"): every client it ran is gone at once."""
+        if event.get("state") != "gone":
+            return
+        rnd = self.rounds.get(str(event.get("round", "")))
+        clients = event.get("clients")
+        if rnd is None or not isinstance(clients, list):
+            return
+        for cid in clients:
+            if isinstance(cid, int) and cid in rnd.params.client_ids:
+                self._client_gone(rnd, cid, "its process's MQTT last will (client process gone)")
 
     def _deadline(self, value: float, what: str) -> float:
         if value == 0:
