@@ -63,7 +63,7 @@ class LocalCluster:
                  stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
                  max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
                  start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0, tls: bool = False,
-                 mqtt: str = "", cluster_name: str = "local") -> None:
+                 mqtt: str = "", cluster_name: str = "local", metrics: bool = False) -> None:
         if n_nodes < 2:
             raise ValueError("a cluster needs at least 2 nodes")
         self.n_nodes = n_nodes
@@ -105,6 +105,11 @@ class LocalCluster:
             + (f'\n[events]\nmqtt = "{mqtt}"\ncluster = "{cluster_name}"\n' if mqtt else "")
         )
         self.log_level = log_level
+        # metrics=True: each role serves Prometheus /metrics on its own loopback port (metrics_address(name))
+        self.metrics_ports: dict[str, int] = {}
+        if metrics:
+            names = ["dealer", "coordinator"] + [self.node_name(i) for i in range(1, n_nodes + 1)]
+            self.metrics_ports = {name: free_port() for name in names}
         self.procs: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}
 
@@ -114,6 +119,8 @@ class LocalCluster:
         # MPCNET_PARENT_PID: the role exits when this launcher dies (nodes/common.py), so no orphans.
         env = dict(os.environ, MPCNET_CONFIG=str(self.config_path), MPCNET_LOG_LEVEL=self.log_level,
                    MPCNET_PARENT_PID=str(os.getpid()),
+                   **({"MPCNET_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[name]}"}
+                      if name in self.metrics_ports else {}),
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with open(log_path, "ab") as fh:
             proc = subprocess.Popen([self.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
@@ -159,6 +166,10 @@ class LocalCluster:
 
     def _wait(self, address: str, proc: subprocess.Popen[Any], what: str, expect: "Identity") -> None:
         wait_serving(address, self.start_timeout_s, proc, what, self.client_tls, expect)
+
+    def metrics_address(self, name: str) -> str:
+        """``http://127.0.0.1:PORT/metrics`` of role ``name`` (dealer, coordinator, node1, ...)."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid

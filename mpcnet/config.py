@@ -78,6 +78,7 @@ class Config:
     tls_name: str = ""  # this process's certificate name; "" = "main" (node: its id)
     mqtt: str = ""  # MQTT broker host:port for events and presence; "" = the in-process bus
     cluster_name: str = "local"  # the <cluster> level of event topics
+    metrics_listen: str = ""  # host:port of the Prometheus /metrics endpoint; "" = none
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,6 +161,8 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
             values["tls_dir"] = str(tdir if tdir.is_absolute() else p.parent / tdir)
         if "name" in tls:
             values["tls_name"] = str(tls["name"])
+        if "listen" in data.get("metrics", {}):
+            values["metrics_listen"] = str(data["metrics"]["listen"])
         ev = data.get("events", {})
         if "mqtt" in ev:
             values["mqtt"] = str(ev["mqtt"])
@@ -187,7 +190,7 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_LOG_LEVEL": ("log_level", str), "MPCNET_OUTPUT_TTL_S": ("output_ttl_s", float),
         "MPCNET_CLUSTER_SECRET": ("cluster_secret", str), "MPCNET_TLS_DIR": ("tls_dir", str),
         "MPCNET_TLS_NAME": ("tls_name", str), "MPCNET_MQTT": ("mqtt", str),
-        "MPCNET_CLUSTER_NAME": ("cluster_name", str),
+        "MPCNET_CLUSTER_NAME": ("cluster_name", str), "MPCNET_METRICS_LISTEN": ("metrics_listen", str),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

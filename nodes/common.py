@@ -13,7 +13,25 @@ from typing import Any, Callable, Coroutine
 from mpcnet.config import Config, ConfigError, load_config
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (MPCNET_LOG_FORMAT=json): ts, role, level, logger, msg."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        return json.dumps({"ts": round(record.created, 3), "role": self.role, "level": record.levelname,
+                           "logger": record.name, "msg": record.getMessage()}, sort_keys=True)
+
+
 def setup_logging(level: str, role: str) -> None:
+    if os.environ.get("MPCNET_LOG_FORMAT", "").lower() == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter(role))
+        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+        return
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from mpcnet.transport.metrics import role_metrics
 from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile_program
@@ -252,10 +253,11 @@ class CoordinatorService(pbg.CoordinatorServicer):
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.coordinator
     service = CoordinatorService(cfg)
-    server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"))
+    metrics = role_metrics("coordinator", cfg)
+    server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"), metrics)
     pbg.add_CoordinatorServicer_to_server(service, server.server)
     bus = open_bus(cfg.mqtt, cfg.cluster_name, "coordinator", cfg.tls_name or "main")
-    secagg = SecAggService(cfg, bus)
+    secagg = SecAggService(cfg, bus, metrics)
     add_SecAggServicer_to_server(secagg, server.server)
     port = await server.start()
     server.install_signal_handlers()

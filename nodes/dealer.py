@@ -20,6 +20,7 @@ from typing import AsyncIterator
 import grpc
 import numpy as np
 
+from mpcnet.transport.metrics import RoleMetrics, role_metrics
 from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config, ConfigError
 from mpcnet.core import prg
@@ -62,6 +63,7 @@ class _Batch:
 class DealerService(pbg.DealerServicer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.metrics: RoleMetrics | None = None
         self.n = cfg.n_nodes
         self.instance = secrets.token_hex(4)
         self.seeds: dict[int, tuple[bytes, str]] = {}
@@ -101,6 +103,8 @@ class DealerService(pbg.DealerServicer):
         vector = np.concatenate(flat) if flat else np.zeros(0, dtype=np.uint64)
         self.batches[batch_id] = _Batch(request.job_id, vector, time.time())
         self.served_elements += total
+        if self.metrics is not None:
+            self.metrics.triples_served.inc(total)
         log.info("batch %s for job %s: %d items, %d correction elements", batch_id, request.job_id,
                  len(items), vector.size)
         return pb.CreateBatchResponse(batch_id=batch_id, node_epochs=epochs)
@@ -131,8 +135,11 @@ class DealerService(pbg.DealerServicer):
 
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.dealer
-    server = RoleServer("dealer", listen, cfg.cluster_secret, cfg.tls_for("dealer"))
-    pbg.add_DealerServicer_to_server(DealerService(cfg), server.server)
+    metrics = role_metrics("dealer", cfg)
+    server = RoleServer("dealer", listen, cfg.cluster_secret, cfg.tls_for("dealer"), metrics)
+    dealer = DealerService(cfg)
+    dealer.metrics = metrics
+    pbg.add_DealerServicer_to_server(dealer, server.server)
     port = await server.start()
     bus = open_bus(cfg.mqtt, cfg.cluster_name, "dealer", cfg.tls_name or "main")  # presence, with a last will
     server.install_signal_handlers()

@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator
 import grpc
 import numpy as np
 
+from mpcnet.transport.metrics import RoleMetrics, role_metrics
 from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.engine import ExecutionError, JobExecution
@@ -73,6 +74,7 @@ class NodeService(pbg.NodeServicer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.tls = cfg.tls_for("node")
+        self.metrics: RoleMetrics | None = None
         self.node_id = cfg.node_id
         self.n = cfg.n_nodes
         self.index = self.node_id - 1
@@ -300,6 +302,8 @@ class NodeService(pbg.NodeServicer):
         job.state = "done"
         job.ended = time.monotonic()
         job.inputs.clear()
+        if self.metrics is not None:
+            self.metrics.bytes_sent.inc(sent)
         report = pb.NodeReport(node_id=self.node_id, online_s=t2 - t1, bytes_sent=sent,
                                peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         return pb.ExecuteResponse(report=report, layers=plan.layers)
@@ -505,7 +509,9 @@ async def serve(cfg: Config) -> None:
         raise ConfigError(f"node id must be in 1..{cfg.n_nodes} (use --id or MPCNET_NODE_ID), got {cfg.node_id}")
     listen = cfg.listen or cfg.node_address(cfg.node_id)
     service = NodeService(cfg)
-    server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret, cfg.tls_for("node"))
+    metrics = role_metrics(f"node{cfg.node_id}", cfg)
+    service.metrics = metrics
+    server = RoleServer(f"node{cfg.node_id}", listen, cfg.cluster_secret, cfg.tls_for("node"), metrics)
     pbg.add_NodeServicer_to_server(service, server.server)
     port = await server.start()
     bus = open_bus(cfg.mqtt, cfg.cluster_name, "node", str(cfg.node_id))  # presence, with a last will

@@ -55,6 +55,7 @@ from mpcnet.config import Config
 from mpcnet.errors import (AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PeerTimeout, PermissionDenied,
                            ResourceExhausted, Unauthenticated)
 from mpcnet.events import EventBus, InProcessEventBus
+from mpcnet.transport.metrics import RoleMetrics
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.encoding import decode, encode, tag_of
 from mpcnet.secagg.errors import ParamsError, ProtocolViolation, SecAggError
@@ -161,8 +162,9 @@ class _Round:
 
 
 class SecAggService(spbg.SecAggServicer):
-    def __init__(self, cfg: Config, bus: EventBus | None = None) -> None:
+    def __init__(self, cfg: Config, bus: EventBus | None = None, metrics: RoleMetrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.bus: EventBus = bus if bus is not None else InProcessEventBus()
         self.rounds: dict[str, _Round] = {}
         self.topic_prefix = f"mpcnet/{cfg.cluster_name}"
@@ -178,6 +180,11 @@ class SecAggService(spbg.SecAggServicer):
         return rnd
 
     def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
+        if self.metrics is not None:
+            if what == "dropped":
+                self.metrics.dropouts.labels(str(fields.get("stage", ""))).inc()
+            elif what in ("result", "aborted"):
+                self.metrics.rounds.labels("done" if what == "result" else "aborted").inc()
         level = rnd.round_id.replace("/", "%2F")  # a round id may hold "/", a topic level may not
         self.bus.publish(f"{self.topic_prefix}/rounds/{level}/{what}", {"round": rnd.round_id, **fields})
 
@@ -425,8 +432,8 @@ class SecAggService(spbg.SecAggServicer):
             rnd.cond.notify_all()
 
     async def _abort(self, rnd: _Round, stage: Stage, reason: str) -> None:
-        await self._set(rnd, state="aborted", aborted_stage=stage.value, reason=reason, accepting=False)
         self._publish("aborted", rnd, stage=stage.value, reason=reason)
+        await self._set(rnd, state="aborted", aborted_stage=stage.value, reason=reason, accepting=False)
         log.warning("secagg round %s aborted at %s: %s", rnd.round_id, stage.value, reason)
 
     async def _drive(self, rnd: _Round) -> None:
@@ -471,8 +478,9 @@ class SecAggService(spbg.SecAggServicer):
             included = sorted(rnd.server.after(Stage.MASKED_INPUT_COLLECTION))
             done = done_message(result, rnd.params.bits, included,
                                 [(c, s.value) for c, s in sorted(rnd.dropouts.items())])
-            await self._set(rnd, state="done", done=done)
+            # the event (and metric) first: whoever hears "done" from a client can find them already
             self._publish("result", rnd, included=included, dropped=sorted(rnd.dropouts))
+            await self._set(rnd, state="done", done=done)
             log.info("secagg round %s done: %d inputs in the sum, %d dropouts", rnd.round_id, len(included),
                      len(rnd.dropouts))
         except asyncio.CancelledError:

@@ -16,10 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mpcnet import errors
 from mpcnet.errors import MpcnetError
+from mpcnet.transport.metrics import MetricsInterceptor
 from mpcnet.transport.tls import PeerIdentityInterceptor, target_options
 
 if TYPE_CHECKING:
     from mpcnet.certs import Identity
+    from mpcnet.transport.metrics import RoleMetrics
     from mpcnet.transport.tls import TlsFiles
 
 log = logging.getLogger("mpcnet.transport")
@@ -279,7 +281,8 @@ class RoleServer:
     """A grpc.aio server with the health service, plaintext warning and
     graceful shutdown on SIGTERM/SIGINT."""
 
-    def __init__(self, role: str, listen: str, cluster_secret: str = "", tls: "TlsFiles | None" = None) -> None:
+    def __init__(self, role: str, listen: str, cluster_secret: str = "", tls: "TlsFiles | None" = None,
+                 metrics: "RoleMetrics | None" = None) -> None:
         self.role = role
         self.listen = listen
         self.cluster_secret = cluster_secret
@@ -289,6 +292,8 @@ class RoleServer:
             interceptors.insert(0, ClusterAuthInterceptor(cluster_secret))
         if tls is not None:
             interceptors.insert(0, PeerIdentityInterceptor())
+        if metrics is not None:
+            interceptors.insert(0, MetricsInterceptor(metrics))
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
