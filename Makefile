@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration
+.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ bench-secagg: $(STAMP) $(FLOWER_STAMP)
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) build *.egg-info .pytest_cache .hypothesis
+
+# The docker image, built offline (Debian base via mmdebstrap + docker import, wheels from PyPI): see scripts/build_image.sh.
+image: $(STAMP)
+	PYTHON=$(PY) scripts/build_image.sh

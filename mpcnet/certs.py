@@ -129,6 +129,9 @@ def issue(directory: str | os.PathLike[str], role: str, name: str, hosts: Sequen
         raise CertError(f"{out / 'ca.key'} is not an EC key made by `mpcnet certs init`")
     sans: list[x509.GeneralName] = [x509.DNSName(ident.dns)]
     for host in hosts:
+        if host.lower().rstrip(".").endswith("." + DOMAIN) or host.lower() == DOMAIN:
+            raise CertError(f"--host {host!r}: names under .{DOMAIN} are identities, not hosts; one certificate "
+                            "carries one identity")
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:

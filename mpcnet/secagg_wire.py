@@ -8,6 +8,8 @@ classes).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -175,3 +177,9 @@ def dequantize(enc: ValueEncoding, total: RingArray, count: int) -> tuple[npt.ND
     if enc.kind == FEDAVG:
         return enc.weighted().decode(total)
     raise ParamsError("a ring round has no float result: decode its sum with mpcnet.secagg.quantization.decode_ints")
+
+
+def will_proof(token_hash: bytes, round_id: str, client_id: int) -> str:
+    """What a client's MQTT last will carries to show it speaks for ``client_id`` (hex HMAC; not the token)."""
+    msg = b"mpcnet-will\x00" + round_id.encode() + b"\x00" + str(client_id).encode()
+    return hmac.new(token_hash, msg, hashlib.sha256).hexdigest()

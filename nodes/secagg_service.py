@@ -64,7 +64,7 @@ from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
 from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
-                                params_to_proto, parse_stage)
+                                params_to_proto, parse_stage, will_proof)
 from mpcnet.transport.rpc import (CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors,
                                   stream_servicer_errors)
 from mpcnet.v1 import secagg_pb2 as spb
@@ -89,6 +89,7 @@ STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step bef
 
 def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
 
 
 @dataclass(eq=False)
@@ -189,15 +190,26 @@ class SecAggService(spbg.SecAggServicer):
         self.bus.publish(f"{self.topic_prefix}/rounds/{level}/{what}", {"round": rnd.round_id, **fields})
 
     def _on_client_presence(self, topic: str, event: Mapping[str, object]) -> None:
-        """A client process's last will ("gone"): every client it ran is gone at once."""
+        """A client process's last will ("gone"): every client it ran is gone at once.
+
+        The broker is not trusted with this: each client in the will must carry its proof
+        HMAC-SHA256(SHA-256(token), "mpcnet-will" | round | id) (:func:`will_proof`), which only the token's
+        holder and this server (it keeps the hash) can make; a client with an open Attend stream is alive
+        whatever the will says; and the topic must name the round the payload names."""
         if event.get("state") != "gone":
             return
-        rnd = self.rounds.get(str(event.get("round", "")))
-        clients = event.get("clients")
-        if rnd is None or not isinstance(clients, list):
+        round_id = str(event.get("round", ""))
+        rnd = self.rounds.get(round_id)
+        clients, proofs = event.get("clients"), event.get("proofs")
+        if rnd is None or not isinstance(clients, list) or not isinstance(proofs, list) or len(proofs) != len(clients):
             return
-        for cid in clients:
-            if isinstance(cid, int) and cid in rnd.params.client_ids:
+        if f"/presence/secagg/{round_id.replace('/', '%2F')}/" not in topic:
+            return
+        for cid, proof in zip(clients, proofs):
+            if not isinstance(cid, int) or cid not in rnd.token_hashes or cid in rnd.attending:
+                continue
+            want = will_proof(rnd.token_hashes[cid], round_id, cid)
+            if isinstance(proof, str) and hmac.compare_digest(proof.encode(), want.encode()):
                 self._client_gone(rnd, cid, "its process's MQTT last will (client process gone)")
 
     def _deadline(self, value: float, what: str) -> float:
@@ -363,6 +375,9 @@ class SecAggService(spbg.SecAggServicer):
                 raise AlreadyExists(f"{where}: answered already (replayed answer refused)")
             raise FailedPrecondition(f"{where}: the answer came after the stage closed; the client is a dropout "
                                      "of this round")
+        if cid in rnd.gone:
+            raise FailedPrecondition(f"{where}: the client was declared gone ({rnd.gone[cid]}); it is a dropout of "
+                                     "this round")
         if cid not in rnd.requests.get(stage, {}):
             raise FailedPrecondition(f"{where}: no request was sent to this client at this stage (it dropped out "
                                      f"at {rnd.dropouts[cid].value if cid in rnd.dropouts else 'an earlier stage'})")

@@ -187,6 +187,13 @@ def _build(cls: type[T], obj: Any, where: str, words: _Words) -> T:
 
 def decode(data: bytes) -> object:
     """Parse canonical bytes back into the registered message they encode."""
+    try:
+        return _decode(data)
+    except RecursionError:  # a header nested thousands deep
+        raise ProtocolViolation("message header nested too deeply") from None
+
+
+def _decode(data: bytes) -> object:
     if len(data) < 4:
         raise ProtocolViolation("message shorter than its header length")
     size = int.from_bytes(data[:4], "big")

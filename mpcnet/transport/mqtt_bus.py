@@ -40,6 +40,9 @@ log = logging.getLogger("mpcnet.events.mqtt")
 QUEUE_LIMIT = 10_000
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 5.0
 CONNECT_TIMEOUT_S = 5.0
+# A death closes the socket and the broker sends the will at once; keepalive only catches silent hangs, and is
+# long enough that a process busy with protocol steps for a few seconds is not declared dead.
+KEEPALIVE_S = 30
 
 
 def parse_broker(address: str) -> tuple[str, int]:
@@ -56,12 +59,14 @@ class MqttEventBus:
     """Events over MQTT; call :meth:`start` inside the event loop and :meth:`close` before it ends."""
 
     def __init__(self, broker: str, cluster: str, role: str, name: str,
-                 presence_fields: Event | None = None, presence_topic: str | None = None) -> None:
+                 presence_fields: Event | None = None, presence_topic: str | None = None,
+                 will_fields: Event | None = None) -> None:
         self.host, self.port = parse_broker(broker)
         self.prefix = f"mpcnet/{cluster}"
         self.presence_topic = presence_topic or f"{self.prefix}/presence/{role}/{name}"
         self.presence_fields = dict(presence_fields or {})
-        check_event(self.presence_topic, self.presence_fields)
+        self.will_fields = dict(will_fields or {})  # only in the last will (e.g. proofs a live message must not show)
+        check_event(self.presence_topic, {**self.presence_fields, **self.will_fields})
         self.identifier = f"mpcnet-{role}-{name}-{time.monotonic_ns() % 10**9}"
         self._queue: deque[tuple[str, bytes, bool]] = deque()
         self._wake = asyncio.Event()
@@ -124,12 +129,12 @@ class MqttEventBus:
         import aiomqtt
 
         backoff = RECONNECT_MIN_S
-        gone = json.dumps({**self.presence_fields, "state": "gone"}, sort_keys=True).encode()
+        gone = json.dumps({**self.presence_fields, **self.will_fields, "state": "gone"}, sort_keys=True).encode()
         while not self._closing:
             try:
                 will = aiomqtt.Will(self.presence_topic, gone, qos=1, retain=True)
                 async with aiomqtt.Client(self.host, self.port, identifier=self.identifier, will=will,
-                                          keepalive=5, timeout=CONNECT_TIMEOUT_S) as client:
+                                          keepalive=KEEPALIVE_S, timeout=CONNECT_TIMEOUT_S) as client:
                     self._client = client
                     for topic_filter, _ in list(self._subs):
                         await client.subscribe(topic_filter, qos=1)
@@ -138,11 +143,16 @@ class MqttEventBus:
                     self.connected.set()
                     backoff = RECONNECT_MIN_S
                     log.info("events: connected to MQTT broker %s:%d", self.host, self.port)
-                    receiver = asyncio.get_running_loop().create_task(self._receive(client))
-                    try:
-                        await self._send(client)
+                    loop = asyncio.get_running_loop()
+                    tasks = {loop.create_task(self._receive(client)), loop.create_task(self._send(client))}
+                    try:  # either ending means the connection is gone: reconnect
+                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            task.result()
+                        raise ConnectionError("MQTT connection ended")
                     finally:
-                        receiver.cancel()
+                        for task in tasks:
+                            task.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - aiomqtt.MqttError, OSError: the broker is away

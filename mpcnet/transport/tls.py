@@ -74,26 +74,34 @@ def target_options(expected: Identity) -> list[tuple[str, Any]]:
     return [("grpc.ssl_target_name_override", expected.dns), ("grpc.default_authority", expected.dns)]
 
 
-def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+class _Ambiguous:
+    """A certificate carrying more than one mpcnet identity: refused (``mpcnet certs issue`` never makes one)."""
+
+
+def peer_identity(context: grpc.aio.ServicerContext) -> Identity | _Ambiguous | None:
     """The caller's mpcnet identity from its verified certificate (None on a plaintext call)."""
     auth = context.auth_context() or {}
-    for raw in auth.get("x509_subject_alternative_name", []):
-        ident = Identity.from_dns(raw.decode(errors="replace"))
-        if ident is not None:
-            return ident
-    return None
+    found = {i for i in (Identity.from_dns(raw.decode(errors="replace"))
+                         for raw in auth.get("x509_subject_alternative_name", [])) if i is not None}
+    if len(found) > 1:
+        return _Ambiguous()
+    return next(iter(found), None)
 
 
-def refusal(method: str, ident: Identity | None, metadata: dict[str, str]) -> str | None:
-    """Why ``ident`` may not call ``method`` (None: allowed)."""
+def refusal(method: str, ident: Identity | _Ambiguous | None, metadata: dict[str, list[str]]) -> str | None:
+    """Why ``ident`` may not call ``method`` (None: allowed).  ``metadata``: every value of each key."""
     if ident is None:
         return f"{method} needs a client certificate with an mpcnet identity (from `mpcnet certs issue`)"
+    if isinstance(ident, _Ambiguous):
+        return f"{method}: the caller's certificate names more than one mpcnet identity"
     roles = METHOD_ROLES.get(method)
     if roles is not None and ident.role not in roles:
         return f"{method} is for {'/'.join(sorted(roles))} only; the caller's certificate is {ident}"
-    claimed = metadata.get(NODE_ID_KEY)
-    if claimed is not None and (ident.role != "node" or ident.name != claimed):
-        return f"the call claims to come from node {claimed} but its certificate is {ident}"
+    claims = metadata.get(NODE_ID_KEY, [])
+    if len(claims) > 1:  # the servicer reads the first value: one claim only, or a node could speak for another
+        return f"the call carries {NODE_ID_KEY} {len(claims)} times"
+    if claims and (ident.role != "node" or ident.name != claims[0]):
+        return f"the call claims to come from node {claims[0]} but its certificate is {ident}"
     return None
 
 
@@ -107,7 +115,9 @@ class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
 
         async def check(context: grpc.aio.ServicerContext) -> None:
-            md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            md: dict[str, list[str]] = {}
+            for k, v in context.invocation_metadata() or ():
+                md.setdefault(k.lower(), []).append(v if isinstance(v, str) else "<binary>")
             why = refusal(method, peer_identity(context), md)
             if why is not None:
                 log.warning("refused %s: %s", method, why)

@@ -192,6 +192,29 @@ def test_last_will_makes_a_dead_process_a_dropout_at_once(mqtt_cluster: LocalClu
     assert np.array_equal(aggregate_of(res.done), expected_sum("will", [1, 2, 3, 4]))
 
 
+def test_forged_will_drops_nobody(mqtt_cluster: LocalCluster, broker: Broker) -> None:
+    """Anyone may publish to the broker: a 'gone' will without the clients' token proofs is ignored."""
+    import aiomqtt
+
+    ids = [1, 2, 3]
+    rnd = create_round(mqtt_cluster, ids, t=3, stage_s=600.0)
+
+    async def forge() -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            for proofs in (None, ["00" * 32] * 3):
+                event: dict[str, Any] = {"state": "gone", "round": rnd.id, "clients": ids}
+                if proofs is not None:
+                    event["proofs"] = proofs
+                await client.publish(f"mpcnet/drill/presence/secagg/{rnd.id}/forger", json.dumps(event), qos=1)
+
+    asyncio.run(forge())
+    time.sleep(0.3)
+    rc, _, err = finish(spawn_mqtt(mqtt_cluster, rnd, ids, "forged", broker))
+    assert rc == 0, err
+    res = result(mqtt_cluster, rnd)
+    assert list(res.done.included) == ids and not res.done.dropped
+
+
 def test_broker_outage_leaves_computation_unaffected_and_events_resume(mqtt_cluster: LocalCluster,
                                                                         broker: Broker) -> None:
     broker.stop()

@@ -64,6 +64,8 @@ def test_certs_cli_init_issue_show(tmp_path: Path) -> None:
     assert shown["identity"] == ["node 2"] and "node2.example" in shown["dns"] and shown["ips"] == ["10.0.0.7"]
     bad = run("issue", "node", "Two!", "--dir", str(tmp_path))
     assert bad.returncode == 2 and "DNS label" in bad.stderr
+    with pytest.raises(CertError, match="one identity"):
+        certs.issue(tmp_path, "client", "eve", hosts=["1.node.mpcnet"])  # a second identity smuggled as a host
     with pytest.raises(CertError, match="no CA"):
         certs.issue(tmp_path / "empty", "node", "1")
 

@@ -56,8 +56,10 @@ def test_caller_identity_rules() -> None:
     from mpcnet.transport.tls import NODE_ID_KEY, refusal
 
     node2, coord, alice = Identity("node", "2"), Identity("coordinator", "main"), Identity("client", "alice")
-    assert refusal("/mpcnet.v1.Node/Exchange", node2, {NODE_ID_KEY: "2"}) is None
-    assert "claims to come from node 3" in str(refusal("/mpcnet.v1.Node/Exchange", node2, {NODE_ID_KEY: "3"}))
+    assert refusal("/mpcnet.v1.Node/Exchange", node2, {NODE_ID_KEY: ["2"]}) is None
+    assert "claims to come from node 3" in str(refusal("/mpcnet.v1.Node/Exchange", node2, {NODE_ID_KEY: ["3"]}))
+    # a second claim (the servicer reads the first) is refused outright
+    assert "2 times" in str(refusal("/mpcnet.v1.Node/Exchange", node2, {NODE_ID_KEY: ["3", "2"]}))
     assert "coordinator only" in str(refusal("/mpcnet.v1.Node/Execute", node2, {}))
     assert refusal("/mpcnet.v1.Node/Execute", coord, {}) is None
     assert "node only" in str(refusal("/mpcnet.v1.Dealer/FetchCorrections", alice, {}))

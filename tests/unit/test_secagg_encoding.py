@@ -86,6 +86,7 @@ MASKED = b'{"masked":{"len":2,"word":4},"round_id":"r","sender":1,"type":"secagg
     frame(MASKED.replace(b'"word":4', b'"word":3'), bytes(6)),
     frame(MASKED.replace(b'"len":2', b'"len":-2'), bytes(8)),
     frame(b'{"masked":"0100","round_id":"r","sender":1,"type":"secagg.MaskedInputResponse","v":2}'),
+    frame(b"[" * 100_000 + b"]" * 100_000),  # nested too deep for the parser: refused, not a RecursionError
 ])
 def test_malformed_or_non_canonical_bytes_are_refused(data: bytes) -> None:
     with pytest.raises(ProtocolViolation):

@@ -1,0 +1,21 @@
+# One image for every role; the command picks it:
+#   docker run IMAGE coordinator|dealer|node --id N|client ...|round ...|watch ...
+# Users with a registry build it the usual way (BASE defaults to python:3.11-slim):
+#   docker build -t mpcnet .            # needs build/wheelhouse: `make wheelhouse`
+# This machine has no registry: `make image` builds an offline base from Debian's packages
+# (scripts/build_image.sh: mmdebstrap + docker import) and passes BASE=mpcnet-base:bookworm.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/mpcnet/bin:$PATH
+# Wheels only, no index: the image build never reaches a package registry.
+COPY build/wheelhouse /tmp/wheelhouse
+RUN python3 -m venv /opt/mpcnet \
+ && /opt/mpcnet/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse mpcnet \
+ && rm -rf /tmp/wheelhouse \
+ && useradd --system --uid 10001 --home-dir /var/lib/mpcnet --create-home mpcnet
+# No secret in the image: the cluster secret, certificates and config are mounted at run time.
+USER mpcnet
+WORKDIR /var/lib/mpcnet
+ENTRYPOINT ["mpcnet"]
+CMD ["--help"]

@@ -1,0 +1,103 @@
+"""The offline image: `make image` builds it without a registry, and its roles form a cluster on a docker network.
+
+The test builds the image with scripts/build_image.sh (the Debian base is cached once built), then starts a
+dealer, two nodes and a coordinator as containers on a network the test creates, runs an MPC job from a
+one-shot container, and removes every container and the network.  Without docker this skips locally (install
+Docker Engine and run `make image`); with CI=true a missing docker is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from typing import Iterator
+
+import pytest
+
+from mpcnet.cluster import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+IMAGE = "mpcnet:test"
+
+
+def docker_ok() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if not docker_ok():
+        if os.environ.get("CI") == "true":
+            pytest.fail("docker is not available (the CI machine must run Docker Engine)")
+        pytest.skip("no docker engine: install Docker and run `make image` to run the image tests")
+    out = subprocess.run(["bash", "scripts/build_image.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=900, env=dict(os.environ, IMAGE=IMAGE))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"image {IMAGE}:" in out.stdout
+    return IMAGE
+
+
+def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture()
+def network() -> Iterator[str]:
+    name = f"mpcnet-test-{secrets.token_hex(4)}"
+    docker("network", "create", name)
+    try:
+        yield name
+    finally:
+        ids = docker("ps", "-aq", "--filter", f"network={name}", check=False).stdout.split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        docker("network", "rm", name, check=False)
+
+
+def test_image_runs_every_role(image: str) -> None:
+    assert docker("run", "--rm", image, "version").stdout.strip() == "0.1.0"
+    out = docker("run", "--rm", "--entrypoint", "id", image).stdout
+    assert "uid=10001(mpcnet)" in out  # not root
+    history = docker("history", "--no-trunc", image).stdout
+    assert "CLUSTER_SECRET" not in history  # no secret baked in
+
+
+def test_containers_form_a_cluster_on_a_private_network(image: str, network: str) -> None:
+    suffix = network.rsplit("-", 1)[1]
+    names = {role: f"{role}-{suffix}" for role in ("dealer", "node1", "node2", "coordinator")}
+    env = ["-e", f"MPCNET_NODES={names['node1']}:7201,{names['node2']}:7202", "-e", f"MPCNET_DEALER={names['dealer']}:7150",
+           "-e", f"MPCNET_COORDINATOR={names['coordinator']}:7100", "-e", "MPCNET_ALLOW_PLAINTEXT=1",
+           "-e", f"MPCNET_CLUSTER_SECRET={secrets.token_urlsafe(16)}"]
+    run = ["run", "-d", "--network", network, *env]
+    docker(*run, "--name", names["dealer"], "-e", "MPCNET_LISTEN=0.0.0.0:7150", image, "dealer")
+    for i in (1, 2):
+        docker(*run, "--name", names[f"node{i}"], "-e", f"MPCNET_LISTEN=0.0.0.0:720{i}",
+               "-e", "MPCNET_STATE_DIR=/var/lib/mpcnet/state", image, "node", "--id", str(i))
+    docker(*run, "--name", names["coordinator"], "-e", "MPCNET_LISTEN=0.0.0.0:7100", image, "coordinator")
+    script = (f"import time, numpy as np, mpcnet\n"
+              f"deadline = time.monotonic() + 60\n"
+              f"while True:\n"
+              f"    try:\n"
+              f"        a = mpcnet.connect('{names['coordinator']}:7100', party='a', timeout_s=5); break\n"
+              f"    except mpcnet.errors.MpcnetError:\n"
+              f"        if time.monotonic() > deadline: raise\n"
+              f"        time.sleep(0.5)\n"
+              f"j = a.create_job(); a.share(j, 'x', np.array([3, -4, 5]))\n"
+              f"a.run(j, mpcnet.Program().mul('y', 'x', 'x').output('y', to=['a']))\n"
+              f"print(a.reveal(j, 'y').tolist())\n")
+    t0 = time.monotonic()
+    out = docker("run", "--rm", "--network", network, "--entrypoint", "python3", image, "-c", script, timeout=120,
+                 check=False)
+    assert out.returncode == 0, out.stderr + "\n" + docker("logs", names["coordinator"], check=False).stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[9, 16, 25]"
+    assert time.monotonic() - t0 < 120
+    logs = docker("logs", names["node1"], check=False).stderr
+    assert "PLAINTEXT gRPC on non-loopback" in logs  # announced loudly
