@@ -1,7 +1,7 @@
 # One image for every role; the command picks it:
 #   docker run IMAGE coordinator|dealer|node --id N|client ...|round ...|watch ...
 # Users with a registry build it the usual way (BASE defaults to python:3.11-slim):
-#   docker build -t mpcnet .            # needs build/wheelhouse: `make wheelhouse`
+#   pip wheel --wheel-dir build/wheelhouse . && docker build -t mpcnet .
 # This machine has no registry: `make image` builds an offline base from Debian's packages
 # (scripts/build_image.sh: mmdebstrap + docker import) and passes BASE=mpcnet-base:bookworm.
 ARG BASE=python:3.11-slim
