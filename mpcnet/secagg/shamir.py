@@ -90,7 +90,7 @@ def _inverses(values: list[int], prime: int) -> list[int]:
     return out
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     """v_i = 1 / prod_{j != i} (x_i - x_j) mod prime."""
     dens = []
@@ -103,7 +103,7 @@ def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     return tuple(_inverses(dens, prime))
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
     """L_i(at) for the holders ``xs`` (cached: the same holder set serves many secrets)."""
     if at in xs:
@@ -119,7 +119,7 @@ def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
 _SMALL_FIELD = 2**64
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple[int, ...], ...]:
     """Rows w with sum_i w_i y_i = 0 for every degree < t polynomial's shares y (see the module docstring)."""
     v = _barycentric(xs, prime)
