@@ -57,6 +57,16 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(want) == len(have)
 
 
+def deliver(subscriptions: list[tuple[str, Handler]], topic: str, event: Event) -> None:
+    """Hand ``event`` to every matching handler; a failing handler is logged, never raised to the publisher."""
+    for topic_filter, handler in list(subscriptions):
+        if topic_matches(topic_filter, topic):
+            try:
+                handler(topic, event)
+            except Exception as exc:  # noqa: BLE001 - a subscriber never breaks the publisher
+                log.warning("event handler for %s failed: %s", topic_filter, type(exc).__name__)
+
+
 class InProcessEventBus:
     """Synchronous delivery to handlers in this process; a failing handler is logged, not raised."""
 
@@ -67,12 +77,7 @@ class InProcessEventBus:
         check_event(topic, event)
         frozen = dict(event)
         log.debug("event %s %s", topic, frozen)
-        for topic_filter, handler in list(self._subs):
-            if topic_matches(topic_filter, topic):
-                try:
-                    handler(topic, frozen)
-                except Exception as exc:  # noqa: BLE001 - a subscriber never breaks the publisher
-                    log.warning("event handler for %s failed: %s", topic_filter, type(exc).__name__)
+        deliver(self._subs, topic, frozen)
 
     def subscribe(self, topic_filter: str, handler: Handler) -> Callable[[], None]:
         entry = (topic_filter, handler)

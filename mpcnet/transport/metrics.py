@@ -24,6 +24,8 @@ from typing import Any, Callable
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from mpcnet.transport.handlers import Finish, wrap_handler
+
 log = logging.getLogger("mpcnet.metrics")
 
 
@@ -58,61 +60,21 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: RoleMetrics) -> None:
         self.metrics = metrics
 
-    def _done(self, method: str, context: grpc.aio.ServicerContext, started: float, failed: bool) -> None:
-        code = context.code() if hasattr(context, "code") else None
-        name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
-        self.metrics.rpcs.labels(method, name).inc()
-        self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
-
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        method = details.method
-        done = self._done
-        if handler.unary_unary:
-            uu = handler.unary_unary
+        method, metrics = details.method, self.metrics
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                t0, failed = time.perf_counter(), True
-                try:
-                    out = await uu(request, context)
-                    failed = False
-                    return out
-                finally:
-                    done(method, context, t0, failed)
+        async def start(context: grpc.aio.ServicerContext) -> Finish:
+            started = time.perf_counter()
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, handler.request_deserializer,
-                                                       handler.response_serializer)
-        if handler.unary_stream:
-            us = handler.unary_stream
+            def finish(failed: bool) -> None:
+                code = context.code() if hasattr(context, "code") else None
+                name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
+                metrics.rpcs.labels(method, name).inc()
+                metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                t0, failed = time.perf_counter(), True
-                try:
-                    async for item in us(request, context):
-                        yield item
-                    failed = False
-                finally:
-                    done(method, context, t0, failed)
+            return finish
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, handler.request_deserializer,
-                                                        handler.response_serializer)
-        if handler.stream_unary:
-            su = handler.stream_unary
-
-            async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-                t0, failed = time.perf_counter(), True
-                try:
-                    out = await su(request_iterator, context)
-                    failed = False
-                    return out
-                finally:
-                    done(method, context, t0, failed)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, handler.request_deserializer,
-                                                        handler.response_serializer)
-        return handler
+        return wrap_handler(await continuation(details), start)
 
 
 def role_metrics(role: str, cfg: Any) -> RoleMetrics:

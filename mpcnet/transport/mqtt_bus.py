@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from mpcnet.events import Event, Handler, InProcessEventBus, check_event, topic_matches
+from mpcnet.events import Event, Handler, InProcessEventBus, check_event, deliver
 
 log = logging.getLogger("mpcnet.events.mqtt")
 
@@ -182,12 +182,7 @@ class MqttEventBus:
                 continue
             if not isinstance(event, dict):
                 continue
-            for topic_filter, handler in list(self._subs):
-                if topic_matches(topic_filter, topic):
-                    try:
-                        handler(topic, event)
-                    except Exception as exc:  # noqa: BLE001 - a subscriber never breaks the bus
-                        log.warning("event handler for %s failed: %s", topic_filter, type(exc).__name__)
+            deliver(self._subs, topic, event)
 
 
 def open_bus(broker: str, cluster: str, role: str, name: str) -> "MqttEventBus | InProcessEventBus":

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import grpc
 
 from mpcnet.certs import CertError, Identity
+from mpcnet.transport.handlers import NO_FINISH, Finish, wrap_handler
 
 log = logging.getLogger("mpcnet.tls")
 
@@ -109,12 +110,9 @@ class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
     """Check the caller's certificate identity against :data:`METHOD_ROLES` before the handler runs."""
 
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
         method = details.method
 
-        async def check(context: grpc.aio.ServicerContext) -> None:
+        async def check(context: grpc.aio.ServicerContext) -> Finish:
             md: dict[str, list[str]] = {}
             for k, v in context.invocation_metadata() or ():
                 md.setdefault(k.lower(), []).append(v if isinstance(v, str) else "<binary>")
@@ -122,43 +120,6 @@ class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
             if why is not None:
                 log.warning("refused %s: %s", method, why)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+            return NO_FINISH
 
-        if handler.unary_unary:
-            uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                return await uu(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, handler.request_deserializer,
-                                                       handler.response_serializer)
-        if handler.unary_stream:
-            us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                async for item in us(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, handler.request_deserializer,
-                                                        handler.response_serializer)
-        if handler.stream_unary:
-            su = handler.stream_unary
-
-            async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                return await su(request_iterator, context)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, handler.request_deserializer,
-                                                        handler.response_serializer)
-        if handler.stream_stream:
-            ss = handler.stream_stream
-
-            async def stream_stream(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                async for item in ss(request_iterator, context):
-                    yield item
-
-            return grpc.stream_stream_rpc_method_handler(stream_stream, handler.request_deserializer,
-                                                         handler.response_serializer)
-        return handler
+        return wrap_handler(await continuation(details), check)

@@ -1,0 +1,58 @@
+"""Wrap a gRPC method handler of any kind with a step before and a step after (server interceptors).
+
+``guard(context)`` runs before the servicer method (it may abort the call) and returns ``finish(failed)``,
+run after it however it ended.  One wrapper for the four handler kinds, so that interceptors (caller
+identity, metrics) state only what they do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import grpc
+
+Finish = Callable[[bool], None]
+Guard = Callable[[grpc.aio.ServicerContext], Awaitable[Finish]]
+
+
+def _nothing(failed: bool) -> None:
+    return None
+
+
+NO_FINISH: Finish = _nothing
+
+
+def wrap_handler(handler: Any, guard: Guard) -> Any:
+    if handler is None:
+        return handler
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary_reply(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            finish, failed = await guard(context), True
+            try:
+                out = await inner(request, context)
+                failed = False
+                return out
+            finally:
+                finish(failed)
+
+        make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler)
+        return make(unary_reply, handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream or handler.stream_stream:
+        inner_s = handler.unary_stream or handler.stream_stream
+
+        async def stream_reply(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            finish, failed = await guard(context), True
+            try:
+                async for item in inner_s(request, context):
+                    yield item
+                failed = False
+            finally:
+                finish(failed)
+
+        make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler)
+        return make(stream_reply, handler.request_deserializer, handler.response_serializer)
+    return handler
