@@ -66,7 +66,7 @@ from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
-                                will_proof,
+                                topic_level, will_proof,
                                 aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
 from mpcnet.transport.mqtt_bus import MqttEventBus
@@ -370,7 +370,7 @@ def client_main(args: argparse.Namespace) -> int:
         if mqtt:
             # one MQTT connection per process, its last will naming every client it runs
             proc = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
-            level = args.round_id.replace("/", "%2F")
+            level = topic_level(args.round_id)
             proofs = [will_proof(hashlib.sha256(tokens[c].encode()).digest(), args.round_id, c) for c in ids]
             bus = MqttEventBus(mqtt, cluster, "secagg", proc, presence_fields={"round": args.round_id, "clients": ids},
                                presence_topic=f"mpcnet/{cluster}/presence/secagg/{level}/{proc}",

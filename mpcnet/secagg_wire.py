@@ -183,3 +183,8 @@ def will_proof(token_hash: bytes, round_id: str, client_id: int) -> str:
     """What a client's MQTT last will carries to show it speaks for ``client_id`` (hex HMAC; not the token)."""
     msg = b"mpcnet-will\x00" + round_id.encode() + b"\x00" + str(client_id).encode()
     return hmac.new(token_hash, msg, hashlib.sha256).hexdigest()
+
+
+def topic_level(round_id: str) -> str:
+    """A round id as one event-topic level (a round id may hold "/", a topic level may not)."""
+    return round_id.replace("/", "%2F")

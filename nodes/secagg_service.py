@@ -64,7 +64,7 @@ from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
 from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
-                                params_to_proto, parse_stage, will_proof)
+                                params_to_proto, parse_stage, topic_level, will_proof)
 from mpcnet.transport.rpc import (CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors,
                                   stream_servicer_errors)
 from mpcnet.v1 import secagg_pb2 as spb
@@ -180,14 +180,20 @@ class SecAggService(spbg.SecAggServicer):
             raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
         return rnd
 
+    @staticmethod
+    def _check_token(rnd: _Round, cid: int, context: grpc.aio.ServicerContext) -> None:
+        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
+            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata; "
+                                  "send the token CreateRound returned for this client id")
+
     def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
         if self.metrics is not None:
             if what == "dropped":
                 self.metrics.dropouts.labels(str(fields.get("stage", ""))).inc()
             elif what in ("result", "aborted"):
                 self.metrics.rounds.labels("done" if what == "result" else "aborted").inc()
-        level = rnd.round_id.replace("/", "%2F")  # a round id may hold "/", a topic level may not
-        self.bus.publish(f"{self.topic_prefix}/rounds/{level}/{what}", {"round": rnd.round_id, **fields})
+        self.bus.publish(f"{self.topic_prefix}/rounds/{topic_level(rnd.round_id)}/{what}",
+                         {"round": rnd.round_id, **fields})
 
     def _on_client_presence(self, topic: str, event: Mapping[str, object]) -> None:
         """A client process's last will ("gone"): every client it ran is gone at once.
@@ -203,7 +209,7 @@ class SecAggService(spbg.SecAggServicer):
         clients, proofs = event.get("clients"), event.get("proofs")
         if rnd is None or not isinstance(clients, list) or not isinstance(proofs, list) or len(proofs) != len(clients):
             return
-        if f"/presence/secagg/{round_id.replace('/', '%2F')}/" not in topic:
+        if f"/presence/secagg/{topic_level(round_id)}/" not in topic:
             return
         for cid, proof in zip(clients, proofs):
             if not isinstance(cid, int) or cid not in rnd.token_hashes or cid in rnd.attending:
@@ -277,9 +283,7 @@ class SecAggService(spbg.SecAggServicer):
         cid = request.client_id
         if cid not in rnd.params.client_ids:
             raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
-            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata; "
-                                  "send the token CreateRound returned for this client id")
+        self._check_token(rnd, cid, context)
         if rnd.state != "running":
             return self._outcome(rnd, request.want_result)
         if not request.stage_answered:
@@ -325,8 +329,7 @@ class SecAggService(spbg.SecAggServicer):
         cid = request.client_id
         if cid not in rnd.params.client_ids:
             raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
-            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata")
+        self._check_token(rnd, cid, context)
         if rnd.state != "running":
             yield spb.SecAggPresence(state=rnd.state, stage=rnd.stage.value)
             return

@@ -84,10 +84,9 @@ def _to_json(value: object, blobs: list[bytes] | None) -> Any:
     if isinstance(value, np.ndarray):
         if value.ndim != 1:
             raise TypeError("ring vectors must be one-dimensional")
-        vec = np.ascontiguousarray(value, dtype=np.uint64)
-        word = _word_width(vec)
+        word = _word_width(value)  # on the array as it is: a decoded uint32 view needs no widening copy
         if blobs is not None:
-            blobs.append(vec.astype("<u4" if word == 4 else "<u8").tobytes())
+            blobs.append(np.ascontiguousarray(value).astype("<u4" if word == 4 else "<u8").tobytes())
         return {"len": int(value.size), "word": word}
     if isinstance(value, tuple):
         return [_to_json(v, blobs) for v in value]
