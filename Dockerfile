@@ -13,7 +13,11 @@ COPY build/wheelhouse /tmp/wheelhouse
 RUN python3 -m venv /opt/mpcnet \
  && /opt/mpcnet/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse mpcnet \
  && rm -rf /tmp/wheelhouse \
- && useradd --system --uid 10001 --home-dir /var/lib/mpcnet --create-home mpcnet
+ && useradd --system --uid 10001 --home-dir /var/lib/mpcnet --create-home mpcnet \
+ && install -d -o mpcnet -g mpcnet -m 0700 /var/lib/mpcnet/certs /var/lib/mpcnet/state \
+ && install -d -o mpcnet -g mpcnet -m 0750 /var/lib/mpcnet/rounds
+# (those directories are the mount points of docker-compose.yml's volumes: a fresh named volume takes their
+# owner, so the unprivileged roles can write certificates, journals and round files there)
 # No secret in the image: the cluster secret, certificates and config are mounted at run time.
 USER mpcnet
 WORKDIR /var/lib/mpcnet

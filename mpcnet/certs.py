@@ -78,12 +78,15 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    _write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
 
 
 def init_ca(directory: str | os.PathLike[str], common_name: str = "mpcnet cluster CA", days: int = 3650,
@@ -151,6 +154,31 @@ def issue(directory: str | os.PathLike[str], role: str, name: str, hosts: Sequen
     _write_key(key_path, key)
     crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return crt_path, key_path
+
+
+def bootstrap(directory: str | os.PathLike[str], n_nodes: int, clients: Sequence[str] = ("main",),
+              secret: bool = True) -> list[str]:
+    """Make whatever is missing of a one-machine cluster's material in ``directory``: the CA, the
+    coordinator's and the dealer's certificates ("main"), one per node 1..``n_nodes``, one per client name, and
+    (``secret``) a random ``cluster.secret``.  Existing files are kept, so a restart reuses them.  Returns the
+    names of the files it made."""
+    import secrets as _secrets
+    out = Path(directory)
+    made: list[str] = []
+    if not (out / "ca.crt").exists():
+        init_ca(out)
+        made.append("ca.crt")
+    wanted = [("coordinator", "main"), ("dealer", "main")] + [("node", str(i)) for i in range(1, n_nodes + 1)]
+    wanted += [("client", c) for c in clients]
+    for role, name in wanted:
+        stem = Identity(role, name).stem
+        if not ((out / f"{stem}.crt").exists() and (out / f"{stem}.key").exists()):
+            issue(out, role, name)
+            made.append(f"{stem}.crt")
+    if secret and not (out / "cluster.secret").exists():
+        _write_private(out / "cluster.secret", _secrets.token_urlsafe(32).encode())
+        made.append("cluster.secret")
+    return made
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, object]:

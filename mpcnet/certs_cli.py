@@ -10,7 +10,7 @@ from mpcnet import certs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="certs_command", metavar="init|issue|show", required=True)
+    sub = parser.add_subparsers(dest="certs_command", metavar="init|issue|show|bootstrap", required=True)
     i = sub.add_parser("init", help="create the cluster CA (ca.crt, ca.key) in --dir")
     i.add_argument("--dir", default="certs", help="certificate directory (default ./certs)")
     i.add_argument("--days", type=int, default=3650)
@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--days", type=int, default=365)
     s.add_argument("--host", action="append", default=[],
                    help="extra DNS name or IP address for the certificate (repeatable)")
+    b = sub.add_parser("bootstrap", help="make what is missing of a one-machine cluster's CA, certificates and "
+                       "cluster secret (docker-compose's certs service); existing files are kept")
+    b.add_argument("--dir", default="certs")
+    b.add_argument("--nodes", type=int, default=3, help="compute nodes 1..N (default 3)")
+    b.add_argument("--clients", default="main", help="comma-separated client certificate names (default main)")
     w = sub.add_parser("show", help="print a certificate's identity and validity")
     w.add_argument("file")
 
@@ -35,6 +40,10 @@ def certs_main(args: argparse.Namespace) -> int:
             crt, key = certs.issue(args.dir, args.role, args.name, hosts=args.host, days=args.days)
             print(f"{crt} and {key} (identity {certs.Identity(args.role, args.name).dns}); give that host "
                   f"these two files and {crt.parent / 'ca.crt'}")
+        elif args.certs_command == "bootstrap":
+            clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+            made = certs.bootstrap(args.dir, args.nodes, clients)
+            print(f"{args.dir}: made {', '.join(made)}" if made else f"{args.dir}: complete, nothing to make")
         else:
             print(json.dumps(certs.describe(args.file)))
     except (certs.CertError, OSError, ValueError) as exc:

@@ -13,7 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for role in ("coordinator", "dealer", "node"):
         sub.add_parser(role, help=f"run the {role} (see `mpcnet {role} --help`)", add_help=False)
-    sub.add_parser("demo", help="start a local cluster, run the demo workload, check against numpy")
+    d = sub.add_parser("demo", help="start a local cluster, run the demo workload, check against numpy")
+    d.add_argument("--coordinator", default=None, help="run the MPC part of the demo against this running "
+                   "cluster instead of starting local processes")
+    d.add_argument("--tls-dir", default=None, help="with --coordinator: certificates of the parties "
+                   "(client-hospital-a/b/c) for mTLS (or MPCNET_TLS_DIR)")
     b = sub.add_parser("bench", help="benchmark against MPyC (mul, dot) or Flower's SecAgg+ (secagg) in the same run")
     b.add_argument("workload", choices=["mul", "dot", "secagg"])
     b.add_argument("--size", type=int, default=1_000_000)
@@ -55,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--cluster-name", default=None, help="event topic cluster level (or MPCNET_CLUSTER_NAME; local)")
     c.add_argument("--no-attend", action="store_true",
                    help="do not hold the gRPC presence stream (dropouts then rely on MQTT or the stage deadline)")
+    ag = sub.add_parser("agent", help="long-running SecAgg client: claims a seat in each new round of a rounds "
+                        "directory (the scaled compose client service)")
+    from mpcnet.client_agent import add_arguments as agent_arguments
+    agent_arguments(ag)
+    hc = sub.add_parser("health", help="container health check: this role's gRPC health service, or a heartbeat")
+    from mpcnet.health_cli import add_arguments as health_arguments
+    health_arguments(hc)
     wt = sub.add_parser("watch", help="live progress of SecAgg rounds and presence from the MQTT event bus")
     from mpcnet.watch import add_arguments as watch_arguments
     watch_arguments(wt)
@@ -80,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(rest)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from mpcnet.demo import run_demo
+        from mpcnet.demo import run_demo, run_remote_demo
+        if args.coordinator:
+            return run_remote_demo(args.coordinator, args.tls_dir or os.environ.get("MPCNET_TLS_DIR"))
         return run_demo()
     if args.command == "bench" and args.workload == "secagg":
         from mpcnet.bench.secagg_runner import run_secagg_bench
@@ -94,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "client":
         from mpcnet.secagg_client import client_main
         return client_main(args)
+    if args.command == "agent":
+        from mpcnet.client_agent import agent_main
+        return agent_main(args)
+    if args.command == "health":
+        from mpcnet.health_cli import health_main
+        return health_main(args)
     if args.command == "watch":
         from mpcnet.watch import watch_main
         return watch_main(args)

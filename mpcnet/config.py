@@ -31,7 +31,8 @@ Environment: MPCNET_CONFIG (file path), MPCNET_COORDINATOR, MPCNET_DEALER,
 MPCNET_NODES (comma-separated), MPCNET_FRAC_BITS, MPCNET_MAX_ELEMENTS,
 MPCNET_LISTEN, MPCNET_NODE_ID, MPCNET_STATE_DIR, MPCNET_RPC_TIMEOUT_S,
 MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_OUTPUT_TTL_S, MPCNET_LOG_LEVEL,
-MPCNET_CLUSTER_SECRET.
+MPCNET_CLUSTER_SECRET (or MPCNET_CLUSTER_SECRET_FILE: a file holding it),
+MPCNET_TLS_DIR, MPCNET_TLS_NAME, MPCNET_MQTT, MPCNET_CLUSTER_NAME, MPCNET_METRICS_LISTEN.
 """
 
 from __future__ import annotations
@@ -126,6 +127,13 @@ class Config:
         return self
 
 
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read cluster secret file {path}: {exc.strerror}") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None, role: str | None = None,
                 env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Defaults <- TOML file <- environment <- explicit overrides (CLI flags)."""
@@ -149,12 +157,7 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
             values["nodes"] = tuple(cl["nodes"])
         if "secret_file" in cl:
             sf = Path(cl["secret_file"])
-            if not sf.is_absolute():
-                sf = p.parent / sf
-            try:
-                values["cluster_secret"] = sf.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read cluster secret file {sf}: {exc.strerror}") from None
+            values["cluster_secret"] = _read_secret(sf if sf.is_absolute() else p.parent / sf)
         tls = data.get("tls", {})
         if "dir" in tls:
             tdir = Path(tls["dir"])
@@ -198,6 +201,9 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
                 values[key] = conv(env[var])
             except ValueError:
                 raise ConfigError(f"environment variable {var}={env[var]!r} is not a valid {conv.__name__}") from None
+    if env.get("MPCNET_CLUSTER_SECRET_FILE") and not env.get("MPCNET_CLUSTER_SECRET"):
+        # containers: the secret arrives as a mounted file (compose volume, swarm secret), never as image layers
+        values["cluster_secret"] = _read_secret(Path(env["MPCNET_CLUSTER_SECRET_FILE"]))
     if env.get("MPCNET_NODES"):
         values["nodes"] = tuple(a.strip() for a in env["MPCNET_NODES"].split(",") if a.strip())
     values.update({k: v for k, v in overrides.items() if v is not None})

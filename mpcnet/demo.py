@@ -36,7 +36,7 @@ def run_demo(n_nodes: int = 3, console: Console | None = None) -> int:
         t_up = time.perf_counter() - t_start
         console.print(f"[bold]cluster up[/] in {t_up:.2f}s: coordinator {cluster.coordinator}, "
                       f"dealer {cluster.dealer}, nodes {', '.join(cluster.nodes)} (workdir {cluster.workdir})")
-        failures = _workload(cluster, console)
+        failures = _workload(cluster.coordinator, console)
         failures += _secagg_round(cluster, console)
     except (MpcnetError, RuntimeError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
@@ -52,7 +52,34 @@ def run_demo(n_nodes: int = 3, console: Console | None = None) -> int:
     return 0 if failures == 0 else 1
 
 
-def _workload(cluster: LocalCluster, console: Console) -> int:
+def run_remote_demo(coordinator: str, tls_dir: str | None = None, console: Console | None = None) -> int:
+    """The MPC part of the demo against a cluster that is already running (compose, other machines).
+    ``tls_dir``: holds ca.crt and client-hospital-a/b/c certificates (``mpcnet certs bootstrap`` makes them)."""
+    console = console or Console(width=max(Console().width, 110))
+    console.print(f"[bold]demo against {coordinator}[/] ({'mutual TLS' if tls_dir else 'plaintext'})")
+    try:
+        failures = _workload(coordinator, console, tls_dir)
+    except MpcnetError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        failures = 1
+    console.print("[bold green]all checks passed[/]" if not failures else f"[bold red]{failures} check(s) failed[/]")
+    return 0 if failures == 0 else 1
+
+
+def _connect(coordinator: str, party: str, tls_dir: str | None) -> "mpcnet.Party":
+    """Connect, retrying for a bounded while: a cluster that just reported healthy may still be enrolling."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            # certificate names are DNS labels: party hospital_a uses client-hospital-a.crt
+            return mpcnet.connect(coordinator, party, tls_dir=tls_dir, tls_name=party.replace("_", "-"))
+        except MpcnetError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _workload(coordinator: str, console: Console, tls_dir: str | None = None) -> int:
     # Private data of each party (never leaves the party in the clear).
     x = np.array([1.5, -2.0, 3.25, 4.0])          # hospital A
     y = np.array([2.0, 0.5, -1.0, 3.0])           # hospital B
@@ -62,7 +89,7 @@ def _workload(cluster: LocalCluster, console: Console) -> int:
 
     t = {}
     t0 = time.perf_counter()
-    parties = {k: mpcnet.connect(cluster.coordinator, f"hospital_{k}") for k in "abc"}
+    parties = {k: _connect(coordinator, f"hospital_{k}", tls_dir) for k in "abc"}
     a, b, c = parties["a"], parties["b"], parties["c"]
     job = a.create_job(parties=["hospital_b", "hospital_c"], name="demo")
     t["connect + create job"] = time.perf_counter() - t0

@@ -110,9 +110,12 @@ def _create(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tup
                                    join_deadline_s=args.join_deadline)
     reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=args.timeout, metadata=metadata)
     out = Path(args.tokens_out)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # written aside and renamed: `mpcnet agent` picks token files up as soon as they appear
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({str(k): v for k, v in sorted(reply.client_tokens.items())}, fh)
+    os.replace(tmp, out)
     p = reply.params
     print(json.dumps({"round": reply.round_id, "clients": len(p.client_ids), "threshold": p.threshold,
                       "bits": p.bits, "vector_length": p.vector_length,

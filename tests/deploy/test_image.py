@@ -8,45 +8,15 @@ Docker Engine and run `make image`); with CI=true a missing docker is a failure.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import subprocess
 import time
 from typing import Iterator
 
 import pytest
 
-from mpcnet.cluster import REPO_ROOT
+from tests.deploy.conftest import docker
 
 pytestmark = pytest.mark.integration
-IMAGE = "mpcnet:test"
-
-
-def docker_ok() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    if not docker_ok():
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker is not available (the CI machine must run Docker Engine)")
-        pytest.skip("no docker engine: install Docker and run `make image` to run the image tests")
-    out = subprocess.run(["bash", "scripts/build_image.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=900, env=dict(os.environ, IMAGE=IMAGE))
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"image {IMAGE}:" in out.stdout
-    return IMAGE
-
-
-def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert out.returncode == 0, out.stderr
-    return out
 
 
 @pytest.fixture()
