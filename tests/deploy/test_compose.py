@@ -21,7 +21,7 @@ from mpcnet.cluster import REPO_ROOT
 from mpcnet.secagg_client import derive_input
 from tests.deploy.conftest import docker, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # includes the image build
 CLIENTS = 4
 LONG_RUNNING = {"broker", "dealer", "node1", "node2", "node3", "coordinator", "client"}
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.deploy.conftest import docker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # includes the image build
 
 
 @pytest.fixture()
