@@ -162,3 +162,19 @@ def test_plaintext_is_refused_off_loopback(monkeypatch: pytest.MonkeyPatch) -> N
 
     with pytest.raises(OSError, match="refusing plaintext gRPC on non-loopback"):
         asyncio.run(start())
+
+
+def test_container_health_check_speaks_mtls_with_the_roles_own_certificate(tls_cluster: LocalCluster) -> None:
+    """`python -m mpcnet.health_cli --role R` (compose's health check) over mTLS; a server presenting another
+    identity than the one asked for fails the check."""
+    def check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        e = dict(os.environ, MPCNET_CONFIG=str(tls_cluster.config_path), **env)
+        return subprocess.run([sys.executable, "-m", "mpcnet.health_cli", *args], capture_output=True, text=True,
+                              timeout=60, env=e)
+
+    for role, env in (("coordinator", {}), ("dealer", {}), ("node", {"MPCNET_NODE_ID": "2"})):
+        out = check("--role", role, **env)
+        assert out.returncode == 0, f"{role}: {out.stderr}"
+    # node 2's certificate, but node 1's address: node 1 presents node-1's certificate -> refused
+    wrong = check("--role", "node", "--address", tls_cluster.nodes[0], MPCNET_NODE_ID="2")
+    assert wrong.returncode == 1 and "unhealthy" in wrong.stderr
