@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration
+.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration deploy
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
+
+deploy: $(STAMP)
+	$(PY) -m pytest -q tests/deploy
 
 proto: $(STAMP)
 	PYTHON=$(PY) scripts/gen_proto.sh
@@ -53,6 +56,10 @@ bench-secagg: $(STAMP) $(FLOWER_STAMP)
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) build *.egg-info .pytest_cache .hypothesis
+
+# docker-compose.yml translated for `docker stack deploy -c stack.yml mpcnet` (README, "Docker Swarm").
+stack.yml: docker-compose.yml scripts/compose_to_stack.py $(STAMP)
+	$(PY) scripts/compose_to_stack.py docker-compose.yml > stack.yml
 
 # The docker image, built offline (Debian base via mmdebstrap + docker import, wheels from PyPI): see scripts/build_image.sh.
 image: $(STAMP)

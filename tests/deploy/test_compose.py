@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.request
 from typing import Iterator
@@ -94,7 +95,12 @@ def test_compose_cluster_runs_an_mpc_job_and_a_secagg_round(cluster: Compose) ->
     logs = cluster("logs", "coordinator").stdout + cluster("logs", "coordinator").stderr
     assert "PLAINTEXT" not in logs
 
-    # a SecAgg round: the scaled client service claims the seats
+    # a SecAgg round: the scaled client service claims the seats; `mpcnet watch` on the host follows the events
+    watch = subprocess.Popen([sys.executable, "-m", "mpcnet.cli", "watch", "--mqtt",
+                              f"127.0.0.1:{cluster.env['MPCNET_MQTT_PORT']}", "--cluster-name", cluster.project,
+                              "--round", "r1", "--json", "--duration", "200"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # subscribed before the round starts
     ids = f"1-{CLIENTS}"
     script = (f"set -e; mpcnet round create --clients {ids} --threshold 3 --dim 64 --round-id r1 "
               "--stage-deadline 30 --join-deadline 30 --tokens-out /var/lib/mpcnet/rounds/r1.tokens.json; "
@@ -107,6 +113,14 @@ def test_compose_cluster_runs_an_mpc_job_and_a_secagg_round(cluster: Compose) ->
     got = np.array(json.loads(next(line for line in lines if line.startswith("SUM "))[4:]), dtype=np.uint64)
     want = sum(derive_input("compose-test", c, 64, 32).astype(np.uint64) for c in range(1, CLIENTS + 1)) % 2**32
     np.testing.assert_array_equal(got, want)
+    try:
+        events, _ = watch.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        watch.kill()
+        events, _ = watch.communicate()
+    topics = [json.loads(line)["topic"] for line in events.splitlines() if line.startswith("{")]
+    assert f"mpcnet/{cluster.project}/rounds/r1/result" in topics, topics
+    assert any(t.startswith(f"mpcnet/{cluster.project}/presence/") for t in topics), topics
 
     # Prometheus metrics on the published loopback port
     port = cluster.env["MPCNET_COORDINATOR_METRICS_PORT"]

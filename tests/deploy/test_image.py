@@ -1,9 +1,9 @@
 """The offline image: `make image` builds it without a registry, and its roles form a cluster on a docker network.
 
-The test builds the image with scripts/build_image.sh (the Debian base is cached once built), then starts a
-dealer, two nodes and a coordinator as containers on a network the test creates, runs an MPC job from a
-one-shot container, and removes every container and the network.  Without docker this skips locally (install
-Docker Engine and run `make image`); with CI=true a missing docker is a failure.
+The images come from conftest.py's session fixture (scripts/build_image.sh; the Debian bases are cached once
+built).  The test starts a dealer, two nodes and a coordinator as plaintext containers on a network it creates
+(configured by environment variables only), runs an MPC job from a one-shot container, and removes every
+container and the network.
 """
 
 from __future__ import annotations
