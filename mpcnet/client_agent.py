@@ -31,9 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from mpcnet.certs import CertError
 from mpcnet.errors import InvalidInput, MpcnetError
-from mpcnet.secagg_client import ClientOutcome, file_inputs, run_client, seeded_inputs
+from mpcnet.secagg_client import ClientOutcome, client_tls, file_inputs, run_client, seeded_inputs
 from mpcnet.transport.tls import TlsFiles
 
 log = logging.getLogger("mpcnet.agent")
@@ -135,12 +134,7 @@ def agent_main(args: argparse.Namespace) -> int:
     try:
         if not args.coordinator:
             raise InvalidInput("no coordinator address: pass --coordinator or set MPCNET_COORDINATOR")
-        tls_dir = args.tls_dir or os.environ.get("MPCNET_TLS_DIR")
-        try:
-            tls = TlsFiles.load(tls_dir, "client", args.tls_name or os.environ.get("MPCNET_TLS_NAME") or "main") \
-                if tls_dir else None
-        except CertError as exc:
-            raise InvalidInput(str(exc)) from None
+        tls = client_tls(args.tls_dir, args.tls_name)
     except MpcnetError as exc:
         print(f"mpcnet agent: {exc}", file=sys.stderr)
         return 2

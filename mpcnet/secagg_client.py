@@ -338,6 +338,17 @@ async def run_clients(address: str, round_id: str, client_ids: Sequence[int], in
                                  for cid in client_ids)))
 
 
+def client_tls(tls_dir: str | None, tls_name: str | None) -> TlsFiles | None:
+    """A client's mTLS material: --tls-dir/--tls-name, else MPCNET_TLS_DIR/MPCNET_TLS_NAME (name default main)."""
+    tls_dir = tls_dir or os.environ.get("MPCNET_TLS_DIR")
+    if not tls_dir:
+        return None
+    try:
+        return TlsFiles.load(tls_dir, "client", tls_name or os.environ.get("MPCNET_TLS_NAME") or "main")
+    except CertError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 def client_main(args: argparse.Namespace) -> int:
     """``mpcnet client``: one JSON line per client; exit 0 all done, 3 aborted, 1 error."""
     try:
@@ -353,12 +364,7 @@ def client_main(args: argparse.Namespace) -> int:
         inputs = seeded_inputs(args.input_seed) if args.input_seed is not None else file_inputs(args.input_file)
         tokens = load_tokens(args.tokens_file, ids)
         signing_keys = load_signing_keys(args.signing_keys_file, ids) if args.signing_keys_file else None
-        tls_dir = args.tls_dir or os.environ.get("MPCNET_TLS_DIR")
-        try:
-            tls = TlsFiles.load(tls_dir, "client", args.tls_name or os.environ.get("MPCNET_TLS_NAME") or "main") \
-                if tls_dir else None
-        except CertError as exc:
-            raise InvalidInput(str(exc)) from None
+        tls = client_tls(args.tls_dir, args.tls_name)
     except MpcnetError as exc:
         print(f"mpcnet client: {exc}", file=sys.stderr)
         return 2
