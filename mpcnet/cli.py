@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
     from mpcnet.secagg_admin import add_arguments as round_arguments
     round_arguments(r)
+    dr = sub.add_parser("drill", help="fault drills on a local cluster: exact answer or clean abort, verdict table")
+    dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see mpcnet/drills.py)")
+    dr.add_argument("--quick", action="store_true", help="the short set (CI): fewer SecAgg stages")
+    dr.add_argument("--out", default=None, help="verdict JSON directory (default drills/results)")
     sub.add_parser("version", help="print the version")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "round":
         from mpcnet.secagg_admin import round_main
         return round_main(args)
+    if args.command == "drill":
+        from mpcnet.drills import run_drills
+        return run_drills(args.scenarios, quick=args.quick, out_dir=args.out)
     if args.command == "version":
         from mpcnet import __version__
         print(__version__)

@@ -10,6 +10,7 @@ survives either.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -63,7 +64,8 @@ class LocalCluster:
                  stage_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0, job_timeout_s: float = 600.0,
                  max_elements: int = 4_000_000, log_level: str = "INFO", python: str = sys.executable,
                  start_timeout_s: float = 60.0, output_ttl_s: float = 3600.0, tls: bool = False,
-                 mqtt: str = "", cluster_name: str = "local", metrics: bool = False) -> None:
+                 mqtt: str = "", cluster_name: str = "local", metrics: bool = False,
+                 faults: dict[str, Any] | None = None) -> None:
         if n_nodes < 2:
             raise ValueError("a cluster needs at least 2 nodes")
         self.n_nodes = n_nodes
@@ -110,6 +112,9 @@ class LocalCluster:
         if metrics:
             names = ["dealer", "coordinator"] + [self.node_name(i) for i in range(1, n_nodes + 1)]
             self.metrics_ports = {name: free_port() for name in names}
+        # faults: {"node2": {"seed": ..., "rules": [...]}}: MPCNET_FAULTS of that role (mpcnet/transport/faults.py);
+        # read at each (re)start, so a drill may change it between restarts
+        self.faults: dict[str, Any] = dict(faults or {})
         self.procs: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}
 
@@ -121,7 +126,10 @@ class LocalCluster:
                    MPCNET_PARENT_PID=str(os.getpid()),
                    **({"MPCNET_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[name]}"}
                       if name in self.metrics_ports else {}),
+                   **({"MPCNET_FAULTS": json.dumps(self.faults[name])} if name in self.faults else {}),
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if name not in self.faults:
+            env.pop("MPCNET_FAULTS", None)
         with open(log_path, "ab") as fh:
             proc = subprocess.Popen([self.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -294,6 +294,11 @@ class RoleServer:
             interceptors.insert(0, PeerIdentityInterceptor())
         if metrics is not None:
             interceptors.insert(0, MetricsInterceptor(metrics))
+        # drills only: MPCNET_FAULTS puts a seeded fault schedule in front of everything, like the network would
+        from mpcnet.transport.faults import interceptor_from_env
+        self.faults = interceptor_from_env(role)
+        if self.faults is not None:
+            interceptors.insert(0, self.faults)
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
