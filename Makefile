@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration deploy
+.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration deploy drills
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
+
+drills: $(STAMP)
+	$(PY) -m mpcnet.cli drill
 
 deploy: $(STAMP)
 	$(PY) -m pytest -q tests/deploy
