@@ -130,6 +130,8 @@ class LocalCluster:
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if name not in self.faults:
             env.pop("MPCNET_FAULTS", None)
+        if name in ("coordinator", "dealer"):  # their journals (mpcnet/journal.py); nodes get --state-dir
+            env["MPCNET_STATE_DIR"] = str(self.workdir / name)
         with open(log_path, "ab") as fh:
             proc = subprocess.Popen([self.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -156,6 +158,11 @@ class LocalCluster:
         proc = self._spawn("dealer", "nodes.dealer")
         if wait:
             self._wait(self.dealer, proc, "dealer", Identity("dealer", "main"))
+
+    def start_coordinator(self, wait: bool = True) -> None:
+        proc = self._spawn("coordinator", "nodes.coordinator")
+        if wait:
+            self._wait(self.coordinator, proc, "coordinator", Identity("coordinator", "main"))
 
     def start(self) -> "LocalCluster":
         try:

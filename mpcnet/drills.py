@@ -18,9 +18,16 @@ the dropout, the stage closing) and time to recover (from the fault to the next 
   refused or harmless.
 * ``corrupt-message``: one byte of node 2's Prepare request is flipped.  The job must be refused cleanly or be
   exact, never wrong.
+* ``coordinator-restart``: the coordinator is SIGKILLed with a finished job and round behind it and a round half
+  joined.  The clients must see a clean error.  After the restart the journal (mpcnet/journal.py) must hold the
+  job and the round result unchanged, refuse the old round id, and show the half-done round aborted, never
+  resumed.  The next job must be exact.
+* ``kill-loop``: the coordinator, then the dealer, is SIGKILLed at seeded random points of running jobs and
+  restarted.  Every job must be exact or fail cleanly; none may be lost or left "running"; no batch may be
+  consumed twice.
 
-Not here yet (issue 5): compose/docker faults, tc netem loss and bandwidth caps, partitions, coordinator restart
-with a journal, and broker outage as a drill (tests/integration/test_mqtt.py covers the broker outage).
+Not here yet (issue 5): compose/docker faults, tc netem loss and bandwidth caps, partitions, and the broker
+outage as a drill (tests/integration/test_mqtt.py covers the broker outage).
 """
 
 from __future__ import annotations
@@ -75,14 +82,17 @@ class Drill:
         idx = np.arange(n, dtype=np.int64)
         return (idx * 7919) % 2001 - 1000, (idx * 104729) % 2001 - 1000
 
-    def job(self, alice: Any, n: int = 20_000, before_run: Callable[[], None] | None = None
-            ) -> tuple[bool, str, float]:
-        """One job z = (x*y)*x over n integers; (exact?, error text, seconds).  Never raises MpcnetError."""
+    def job(self, alice: Any, n: int = 20_000, before_run: Callable[[], None] | None = None,
+            ids: list[str] | None = None) -> tuple[bool, str, float]:
+        """One job z = (x*y)*x over n integers; (exact?, error text, seconds).  Never raises MpcnetError.
+        ``ids``: the job id is appended as soon as the job exists."""
         import mpcnet
         x, y = self.inputs(n)
         t0 = time.monotonic()
         try:
             job = alice.create_job()
+            if ids is not None:
+                ids.append(job)
             alice.share(job, "x", x, integer=True)
             alice.share(job, "y", y, integer=True)
             if before_run is not None:
@@ -205,33 +215,46 @@ class Drill:
         return Verdict(scenario, fault, expected, observed, None, round(recover, 3), ok)
 
     # ------------------------------------------------------------------ SecAgg
-    def secagg_kill(self, stage: str, extra: bool) -> Verdict:
+    def secagg_stub(self) -> Any:
         import grpc
 
+        from mpcnet.v1 import secagg_pb2_grpc as spbg
+        return spbg.SecAggStub(grpc.insecure_channel(self.cluster.coordinator))
+
+    def create_round(self, n: int, t: int, length: int, join_s: float = 20.0, round_id: str = ""
+                     ) -> tuple[str, dict[int, str]]:
+        from mpcnet.v1 import secagg_pb2 as spb
+        params = spb.SecAggRoundParams(round_id=round_id, client_ids=list(range(1, n + 1)), threshold=t,
+                                       vector_length=length, bits=32, graph=spb.SECAGG_GRAPH_COMPLETE,
+                                       stage_deadline_s=10.0, join_deadline_s=join_s)
+        reply = self.secagg_stub().CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=10,
+                                               metadata=self.cluster.auth_metadata)
+        return str(reply.round_id), {int(k): str(v) for k, v in reply.client_tokens.items()}
+
+    def clients(self, rid: str, tokens: dict[int, str], group: list[int], die: str | None = None
+                ) -> subprocess.Popen[str]:
+        cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", self.cluster.coordinator,
+               "--round", rid, "--ids", ",".join(map(str, group)), "--input-seed", "drill", "--timeout", "30"]
+        cmd += ["--die-at", die] if die else []
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT),
+                   MPCNET_CLIENT_TOKENS=json.dumps({str(c): tokens[c] for c in group}))
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def round_result(self, rid: str) -> Any:
+        from mpcnet.v1 import secagg_pb2 as spb
+        return self.secagg_stub().GetResult(spb.SecAggGetResultRequest(round_id=rid), timeout=10,
+                                            metadata=self.cluster.auth_metadata)
+
+    def secagg_kill(self, stage: str, extra: bool) -> Verdict:
         from mpcnet.secagg_client import derive_input
         from mpcnet.secagg_wire import aggregate_of
-        from mpcnet.v1 import secagg_pb2 as spb
-        from mpcnet.v1 import secagg_pb2_grpc as spbg
 
         n, t, length = 6, 4, 16
         kills = n - t + (1 if extra else 0)
         ids = list(range(1, n + 1))
         dying, living = ids[-kills:], ids[:-kills]
-        stub = spbg.SecAggStub(grpc.insecure_channel(self.cluster.coordinator))
-        params = spb.SecAggRoundParams(client_ids=ids, threshold=t, vector_length=length, bits=32,
-                                       graph=spb.SECAGG_GRAPH_COMPLETE, stage_deadline_s=10.0, join_deadline_s=20.0)
-        reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=10,
-                                 metadata=self.cluster.auth_metadata)
-        rid = str(reply.round_id)
-        tokens = {int(k): str(v) for k, v in reply.client_tokens.items()}
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        procs = []
-        for group, die in ((living, None), (dying, stage)):
-            cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", self.cluster.coordinator,
-                   "--round", rid, "--ids", ",".join(map(str, group)), "--input-seed", "drill", "--timeout", "30"]
-            cmd += ["--die-at", die] if die else []
-            procs.append(subprocess.Popen(cmd, env=dict(env, MPCNET_CLIENT_TOKENS=json.dumps(
-                {str(c): tokens[c] for c in group})), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        rid, tokens = self.create_round(n, t, length)
+        procs = [self.clients(rid, tokens, living), self.clients(rid, tokens, dying, stage)]
         dead_at = detect_at = None
         deadline = time.monotonic() + 90
         res = None
@@ -239,8 +262,7 @@ class Drill:
             while time.monotonic() < deadline:
                 if dead_at is None and procs[1].poll() is not None:
                     dead_at = time.monotonic()
-                res = stub.GetResult(spb.SecAggGetResultRequest(round_id=rid), timeout=10,
-                                     metadata=self.cluster.auth_metadata)
+                res = self.round_result(rid)
                 if dead_at is not None and detect_at is None and (res.stage != stage or res.state != "running"):
                     detect_at = time.monotonic()
                 if res.state != "running":
@@ -251,7 +273,7 @@ class Drill:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-                p.wait(timeout=10)
+                p.communicate(timeout=10)
         fault = f"SIGKILL {kills} of {n} clients (t={t}) at {stage}"
         if res is None or res.state == "running":
             return Verdict("secagg-kill-clients", fault, "", "round still running after 90 s (HANG)", None, None,
@@ -277,6 +299,117 @@ class Drill:
         return Verdict("secagg-kill-clients", fault, expected, observed,
                        None if detect is None else round(detect, 3), None if recover is None else round(recover, 3), ok)
 
+    # ------------------------------------------------------------------ durability
+    def coordinator_restart(self) -> Verdict:
+        """SIGKILL the coordinator with a finished job and round behind it and a round half joined."""
+        from mpcnet.secagg_wire import aggregate_of
+        alice = self.party()
+        problems: list[str] = []
+        try:
+            ids: list[str] = []
+            exact, err, _ = self.job(alice, ids=ids)
+            z_before = alice.reveal(ids[0], "z") if exact else None
+            r1, tok1 = self.create_round(4, 3, 16)
+            p1 = self.clients(r1, tok1, [1, 2, 3, 4])
+            p1.communicate(timeout=60)
+            before = self.round_result(r1)
+            r2, tok2 = self.create_round(4, 3, 16, join_s=60.0)
+            p2 = self.clients(r2, tok2, [1, 2])  # 3 and 4 never come: the round waits at advertise_keys
+            time.sleep(1.5)
+            if self.round_result(r2).state != "running":
+                problems.append("round 2 was not running before the kill")
+            self.cluster.kill("coordinator", signal.SIGKILL)
+            t_fault = time.monotonic()
+            try:
+                out2, _ = p2.communicate(timeout=60)
+                t_clients = time.monotonic()
+            except subprocess.TimeoutExpired:
+                p2.kill()
+                out2, _ = p2.communicate()
+                t_clients = time.monotonic()
+                problems.append("round 2's clients hung after the coordinator died")
+            states = {json.loads(line)["state"] for line in out2.splitlines() if line.startswith("{")}
+            if states != {"error"}:
+                problems.append(f"round 2's clients ended {states}, not with a clean error")
+            self.cluster.start_coordinator()
+            after1, after2 = self.round_result(r1), self.round_result(r2)
+            if after1.state != "done" or before.state != "done" or not np.array_equal(
+                    aggregate_of(after1.done), aggregate_of(before.done)):
+                problems.append("round 1's result changed or was lost")
+            if after2.state != "aborted" or "restarted" not in after2.aborted.reason:
+                problems.append(f"round 2 is {after2.state}, not aborted for the restart")
+            try:
+                self.create_round(4, 3, 16, round_id=r1)
+                problems.append("round 1's id could be created again (a duplicate result)")
+            except Exception as exc:  # grpc.RpcError ALREADY_EXISTS is the expected answer
+                if "ALREADY_EXISTS" not in str(getattr(exc, "code", lambda: "")()):
+                    problems.append(f"re-creating round 1: {exc}")
+            info = alice.job(ids[0])
+            if info.state != "done" or z_before is None or not np.array_equal(alice.reveal(ids[0], "z"), z_before):
+                problems.append(f"job {ids[0]} is {info.state} after the restart, or its output changed")
+            again, err2, _ = self.job(alice)
+            t_ok = time.monotonic()
+            if not again:
+                problems.append(f"the next job failed: {err2[:80]}")
+        finally:
+            alice.close()
+        observed = ("journal intact: round 1 and job kept exactly, round 1's id refused, round 2 aborted; "
+                    "round 2's clients ended with a clean error; next job exact") if not problems else \
+            "; ".join(problems)
+        return Verdict("coordinator-restart", "SIGKILL the coordinator during a half-joined round, restart it",
+                       "clients see a clean error; jobs, rounds and results intact; the half-done round aborted, "
+                       "never resumed", observed, round(t_clients - t_fault, 3), round(t_ok - t_fault, 3),
+                       not problems)
+
+    def kill_loop(self, role: str, rounds: int) -> Verdict:
+        """SIGKILL ``role`` at seeded random points of running jobs, restart it; nothing lost, doubled or reused."""
+        import secrets as _secrets
+        alice = self.party()
+        ids: list[str] = []
+        outcomes: list[tuple[bool, str]] = []
+        problems: list[str] = []
+        recover: list[float] = []
+        try:
+            for _ in range(rounds):
+                done = threading.Event()
+
+                def run() -> None:
+                    outcomes.append(self.job(alice, n=100_000, ids=ids)[:2])
+                    done.set()
+
+                worker = threading.Thread(target=run, daemon=True)
+                worker.start()
+                time.sleep(_secrets.randbelow(400) / 1000.0)  # a random point: before, during or after the job
+                self.cluster.kill(role, signal.SIGKILL)
+                t_fault = time.monotonic()
+                (self.cluster.start_coordinator if role == "coordinator" else self.cluster.start_dealer)()
+                if not done.wait(90):
+                    problems.append("a job hung across the kill")
+                    break
+                exact, err, _ = self.job(alice)
+                recover.append(time.monotonic() - t_fault)
+                if not exact:
+                    problems.append(f"the job after the restart failed: {err[:60]}")
+            wrong = [e for ok, e in outcomes if e == "WRONG ANSWER"]
+            if wrong:
+                problems.append(f"{len(wrong)} WRONG ANSWER(S)")
+            states = {j: alice.job(j).state for j in ids}  # every job the coordinator ever acknowledged is known
+            if any(s == "running" for s in states.values()):
+                problems.append("a job is still 'running' after the restart")
+            if not self.no_batch_twice():
+                problems.append("a triple batch was consumed twice")
+        except MpcnetError as exc:
+            problems.append(f"lost state: {exc}"[:120])
+        finally:
+            alice.close()
+        hit = sum(1 for ok, _ in outcomes if not ok)
+        observed = (f"{len(ids)} jobs: {len(ids) - hit} exact, {hit} failed cleanly at the kill; none lost, "
+                    "none still running, no batch consumed twice; every job after a restart exact"
+                    if not problems else "; ".join(problems))
+        return Verdict(f"{role}-kill-loop", f"SIGKILL the {role} {rounds}x at random points of running jobs",
+                       "each job exact or failed cleanly; nothing lost, duplicated or reused", observed, None,
+                       round(max(recover), 3) if recover else None, not problems)
+
     # ------------------------------------------------------------------ the set
     def scenarios(self) -> dict[str, Callable[[], list[Verdict]]]:
         stages = ("share_keys", "unmasking") if self.quick else STAGES
@@ -285,6 +418,9 @@ class Drill:
             "node-kill": lambda: [self.node_fault(signal.SIGKILL)],
             "node-pause": lambda: [self.node_fault(signal.SIGSTOP)],
             "dealer-restart": lambda: [self.dealer_restart()],
+            "coordinator-restart": lambda: [self.coordinator_restart()],
+            "kill-loop": lambda: [self.kill_loop("coordinator", 2 if self.quick else 5),
+                                  self.kill_loop("dealer", 2 if self.quick else 5)],
             "latency": lambda: [self.with_node_faults(
                 "latency", "openings of every node 100 +- 20 ms late",
                 "exact result, slower", [{"method": "/mpcnet.v1.Node/Exchange", "action": "delay", "delay_s": 0.1,

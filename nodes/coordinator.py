@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -26,6 +27,7 @@ from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile
 from mpcnet.errors import (
     AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied, Unauthenticated,
 )
+from mpcnet.journal import CoordinatorJournal
 from mpcnet.receipt import job_receipt
 from mpcnet.transport.rpc import (
     PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
@@ -34,8 +36,9 @@ from mpcnet.wire import check_output_readers, program_from_proto, secret_type
 from nodes.dealer import material_to_proto
 from mpcnet.v1 import mpc_pb2 as pb
 from mpcnet.v1 import mpc_pb2_grpc as pbg
+from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1.secagg_pb2_grpc import add_SecAggServicer_to_server
-from nodes.secagg_service import SecAggService
+from nodes.secagg_service import RESTART_REASON, SecAggService
 
 log = logging.getLogger("mpcnet.coordinator")
 
@@ -51,6 +54,13 @@ class CoordinatorJob:
     error: str = ""
     receipt: str = ""
 
+    @staticmethod
+    def from_info(info: pb.JobInfo) -> "CoordinatorJob":
+        """The job as the journal kept it (mpcnet/journal.py)."""
+        return CoordinatorJob(info.job_id, info.name, tuple(info.parties), info.state,
+                              {s.name: (SecretType(tuple(s.shape), s.frac_bits, s.bound or None), s.owner)
+                               for s in info.inputs}, list(info.outputs), info.error, info.receipt_json)
+
     def info(self) -> pb.JobInfo:
         return pb.JobInfo(
             job_id=self.job_id, name=self.name, state=self.state, parties=self.parties,
@@ -62,11 +72,50 @@ class CoordinatorJob:
 class CoordinatorService(pbg.CoordinatorServicer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.tokens: dict[str, str] = {}  # party name -> token
+        self.token_hashes: dict[str, bytes] = {}  # party name -> SHA-256 of its token (the token stays with it)
         self.by_hash: dict[bytes, str] = {}
         self.jobs: dict[str, CoordinatorJob] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = cfg.tls_for("coordinator")
+        # state_dir: parties, jobs and SecAgg rounds survive a restart (mpcnet/journal.py); without it, memory only
+        self.interrupted: list[str] = []  # jobs a crash cut short: the nodes are told to drop them at start-up
+        self.journal = CoordinatorJournal(Path(cfg.state_dir) / "coordinator.sqlite") if cfg.state_dir else None
+        if self.journal is not None:
+            self._recover(self.journal)
+
+    def _recover(self, journal: CoordinatorJournal) -> None:
+        def failed(info: bytes) -> bytes:
+            msg = pb.JobInfo.FromString(info)
+            msg.state = "failed"
+            msg.error = msg.error or "the coordinator restarted while the job ran; run it again as a new job"
+            return msg.SerializeToString()
+
+        def aborted(params: bytes) -> bytes:
+            return spb.SecAggAborted(stage="", reason=RESTART_REASON).SerializeToString()
+
+        jobs, rounds = journal.recover(failed, aborted)
+        self.interrupted = jobs
+        for name, digest in journal.parties().items():
+            self.token_hashes[name] = digest
+            self.by_hash[digest] = name
+        for job_id, state, info, _batch in journal.jobs():
+            self.jobs[job_id] = CoordinatorJob.from_info(pb.JobInfo.FromString(info))
+        log.info("journal %s: %d parties, %d jobs (%d interrupted, marked failed), %d interrupted SecAgg "
+                 "round(s) marked aborted", journal.path, len(self.token_hashes), len(self.jobs), len(jobs),
+                 len(rounds))
+
+    async def abort_interrupted(self) -> None:
+        """Tell every node to drop the jobs a coordinator crash cut short (best effort: a node that is down has
+        forgotten them anyway, and its journal keeps their batches consumed)."""
+        for job_id in self.interrupted:
+            abort = pb.AbortJobRequest(job_id=job_id, reason="the coordinator restarted while the job ran")
+            await asyncio.gather(*(self.node(i).AbortJob(abort, timeout=self.cfg.rpc_timeout_s)
+                                   for i in range(1, self.cfg.n_nodes + 1)), return_exceptions=True)
+        self.interrupted = []
+
+    def persist(self, job: CoordinatorJob, batch_id: str = "") -> None:
+        if self.journal is not None:
+            self.journal.put_job(job.job_id, job.state, job.info().SerializeToString(), batch_id)
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
@@ -83,6 +132,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
+        if self.journal is not None:
+            self.journal.close()
 
     def caller(self, context: grpc.aio.ServicerContext) -> str:
         token = metadata_value(context, PARTY_TOKEN_KEY)
@@ -115,11 +166,14 @@ class CoordinatorService(pbg.CoordinatorServicer):
                             context: grpc.aio.ServicerContext) -> pb.RegisterPartyResponse:
         if not NAME_RE.match(request.name):
             raise InvalidInput(f"invalid party name {request.name!r}: use letters, digits, '_', '.', '-'")
-        if request.name in self.tokens:
+        if request.name in self.token_hashes:
             raise AlreadyExists(f"party '{request.name}' is already registered; choose another name")
         token = secrets.token_urlsafe(24)
-        self.tokens[request.name] = token
-        self.by_hash[token_hash(token)] = request.name
+        digest = token_hash(token)
+        if self.journal is not None:
+            self.journal.put_party(request.name, digest)
+        self.token_hashes[request.name] = digest
+        self.by_hash[digest] = request.name
         log.info("party %s registered", request.name)
         return pb.RegisterPartyResponse(token=token)
 
@@ -132,16 +186,17 @@ class CoordinatorService(pbg.CoordinatorServicer):
     async def CreateJob(self, request: pb.CreateJobRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
         caller = self.caller(context)
         parties = tuple(dict.fromkeys([caller, *request.parties]))
-        unknown = [p for p in parties if p not in self.tokens]
+        unknown = [p for p in parties if p not in self.token_hashes]
         if unknown:
             raise NotFound(f"unregistered part{'y' if len(unknown) == 1 else 'ies'} {unknown}: they must connect first")
         job = CoordinatorJob(f"job-{secrets.token_hex(6)}", request.name or "job", parties)
-        entries = [pb.PartyEntry(name=p, token_sha256=token_hash(self.tokens[p])) for p in parties]
+        entries = [pb.PartyEntry(name=p, token_sha256=self.token_hashes[p]) for p in parties]
         req = pb.OpenJobRequest(job_id=job.job_id, parties=entries,
                                 nodes=[pb.NodeAddress(id=i + 1, address=a) for i, a in enumerate(self.cfg.nodes)],
                                 frac_bits=self.cfg.frac_bits)
         await self.all_nodes(f"opening job '{job.job_id}'", lambda i: self.node(i).OpenJob(req, timeout=self.cfg.rpc_timeout_s))
         self.jobs[job.job_id] = job
+        self.persist(job)
         log.info("job %s (%s) created for parties %s", job.job_id, job.name, ", ".join(parties))
         return job.info()
 
@@ -165,6 +220,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         except MpcnetError:
             del job.inputs[spec.name]
             raise
+        self.persist(job)
         return pb.DeclareInputResponse()
 
     @servicer_errors
@@ -202,10 +258,12 @@ class CoordinatorService(pbg.CoordinatorServicer):
         except ProgramError as exc:
             raise InvalidInput(str(exc)) from None
         job.state = "running"
+        self.persist(job)
         t0 = time.perf_counter()
         ok = False
         try:
             batch = await self.create_batch(job, plan)
+            self.persist(job, batch.batch_id)
             exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,
                                     batch_id=batch.batch_id, node_epochs=batch.node_epochs,
                                     deadline_s=self.cfg.stage_timeout_s)
@@ -231,6 +289,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 job.state = "failed"
                 job.error = job.error or "RunJob was cancelled by the caller"
                 log.warning("job %s failed: %s", job.job_id, job.error)
+                self.persist(job)
                 abort = pb.AbortJobRequest(job_id=job.job_id, reason=job.error)
                 await asyncio.shield(asyncio.gather(*(self.node(i).AbortJob(abort, timeout=self.cfg.rpc_timeout_s)
                                                       for i in range(1, self.cfg.n_nodes + 1)),
@@ -240,6 +299,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         job.outputs = [pb.SecretSpec(name=k, shape=plan.types[k].shape, frac_bits=plan.types[k].frac_bits)
                        for k in plan.outputs]
         job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes), indent=2)
+        self.persist(job)
         reports = [r.report for r in results]
         for rep, prep in zip(reports, prepared):
             rep.preprocessing_s = prep.preprocessing_s
@@ -257,16 +317,18 @@ async def serve(cfg: Config) -> None:
     server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"), metrics)
     pbg.add_CoordinatorServicer_to_server(service, server.server)
     bus = open_bus(cfg.mqtt, cfg.cluster_name, "coordinator", cfg.tls_name or "main")
-    secagg = SecAggService(cfg, bus, metrics)
+    secagg = SecAggService(cfg, bus, metrics, service.journal)
     add_SecAggServicer_to_server(secagg, server.server)
     port = await server.start()
     server.install_signal_handlers()
     await server.set_serving(True, ("", "mpcnet.v1.Coordinator", "mpcnet.v1.SecAgg"))
     log.info("coordinator serving on port %d; %d nodes, dealer %s", port, cfg.n_nodes, cfg.dealer)
+    cleanup = asyncio.get_running_loop().create_task(service.abort_interrupted())
     try:
         await server.wait_for_stop()
     finally:
         log.info("coordinator shutting down")
+        cleanup.cancel()
         await secagg.close()
         await server.stop()
         await service.close()

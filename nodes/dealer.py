@@ -14,6 +14,7 @@ import itertools
 import logging
 import secrets
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -23,6 +24,7 @@ import numpy as np
 from mpcnet.transport.metrics import RoleMetrics, role_metrics
 from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config, ConfigError
+from mpcnet.journal import DealerLedger
 from mpcnet.core import prg
 from mpcnet.core.beaver import ProductKind
 from mpcnet.core.preprocessing import MaterialItem, MaterialKind, dealer_corrections
@@ -72,6 +74,12 @@ class DealerService(pbg.DealerServicer):
         self.batches: dict[str, _Batch] = {}
         self.delivered: set[str] = set()
         self.served_elements = 0
+        # state_dir: the ledger of issued batches survives a restart (mpcnet/journal.py): one batch per job, ever,
+        # and a batch issued before a restart is never delivered after it (its corrections were in memory only)
+        self.ledger = DealerLedger(Path(cfg.state_dir) / "dealer.sqlite") if cfg.state_dir else None
+        if self.ledger is not None:
+            self.delivered.update(self.ledger.batch_ids())
+            log.info("ledger %s: %d batches issued before", self.ledger.path, len(self.delivered))
 
     @servicer_errors
     async def Enroll(self, request: pb.EnrollRequest, context: grpc.aio.ServicerContext) -> pb.EnrollResponse:
@@ -95,12 +103,19 @@ class DealerService(pbg.DealerServicer):
         if total > 8 * self.cfg.max_elements:
             raise ResourceExhausted(f"dealer: batch of {total} elements exceeds the limit")
         self.expire_batches()
+        if self.ledger is not None:
+            earlier = self.ledger.issued_for(request.job_id)
+            if earlier is not None:
+                raise AlreadyExists(f"dealer: job {request.job_id} already had batch {earlier}; one batch per job, "
+                                    "material is never issued twice")
         batch_id = f"{self.instance}-{next(self.batch_counter)}-{secrets.token_hex(8)}"
         seeds = [self.seeds[i][0] for i in range(1, self.n + 1)]
         epochs = [self.seeds[i][1] for i in range(1, self.n + 1)]
         corr = await asyncio.to_thread(dealer_corrections, seeds, batch_id, items)
         flat = [a.ravel() for item in corr for a in item]
         vector = np.concatenate(flat) if flat else np.zeros(0, dtype=np.uint64)
+        if self.ledger is not None:  # before the batch exists anywhere: what was handed out is on record
+            self.ledger.record(batch_id, request.job_id, len(items))
         self.batches[batch_id] = _Batch(request.job_id, vector, time.time())
         self.served_elements += total
         if self.metrics is not None:
@@ -150,6 +165,8 @@ async def serve(cfg: Config) -> None:
     finally:
         log.info("dealer shutting down")
         await server.stop()
+        if dealer.ledger is not None:
+            dealer.ledger.close()
         await close_bus(bus)
 
 

@@ -55,6 +55,7 @@ from mpcnet.config import Config
 from mpcnet.errors import (AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PeerTimeout, PermissionDenied,
                            ResourceExhausted, Unauthenticated)
 from mpcnet.events import EventBus, InProcessEventBus
+from mpcnet.journal import CoordinatorJournal
 from mpcnet.transport.metrics import RoleMetrics
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.encoding import decode, encode, tag_of
@@ -84,6 +85,8 @@ MAX_VECTOR_LENGTH = 500_000
 MAX_WIDE_VECTOR_LENGTH = 400_000
 MAX_DEADLINE_S = 3600.0
 MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
+RESTART_REASON = ("the coordinator restarted during the round; a round is never resumed (its masks and keys were in "
+                  "memory only): create a new round")
 STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
 
 
@@ -136,13 +139,7 @@ class _Round:
         return want is not None and token is not None and hmac.compare_digest(_hash(token), want)
 
     def any_token_valid(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        given = _hash(token)
-        ok = False
-        for want in self.token_hashes.values():
-            ok |= hmac.compare_digest(given, want)
-        return ok
+        return any_token_matches(self.token_hashes, token)
 
     def done_message(self) -> spb.SecAggDone:
         assert self.done is not None
@@ -162,9 +159,22 @@ class _Round:
             self.all_in.set()
 
 
+def any_token_matches(token_hashes: Mapping[int, bytes], token: str | None) -> bool:
+    """Whether ``token`` is one of the round's client tokens (every hash compared: no early exit)."""
+    if token is None:
+        return False
+    given = _hash(token)
+    ok = False
+    for want in token_hashes.values():
+        ok |= hmac.compare_digest(given, want)
+    return ok
+
+
 class SecAggService(spbg.SecAggServicer):
-    def __init__(self, cfg: Config, bus: EventBus | None = None, metrics: RoleMetrics | None = None) -> None:
+    def __init__(self, cfg: Config, bus: EventBus | None = None, metrics: RoleMetrics | None = None,
+                 journal: CoordinatorJournal | None = None) -> None:
         self.cfg = cfg
+        self.journal = journal  # rounds' outcomes survive a coordinator restart (mpcnet/journal.py)
         self.metrics = metrics
         self.bus: EventBus = bus if bus is not None else InProcessEventBus()
         self.rounds: dict[str, _Round] = {}
@@ -177,6 +187,12 @@ class SecAggService(spbg.SecAggServicer):
     def _round(self, round_id: str) -> _Round:
         rnd = self.rounds.get(round_id)
         if rnd is None:
+            kept = self.journal.round(round_id) if self.journal is not None else None
+            if kept is not None:
+                why = (spb.SecAggAborted.FromString(kept.outcome).reason if kept.state == "aborted"
+                       else "it is done")
+                raise FailedPrecondition(f"SecAgg round {round_id!r} is {kept.state} ({why}); ask GetResult for its "
+                                         "outcome")
             raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
         return rnd
 
@@ -242,7 +258,7 @@ class SecAggService(spbg.SecAggServicer):
         p.CopyFrom(request.params)
         if not p.round_id:
             p.round_id = f"secagg-{secrets.token_hex(8)}"
-        if p.round_id in self.rounds:
+        if p.round_id in self.rounds or (self.journal is not None and self.journal.round(p.round_id) is not None):
             raise AlreadyExists(f"SecAgg round {p.round_id!r} exists already: pick another round_id or leave it empty")
         if len(p.client_ids) > MAX_CLIENTS:
             raise InvalidInput(f"{len(p.client_ids)} clients in one round; at most {MAX_CLIENTS}")
@@ -270,6 +286,7 @@ class SecAggService(spbg.SecAggServicer):
                      stages=rounds(params.active), quantization=p.quantization,
                      token_hashes={cid: _hash(tok) for cid, tok in tokens.items()})
         self.rounds[params.round_id] = rnd
+        self._persist(rnd)
         rnd.task = asyncio.get_running_loop().create_task(self._drive(rnd), name=f"secagg-{params.round_id}")
         self._publish("started", rnd, clients=len(params.client_ids), threshold=params.threshold,
                       graph=params.graph_kind.value, active=params.active, vector_length=params.vector_length)
@@ -308,13 +325,26 @@ class SecAggService(spbg.SecAggServicer):
     @servicer_errors
     async def GetResult(self, request: spb.SecAggGetResultRequest,
                         context: grpc.aio.ServicerContext) -> spb.SecAggGetResultReply:
-        rnd = self._round(request.round_id)
+        kept = None
+        if request.round_id not in self.rounds and self.journal is not None:
+            kept = self.journal.round(request.round_id)  # from before a restart, or forgotten from memory
+        hashes = kept.token_hashes if kept is not None else self._round(request.round_id).token_hashes
         secret = self.cfg.cluster_secret
         given = metadata_value(context, CLUSTER_AUTH_KEY)
         cluster = bool(secret) and given is not None and hmac.compare_digest(given.encode(), secret.encode())
-        if not cluster and not rnd.any_token_valid(metadata_value(context, CLIENT_TOKEN_KEY)):
-            raise Unauthenticated(f"GetResult of round {rnd.round_id} needs the cluster secret ({CLUSTER_AUTH_KEY}) "
-                                  f"or a client token of the round ({CLIENT_TOKEN_KEY})")
+        if not cluster and not any_token_matches(hashes, metadata_value(context, CLIENT_TOKEN_KEY)):
+            raise Unauthenticated(f"GetResult of round {request.round_id} needs the cluster secret "
+                                  f"({CLUSTER_AUTH_KEY}) or a client token of the round ({CLIENT_TOKEN_KEY})")
+        if kept is not None:
+            out = spb.SecAggGetResultReply(round_id=kept.round_id, state=kept.state)
+            if kept.state == "done":
+                out.done.ParseFromString(kept.outcome)
+                out.stage = Stage.UNMASKING.value
+            else:
+                out.aborted.ParseFromString(kept.outcome)
+                out.stage = out.aborted.stage
+            return out
+        rnd = self._round(request.round_id)
         reply = spb.SecAggGetResultReply(round_id=rnd.round_id, state=rnd.state, stage=rnd.stage.value)
         if rnd.state == "done":
             reply.done.CopyFrom(rnd.done_message())
@@ -449,7 +479,15 @@ class SecAggService(spbg.SecAggServicer):
                 setattr(rnd, name, value)
             rnd.cond.notify_all()
 
+    def _persist(self, rnd: _Round, state: str = "running", outcome: bytes = b"") -> None:
+        """Journal the round's state -- before anyone is told of it, so a result a client saw is never lost."""
+        if self.journal is None:
+            return
+        self.journal.put_round(rnd.round_id, state, rnd.proto_params().SerializeToString(), outcome,
+                               rnd.token_hashes if state == "running" else None)
+
     async def _abort(self, rnd: _Round, stage: Stage, reason: str) -> None:
+        self._persist(rnd, "aborted", spb.SecAggAborted(stage=stage.value, reason=reason).SerializeToString())
         self._publish("aborted", rnd, stage=stage.value, reason=reason)
         await self._set(rnd, state="aborted", aborted_stage=stage.value, reason=reason, accepting=False)
         log.warning("secagg round %s aborted at %s: %s", rnd.round_id, stage.value, reason)
@@ -497,6 +535,7 @@ class SecAggService(spbg.SecAggServicer):
             done = done_message(result, rnd.params.bits, included,
                                 [(c, s.value) for c, s in sorted(rnd.dropouts.items())])
             # the event (and metric) first: whoever hears "done" from a client can find them already
+            self._persist(rnd, "done", done.SerializeToString())
             self._publish("result", rnd, included=included, dropped=sorted(rnd.dropouts))
             await self._set(rnd, state="done", done=done)
             log.info("secagg round %s done: %d inputs in the sum, %d dropouts", rnd.round_id, len(included),

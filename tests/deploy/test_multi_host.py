@@ -40,7 +40,7 @@ def host_config(ports: dict[str, int], role: str, node_id: int = 0) -> str:
         text += (f'[node]\nid = {node_id}\nlisten = "0.0.0.0:{ports[f"node{node_id}"]}"\n'
                  'state_dir = "/var/lib/mpcnet/state"\n')
     elif role in ("coordinator", "dealer"):
-        text += f'[{role}]\nlisten = "0.0.0.0:{ports[role]}"\n'
+        text += f'[{role}]\nlisten = "0.0.0.0:{ports[role]}"\nstate_dir = "/var/lib/mpcnet/state"\n'
     return text
 
 

@@ -68,5 +68,52 @@ def test_quick_drill_set_meets_every_expectation(tmp_path: Path) -> None:
     missed = [v for v in verdicts if not v["ok"]]
     assert out.returncode == 0 and not missed, missed or out.stderr[-3000:]
     assert {v["scenario"] for v in verdicts} == {"secagg-kill-clients", "node-kill", "node-pause", "dealer-restart",
+                                                  "coordinator-restart", "coordinator-kill-loop", "dealer-kill-loop",
                                                   "latency", "duplicate-messages", "corrupt-message"}
-    assert len(verdicts) == 10
+    assert len(verdicts) == 13
+
+
+def test_dealer_ledger_refuses_a_second_batch_for_a_job_across_a_restart() -> None:
+    import signal
+
+    import grpc
+
+    from mpcnet.v1 import mpc_pb2 as pb
+    from mpcnet.v1 import mpc_pb2_grpc as pbg
+    from nodes.dealer import material_to_proto
+    from tests.conftest import plan_for
+
+    with LocalCluster(3, stage_timeout_s=3, rpc_timeout_s=3, job_timeout_s=30) as c:
+        alice = mpcnet.connect(c.coordinator, "alice", timeout_s=10)
+        job = alice.create_job()
+        alice.share(job, "x", np.array([1, 2]))
+        alice.share(job, "y", np.array([3, 4]))
+        plan = plan_for(alice, job, mpcnet.Program().mul("z", "x", "y").output("z", to=["alice"]))
+        req = pb.CreateBatchRequest(job_id=job, items=[material_to_proto(m) for m in plan.material])
+
+        def dealer() -> pbg.DealerStub:
+            return pbg.DealerStub(grpc.insecure_channel(c.dealer))
+
+        first = dealer().CreateBatch(req, timeout=10, metadata=c.auth_metadata)
+        for restart in (False, True):
+            if restart:
+                c.kill("dealer", signal.SIGKILL)
+                c.start_dealer()
+                for i in range(1, 4):  # re-enrol with the new dealer instance
+                    pbg.NodeStub(grpc.insecure_channel(c.nodes[i - 1])).EnsureEnrolled(
+                        pb.EnsureEnrolledRequest(), timeout=10, metadata=c.auth_metadata)
+            with pytest.raises(grpc.RpcError) as err:
+                dealer().CreateBatch(req, timeout=10, metadata=c.auth_metadata)
+            assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and first.batch_id in err.value.details()
+        # the batch issued before the restart is never delivered after it
+        with pytest.raises(grpc.RpcError) as err:
+            list(dealer().FetchCorrections(pb.FetchCorrectionsRequest(batch_id=first.batch_id, node_id=3),
+                                           timeout=10, metadata=c.auth_metadata))
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        # and the job itself still cannot take a second batch through RunJob; a new job runs exactly
+        with pytest.raises(MpcnetError, match="already had batch"):
+            alice.run(job, mpcnet.Program().mul("z", "x", "y").output("z", to=["alice"]))
+        _, z = mul_job(alice)
+        np.testing.assert_array_equal(z, [21, -32, -45])
+        alice.close()
+    c.cleanup()
