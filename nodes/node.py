@@ -82,6 +82,7 @@ class NodeService(pbg.NodeServicer):
         self.jobs: dict[str, NodeJob] = {}
         self.seed: bytes | None = None
         self.epoch = ""
+        self._reenrolling: asyncio.Task[None] | None = None
         self.consumed: set[str] = set()
         self.journal: Path | None = None
         if cfg.state_dir:
@@ -161,6 +162,15 @@ class NodeService(pbg.NodeServicer):
                 fh.write(json.dumps({"batch_id": batch_id, "t": time.time()}) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+
+    async def _reenroll(self) -> None:
+        try:
+            await self.enroll()
+        except (grpc.RpcError, MpcnetError) as exc:
+            log.warning("node %d: re-enrolment failed (%s); the next EnsureEnrolled retries", self.node_id,
+                        type(exc).__name__)
+        finally:
+            self._reenrolling = None
 
     async def enroll(self) -> str:
         resp = await self.dealer_stub().Enroll(pb.EnrollRequest(node_id=self.node_id),
@@ -266,6 +276,12 @@ class NodeService(pbg.NodeServicer):
             raise AlreadyExists(f"node {self.node_id}: triple batch {request.batch_id} was already consumed; "
                                 "material is never used twice")
         if len(request.node_epochs) != self.n or request.node_epochs[self.index] != self.epoch:
+            if len(request.node_epochs) == self.n and self._reenrolling is None:
+                # the dealer holds another enrolment for this node (a re-enrolment this node did not make, or a
+                # lost reply): this node's seed is stale, so every later batch would fail too -- enrol afresh
+                log.warning("node %d: dealer enrolment %s is not this node's %s; re-enrolling", self.node_id,
+                            request.node_epochs[self.index], self.epoch)
+                self._reenrolling = asyncio.get_running_loop().create_task(self._reenroll())
             raise FailedPrecondition(f"node {self.node_id}: batch {request.batch_id} was made for a different "
                                      f"dealer enrolment than this node's ({self.epoch or 'not enrolled'})")
         self.record_consumed(request.batch_id)
