@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see mpcnet/drills.py)")
     dr.add_argument("--quick", action="store_true", help="the short set (CI): fewer SecAgg stages")
     dr.add_argument("--out", default=None, help="verdict JSON directory (default drills/results)")
+    cf = sub.add_parser("conformance", help="check a live deployment of the proto/mpcnet/v1 contract (docs/conformance.md)")
+    cf.add_argument("--target", required=True, help="coordinator host:port")
+    cf.add_argument("--tls-dir", default=os.environ.get("MPCNET_TLS_DIR"),
+                    help="ca.crt and client-main (and, for the SecAgg group, coordinator-main) certificates")
+    cf.add_argument("--secret-file", default=os.environ.get("MPCNET_CLUSTER_SECRET_FILE"),
+                    help="the cluster secret, for the operator calls of the SecAgg group (skipped without it)")
+    cf.add_argument("--timeout", type=float, default=30.0, help="deadline of each call (s)")
+    cf.add_argument("--json", default=None, help="also write the checks to this JSON file")
     sub.add_parser("version", help="print the version")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -126,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "round":
         from mpcnet.secagg_admin import round_main
         return round_main(args)
+    if args.command == "conformance":
+        from mpcnet.conformance import run_conformance
+        return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
     if args.command == "drill":
         from mpcnet.drills import run_drills
         return run_drills(args.scenarios, quick=args.quick, out_dir=args.out)

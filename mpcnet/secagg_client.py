@@ -87,7 +87,7 @@ ANSWER_MARGIN_S = 35.0
 @dataclass(frozen=True, slots=True)
 class ClientOutcome:
     client_id: int
-    state: str  # "done" | "aborted" | "error"
+    state: str  # "done" | "aborted" | "error" | "stopped" (a scripted dropout: run_client(stop_at=...))
     sum: RingArray | None = field(default=None, repr=False)
     included: tuple[int, ...] = ()
     stage: str = ""
@@ -234,9 +234,12 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
 async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
                      rpc_timeout_s: float = 30.0, want_result: bool = False,
-                     tls: TlsFiles | None = None, attend: bool = True) -> ClientOutcome:
+                     tls: TlsFiles | None = None, attend: bool = True,
+                     stop_at: Stage | None = None) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
-    returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``)."""
+    returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``).
+    ``stop_at``: a scripted dropout (conformance runs) -- leave before answering that stage, closing the
+    channel and the presence stream as a crashed client would, and return state "stopped"."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
@@ -268,7 +271,7 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 if attend else asyncio.sleep(0))
             try:
                 return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
-                                     join_s, stage_s)
+                                     join_s, stage_s, stop_at)
             finally:
                 presence.cancel()
                 try:
@@ -295,7 +298,7 @@ async def _attend(stub: spbg.SecAggStub, round_id: str, client_id: int, metadata
 async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.SecAggNextReply]],
                   reply: spb.SecAggNextReply, params: SecAggParams, client_id: int, inputs: InputSource,
                   enc: ValueEncoding, signing_key: bytes | None, die_at: Stage | None, who: str, join_s: float,
-                  stage_s: float) -> ClientOutcome:
+                  stage_s: float, stop_at: Stage | None = None) -> ClientOutcome:
     round_id = params.round_id
     stage = Stage.SETUP
     state: ClientState | None = None
@@ -315,6 +318,8 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
                 raise ProtocolViolation(f"{who}: a {type(request).__name__} sent as the {stage.value} request")
             if die_at is stage:  # test-only fault hook: a real crash of the whole process
                 os.kill(os.getpid(), signal.SIGKILL)
+            if stop_at is stage:
+                return ClientOutcome(client_id, "stopped", stage=stage.value)
             state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
             timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
             reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,

@@ -127,5 +127,9 @@ def test_compose_cluster_runs_an_mpc_job_and_a_secagg_round(cluster: Compose) ->
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'mpcnet_rpc_total{code="OK",method="/mpcnet.v1.SecAgg/CreateRound"} 1.0' in text
 
+    # the conformance suite against the deployment, from the one-shot container (mTLS, cluster secret file)
+    conf = cluster("run", "--rm", "cli", "conformance", "--target", "coordinator:7100", timeout=300, check=False)
+    assert conf.returncode == 0 and ", 0 failed, 0 skipped" in conf.stdout, conf.stdout[-4000:] + conf.stderr[-2000:]
+
     cluster("--profile", "tools", "down", "-v", "--timeout", "10", timeout=120)
     assert cluster.leftovers() == {"containers": [], "networks": [], "volumes": []}
