@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import secrets
 import time
@@ -137,9 +138,12 @@ class Suite:
         except Exception as exc:
             self.checks.append(Check("mpc", "connect two parties", "registered", f"{type(exc).__name__}: {exc}"[:200]))
             return
-        rng = np.random.default_rng(2026)  # public test data, not secrets: reproducible known answers
-        x_i, y_i = rng.integers(-10**6, 10**6, 1000), rng.integers(-10**6, 10**6, 1000)
-        x_f, y_f = np.round(rng.uniform(-100, 100, 64), 3), np.round(rng.uniform(-100, 100, 64), 3)
+        # public, reproducible test data (not secrets), from SHA-3's XOF rather than a statistical RNG
+        words = np.frombuffer(hashlib.shake_256(b"mpcnet conformance inputs").digest(4 * 2128), dtype="<u4")
+        ints = words.astype(np.int64) % 2_000_001 - 1_000_000
+        x_i, y_i = ints[:1000], ints[1000:2000]
+        reals = np.round((words[2000:].astype(np.float64) / 2**32) * 200 - 100, 3)
+        x_f, y_f = reals[:64], reals[64:128]
 
         def job(program: Any, inputs: dict[str, tuple[Any, np.ndarray]], out: str, reader: Any) -> np.ndarray:
             j = a.create_job(parties=[b.name])

@@ -108,7 +108,8 @@ def test_compose_cluster_runs_an_mpc_job_and_a_secagg_round(cluster: Compose) ->
               "[ $rc -eq 4 ] || break; sleep 1; done; [ $rc -eq 0 ] && echo SUM $(cat /tmp/sum.json); exit $rc")
     out = cluster("run", "--rm", "--entrypoint", "sh", "cli", "-c", script, timeout=240)
     lines = out.stdout.strip().splitlines()
-    state = json.loads(next(line for line in lines if line.startswith('{"round": "r1", "state"')))
+    # the last state line: `round result` printed "running" while it polled
+    state = json.loads([line for line in lines if line.startswith('{"round": "r1", "state"')][-1])
     assert state["state"] == "done" and state["included"] == list(range(1, CLIENTS + 1)), state
     got = np.array(json.loads(next(line for line in lines if line.startswith("SUM "))[4:]), dtype=np.uint64)
     want = sum(derive_input("compose-test", c, 64, 32).astype(np.uint64) for c in range(1, CLIENTS + 1)) % 2**32

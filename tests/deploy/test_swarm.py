@@ -94,7 +94,8 @@ def test_compose_file_deploys_as_a_swarm_stack(swarm: None, images: tuple[str, s
         out = docker(*one_shot, "--entrypoint", "sh", images[0], "-c", script, timeout=240, check=False)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
         lines = out.stdout.strip().splitlines()
-        state = json.loads(next(line for line in lines if line.startswith('{"round": "s1", "state"')))
+        # the last state line: `round result` printed "running" while it polled
+        state = json.loads([line for line in lines if line.startswith('{"round": "s1", "state"')][-1])
         assert state["included"] == list(range(1, CLIENTS + 1)), state
         got = np.array(json.loads(next(line for line in lines if line.startswith("SUM "))[4:]), dtype=np.uint64)
         want = sum(derive_input("swarm-test", c, 32, 32).astype(np.uint64) for c in range(1, CLIENTS + 1)) % 2**32
