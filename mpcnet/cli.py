@@ -7,6 +7,17 @@ import os
 import sys
 
 
+# Subcommands whose module takes the parsed arguments whole (imported only when used).
+ARGS_HANDLERS = {
+    "client": ("mpcnet.secagg_client", "client_main"),
+    "agent": ("mpcnet.client_agent", "agent_main"),
+    "health": ("mpcnet.health_cli", "health_main"),
+    "watch": ("mpcnet.watch", "watch_main"),
+    "certs": ("mpcnet.certs_cli", "certs_main"),
+    "round": ("mpcnet.secagg_admin", "round_main"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="mpcnet", description="mpcnet: privacy-preserving computation over gRPC")
@@ -116,24 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from mpcnet.bench.runner import run_bench
         return run_bench(args.workload, args.size, repeats=args.repeats, with_mpyc=not args.no_mpyc, out_dir=args.out)
-    if args.command == "client":
-        from mpcnet.secagg_client import client_main
-        return client_main(args)
-    if args.command == "agent":
-        from mpcnet.client_agent import agent_main
-        return agent_main(args)
-    if args.command == "health":
-        from mpcnet.health_cli import health_main
-        return health_main(args)
-    if args.command == "watch":
-        from mpcnet.watch import watch_main
-        return watch_main(args)
-    if args.command == "certs":
-        from mpcnet.certs_cli import certs_main
-        return certs_main(args)
-    if args.command == "round":
-        from mpcnet.secagg_admin import round_main
-        return round_main(args)
+    if args.command in ARGS_HANDLERS:
+        import importlib
+        module, function = ARGS_HANDLERS[args.command]
+        handler = getattr(importlib.import_module(module), function)
+        return int(handler(args))
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)

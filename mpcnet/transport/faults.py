@@ -181,7 +181,6 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, schedule: FaultSchedule, role: str = "") -> None:
         self.schedule = schedule
         self.role = role
-        self.applied: list[tuple[str, int, str]] = []  # (method, call index, action): what the drill can read
 
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -193,8 +192,7 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
         async def before(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, bool]:
             """Apply this call's faults to ``request`` (the first message of a stream); (request, duplicate?)."""
             n, faults = self.schedule.next_call(method)
-            for fault in faults:
-                self.applied.append((method, n, fault.action))
+            for fault in faults:  # one log line per fault applied: what a drill counts
                 log.warning("FAULT %s: %s call %d of %s", self.role, fault.action, n, method)
                 if fault.action == "delay":
                     await asyncio.sleep(fault.delay_s)
