@@ -9,6 +9,10 @@ FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/mpcnet/bin:$PATH
 # Wheels only, no index: the image build never reaches a package registry.
+# tc and nft for `mpcnet drill --compose` (network faults, only with docker-compose.drills.yml's NET_ADMIN);
+# the offline base has them already, python:3.11-slim gets them from Debian.
+RUN command -v tc >/dev/null && command -v nft >/dev/null \
+ || (apt-get update && apt-get install -y --no-install-recommends iproute2 nftables && rm -rf /var/lib/apt/lists/*)
 COPY build/wheelhouse /tmp/wheelhouse
 RUN python3 -m venv /opt/mpcnet \
  && /opt/mpcnet/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse mpcnet \

@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration deploy drills
+.PHONY: image demo test venv proto check-proto bench-mul bench-dot bench-secagg flower-venv clean unit integration deploy drills drills-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,drills]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +27,12 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
 
-drills: $(STAMP)
+# the full drill set against the compose cluster (docker-compose.yml + docker-compose.drills.yml), on a fresh
+# image; `make drills-local` runs the drills against local processes (no docker)
+drills: image
+	$(PY) -m mpcnet.cli drill --compose
+
+drills-local: $(STAMP)
 	$(PY) -m mpcnet.cli drill
 
 deploy: $(STAMP)

@@ -86,10 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
     from mpcnet.secagg_admin import add_arguments as round_arguments
     round_arguments(r)
-    dr = sub.add_parser("drill", help="fault drills on a local cluster: exact answer or clean abort, verdict table")
-    dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see mpcnet/drills.py)")
-    dr.add_argument("--quick", action="store_true", help="the short set (CI): fewer SecAgg stages")
+    dr = sub.add_parser("drill", help="fault drills on a local or compose cluster: exact answer or clean abort, "
+                        "verdict table")
+    dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see "
+                    "mpcnet/drills.py, mpcnet/drill_compose.py)")
+    dr.add_argument("--quick", action="store_true", help="the short set (CI): fewer SecAgg stages and scenarios")
     dr.add_argument("--out", default=None, help="verdict JSON directory (default drills/results)")
+    dr.add_argument("--compose", action="store_true", help="against docker-compose.yml + docker-compose.drills.yml "
+                    "(container and network faults through the Docker SDK; needs `make image`)")
+    dr.add_argument("--project", default="mpcnet-drill", help="compose project (started when not running)")
+    dr.add_argument("--keep", action="store_true", help="leave a compose project this drill started running")
     cf = sub.add_parser("conformance", help="check a live deployment of the proto/mpcnet/v1 contract (docs/conformance.md)")
     cf.add_argument("--target", required=True, help="coordinator host:port")
     cf.add_argument("--tls-dir", default=os.environ.get("MPCNET_TLS_DIR"),
@@ -135,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
+    if args.command == "drill" and args.compose:
+        from mpcnet.drill_compose import run_compose_drills
+        return run_compose_drills(args.scenarios, quick=args.quick, out_dir=args.out, project=args.project,
+                                  keep=args.keep)
     if args.command == "drill":
         from mpcnet.drills import run_drills
         return run_drills(args.scenarios, quick=args.quick, out_dir=args.out)

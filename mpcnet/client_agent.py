@@ -13,6 +13,13 @@ ids; never the aggregate, which the agent does not ask for).  One seat per
 agent per round; an agent touches ``--heartbeat`` every poll, which is what
 ``mpcnet health --heartbeat`` checks.
 
+``--drill-hooks`` (docker-compose.drills.yml only): a drill may put
+``<round>.drill.json`` {"hold": {"stage": S, "seats": [ids], "max_s": 120}}
+beside the tokens file; an agent holding one of those seats stops when
+stage S's request arrives, writes ``<round>.seat-<id>.held`` and waits (at
+most max_s, then it goes on) so that the drill can ``docker kill`` or
+partition it at exactly that stage.  Without the flag the file is ignored.
+
 Decision: seat claiming by file is for one host (compose, a one-node swarm);
 agents spread over machines get their id and token from their operator
 (``mpcnet client --ids ... --tokens-file``) instead.
@@ -30,8 +37,10 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from mpcnet.errors import InvalidInput, MpcnetError
+from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_client import ClientOutcome, client_tls, file_inputs, run_client, seeded_inputs
 from mpcnet.transport.tls import TlsFiles
 
@@ -55,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rounds", type=int, default=0, help="exit after this many rounds (0 = run until SIGTERM)")
     p.add_argument("--tls-dir", default=None, help="certificate directory (or MPCNET_TLS_DIR)")
     p.add_argument("--tls-name", default=None, help="client certificate name (or MPCNET_TLS_NAME; default main)")
+    p.add_argument("--drill-hooks", action="store_true", help="obey <round>.drill.json hold requests (drills only)")
 
 
 def claim_seat(rounds_dir: Path, round_id: str, client_ids: list[int], who: str) -> int | None:
@@ -68,6 +78,21 @@ def claim_seat(rounds_dir: Path, round_id: str, client_ids: list[int], who: str)
             fh.write(who)
         return cid
     return None
+
+
+def drill_hold(rounds_dir: Path, round_id: str, cid: int, who: str) -> Callable[[Stage], Awaitable[None]]:
+    """The ``--drill-hooks`` hold: freeze this seat at the stage ``<round>.drill.json`` names."""
+    async def hold(stage: Stage) -> None:
+        try:
+            spec = json.loads((rounds_dir / f"{round_id}.drill.json").read_text()).get("hold", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        if spec.get("stage") != stage.value or cid not in spec.get("seats", []):
+            return
+        (rounds_dir / f"{round_id}.seat-{cid}.held").write_text(who)
+        log.warning("round %s seat %d: held at %s for a drill", round_id, cid, stage.value)
+        await asyncio.sleep(min(float(spec.get("max_s", 120.0)), 600.0))
+    return hold
 
 
 def new_rounds(rounds_dir: Path, seen: set[str], max_age_s: float) -> list[tuple[str, dict[int, str]]]:
@@ -113,7 +138,9 @@ async def run_agent(args: argparse.Namespace, tls: TlsFiles | None) -> int:
                 continue
             log.info("round %s: took seat %d", round_id, cid)
             outcome: ClientOutcome = await run_client(args.coordinator, round_id, cid, inputs, token=tokens[cid],
-                                                      rpc_timeout_s=args.timeout, tls=tls)
+                                                      rpc_timeout_s=args.timeout, tls=tls,
+                                                      hold=drill_hold(rounds_dir, round_id, cid, who)
+                                                      if args.drill_hooks else None)
             (rounds_dir / f"{round_id}.seat-{cid}.json").write_text(json.dumps(outcome.summary(), sort_keys=True))
             log.info("round %s seat %d: %s %s", round_id, cid, outcome.state, outcome.reason)
             rounds += 1

@@ -26,8 +26,8 @@ the dropout, the stage closing) and time to recover (from the fault to the next 
   restarted.  Every job must be exact or fail cleanly; none may be lost or left "running"; no batch may be
   consumed twice.
 
-Not here yet (issue 5): compose/docker faults, tc netem loss and bandwidth caps, partitions, and the broker
-outage as a drill (tests/integration/test_mqtt.py covers the broker outage).
+The same drills against a docker-compose cluster, with container and network faults (docker kill/pause,
+network disconnect, tc/nft), are in mpcnet/drill_compose.py (``mpcnet drill --compose``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,55 @@ class Verdict:
     detect_s: float | None
     recover_s: float | None
     ok: bool
+
+
+# ---------------------------------------------------------------------- verdicts both drill sets share
+EXPECT_NODE = "job fails naming node 2 within its deadline; next job exact; no triple reuse"
+EXPECT_RESTART = ("clients see a clean error; jobs, rounds and results intact; the half-done round aborted, "
+                  "never resumed")
+EXPECT_KILL_LOOP = "each job exact or failed cleanly; nothing lost, duplicated or reused"
+
+
+def node_fault_verdict(scenario: str, fault: str, exact: bool, err: str, again: bool, err2: str, batches_ok: bool,
+                       detect_s: float, recover_s: float) -> Verdict:
+    """A node killed, frozen or cut off mid-job: the job fails naming it (or was already done), the next is exact."""
+    named = "node 2" in err
+    observed = (f"job failed naming node 2: ...{err[max(0, err.find('node 2') - 50):][:110]}" if (not exact and named)
+                else "job exact (the fault came too late to matter)" if exact else f"job failed: {err[:90]}")
+    observed += f"; next job {'exact' if again else 'FAILED: ' + err2[:60]}"
+    observed += "; no batch consumed twice" if batches_ok else "; A BATCH WAS CONSUMED TWICE"
+    ok = (exact or named) and again and batches_ok and err != "WRONG ANSWER"
+    return Verdict(scenario, fault, EXPECT_NODE, observed, round(detect_s, 3), round(recover_s, 3), ok)
+
+
+def dealer_verdict(fault: str, exact: bool, err: str, before: set[str], after: dict[str, list[str]],
+                   batches_ok: bool, recover_s: float) -> Verdict:
+    """The dealer came back: the next job is exact and its batches are ones no node consumed before."""
+    new = {b for ids in after.values() for b in ids} - before
+    fresh = bool(new) and not (new & before)
+    observed = (f"next job {'exact' if exact else 'FAILED: ' + err[:80]}; "
+                f"{len(new)} new batch id(s), {'none' if fresh else 'SOME'} seen before")
+    return Verdict("dealer-restart", fault, "new jobs get fresh material (unseen batch ids) and are exact", observed,
+                   None, round(recover_s, 3), exact and fresh and batches_ok)
+
+
+def restart_verdict(fault: str, problems: list[str], detect_s: float, recover_s: float) -> Verdict:
+    observed = ("journal intact: round 1 and job kept exactly, round 1's id refused, round 2 aborted; "
+                "round 2's clients ended with a clean error; next job exact") if not problems else "; ".join(problems)
+    return Verdict("coordinator-restart", fault, EXPECT_RESTART, observed, round(detect_s, 3), round(recover_s, 3),
+                   not problems)
+
+
+def kill_loop_verdict(role: str, fault: str, outcomes: list[tuple[bool, str]], problems: list[str],
+                      recover: list[float]) -> Verdict:
+    if any(e == "WRONG ANSWER" for _, e in outcomes):
+        problems = [*problems, "A WRONG ANSWER"]
+    hit = sum(1 for ok, _ in outcomes if not ok)
+    observed = (f"{len(outcomes)} jobs: {len(outcomes) - hit} exact, {hit} failed cleanly at the kill; none lost, "
+                "none still running, no batch consumed twice; every job after a restart exact"
+                if not problems else "; ".join(problems))
+    return Verdict(f"{role}-kill-loop", fault, EXPECT_KILL_LOOP, observed, None,
+                   round(max(recover), 3) if recover else None, not problems)
 
 
 class Drill:
@@ -159,17 +208,9 @@ class Drill:
             if sig == signal.SIGSTOP:
                 os.killpg(pgid, signal.SIGCONT)
             alice.close()
-        named = "node 2" in err
         fault_t = timer.get("fault", t_err)
-        batches_ok = self.no_batch_twice()
-        observed = (f"job failed naming node 2: {err[:90]}" if (not exact and named) else
-                    f"job exact (the fault came too late to matter)" if exact else f"job failed: {err[:90]}")
-        observed += f"; next job {'exact' if again else 'FAILED: ' + err2[:60]}"
-        observed += "; no batch consumed twice" if batches_ok else "; A BATCH WAS CONSUMED TWICE"
-        ok = (exact or named) and again and batches_ok and err != "WRONG ANSWER"
-        return Verdict(scenario, f"{what} node 2 mid-job (200k elements)",
-                       "job fails naming node 2 within its deadline; next job exact; no triple reuse",
-                       observed, round(t_err - fault_t, 3), round(t_ok - fault_t, 3), ok)
+        return node_fault_verdict(scenario, f"{what} node 2 mid-job (200k elements)", exact, err, again, err2,
+                                  self.no_batch_twice(), t_err - fault_t, t_ok - fault_t)
 
     def dealer_restart(self) -> Verdict:
         alice = self.party()
@@ -182,15 +223,8 @@ class Drill:
             t_ok = time.monotonic()
         finally:
             alice.close()
-        after = self.consumed_batches()
-        new = {b for ids in after.values() for b in ids} - before
-        fresh = bool(new) and not (new & before)
-        ok = exact and fresh and self.no_batch_twice()
-        observed = (f"next job {'exact' if exact else 'FAILED: ' + err[:80]}; "
-                    f"{len(new)} new batch id(s), {'none' if fresh else 'SOME'} seen before")
-        return Verdict("dealer-restart", "SIGKILL the dealer, restart it",
-                       "new jobs get fresh material (unseen batch ids) and are exact", observed, None,
-                       round(t_ok - t_fault, 3), ok)
+        return dealer_verdict("SIGKILL the dealer, restart it", exact, err, before, self.consumed_batches(),
+                              self.no_batch_twice(), t_ok - t_fault)
 
     def with_node_faults(self, scenario: str, fault: str, expected: str, rules: list[dict[str, Any]],
                          nodes: tuple[int, ...], allow_clean_failure: bool) -> Verdict:
@@ -363,13 +397,8 @@ class Drill:
                 problems.append(f"the next job failed: {err2[:80]}")
         finally:
             alice.close()
-        observed = ("journal intact: round 1 and job kept exactly, round 1's id refused, round 2 aborted; "
-                    "round 2's clients ended with a clean error; next job exact") if not problems else \
-            "; ".join(problems)
-        return Verdict("coordinator-restart", "SIGKILL the coordinator during a half-joined round, restart it",
-                       "clients see a clean error; jobs, rounds and results intact; the half-done round aborted, "
-                       "never resumed", observed, round(t_clients - t_fault, 3), round(t_ok - t_fault, 3),
-                       not problems)
+        return restart_verdict("SIGKILL the coordinator during a half-joined round, restart it", problems,
+                               t_clients - t_fault, t_ok - t_fault)
 
     def kill_loop(self, role: str, rounds: int) -> Verdict:
         """SIGKILL ``role`` at seeded random points of running jobs, restart it; nothing lost, doubled or reused."""
@@ -400,9 +429,6 @@ class Drill:
                 recover.append(time.monotonic() - t_fault)
                 if not exact:
                     problems.append(f"the job after the restart failed: {err[:60]}")
-            wrong = [e for ok, e in outcomes if e == "WRONG ANSWER"]
-            if wrong:
-                problems.append(f"{len(wrong)} WRONG ANSWER(S)")
             states = {j: alice.job(j).state for j in ids}  # every job the coordinator ever acknowledged is known
             if any(s == "running" for s in states.values()):
                 problems.append("a job is still 'running' after the restart")
@@ -412,13 +438,8 @@ class Drill:
             problems.append(f"lost state: {exc}"[:120])
         finally:
             alice.close()
-        hit = sum(1 for ok, _ in outcomes if not ok)
-        observed = (f"{len(ids)} jobs: {len(ids) - hit} exact, {hit} failed cleanly at the kill; none lost, "
-                    "none still running, no batch consumed twice; every job after a restart exact"
-                    if not problems else "; ".join(problems))
-        return Verdict(f"{role}-kill-loop", f"SIGKILL the {role} {rounds}x at random points of running jobs",
-                       "each job exact or failed cleanly; nothing lost, duplicated or reused", observed, None,
-                       round(max(recover), 3) if recover else None, not problems)
+        return kill_loop_verdict(role, f"SIGKILL the {role} {rounds}x at random points of running jobs", outcomes,
+                                 problems, recover)
 
     # ------------------------------------------------------------------ the set
     def scenarios(self) -> dict[str, Callable[[], list[Verdict]]]:
@@ -446,33 +467,11 @@ class Drill:
         }
 
 
-def run_drills(names: list[str], quick: bool = False, out_dir: str | None = None) -> int:
-    from rich.console import Console
+def report(console: Any, verdicts: list[Verdict], quick: bool, out_dir: str | None, title: str, seconds: float,
+           prefix: str = "drill") -> int:
+    """Print the verdict table, write it as JSON; 0 only when every scenario met its expectation."""
     from rich.table import Table
-
-    console = Console(width=max(Console().width, 160))
-    verdicts: list[Verdict] = []
-    t0 = time.monotonic()
-    cluster = LocalCluster(3, stage_timeout_s=3, rpc_timeout_s=3, job_timeout_s=30, log_level="INFO")
-    with cluster:
-        drill = Drill(cluster, quick)
-        table = drill.scenarios()
-        unknown = [n for n in names if n != "all" and n not in table]
-        if unknown:
-            console.print(f"[red]unknown scenario(s) {unknown}[/]; known: {', '.join(table)}")
-            return 2
-        chosen = list(table) if "all" in names or not names else names
-        with console.status("") as status:
-            for name in chosen:
-                status.update(f"drill {name} ...")
-                try:
-                    verdicts += table[name]()
-                except Exception as exc:  # a drill that breaks is a failed verdict, not a crash of the set
-                    verdicts.append(Verdict(name, "", "", f"drill error: {type(exc).__name__}: {exc}"[:200],
-                                            None, None, False))
-                console.print(f"{name}: {'ok' if all(v.ok for v in verdicts if v.scenario == name) else 'FAILED'}")
-    cluster.cleanup()
-    out = Table(title=f"drills ({'quick' if quick else 'full'} set, {time.monotonic() - t0:.0f} s)")
+    out = Table(title=f"{title} ({'quick' if quick else 'full'} set, {seconds:.0f} s)")
     for col in ("scenario", "fault", "expected", "observed", "detect s", "recover s", "verdict"):
         out.add_column(col, overflow="fold")
     for v in verdicts:
@@ -482,10 +481,52 @@ def run_drills(names: list[str], quick: bool = False, out_dir: str | None = None
     path = Path(out_dir) if out_dir else DEFAULT_OUT
     path.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = path / f"drill-{'quick' if quick else 'full'}-{stamp}.json"
-    dest.write_text(json.dumps({"when": stamp, "quick": quick, "verdicts": [asdict(v) for v in verdicts]}, indent=2))
-    console.print(f"verdicts written to {dest}")
+    dest = path / f"{prefix}-{'quick' if quick else 'full'}-{stamp}.json"
+    dest.write_text(json.dumps({"when": stamp, "quick": quick, "target": title, "seconds": round(seconds, 1),
+                                "verdicts": [asdict(v) for v in verdicts]}, indent=2))
+    rows = ["| scenario | fault | expected | observed | detect s | recover s | verdict |", "|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        cells = [v.scenario, v.fault, v.expected, v.observed,
+                 "-" if v.detect_s is None else f"{v.detect_s:.2f}", "-" if v.recover_s is None else f"{v.recover_s:.2f}",
+                 "met" if v.ok else "MISSED"]
+        rows.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
+    dest.with_suffix(".md").write_text("\n".join(rows) + "\n")  # for the README's table
+    console.print(f"verdicts written to {dest} (and {dest.with_suffix('.md').name})")
     return 0 if verdicts and all(v.ok for v in verdicts) else 1
 
 
-__all__ = ["Drill", "Verdict", "run_drills"]
+def run_set(console: Any, table: dict[str, Callable[[], list[Verdict]]], chosen: list[str]) -> list[Verdict]:
+    """Run the chosen scenarios in order; a drill that breaks is a failed verdict, not a crash of the set."""
+    verdicts: list[Verdict] = []
+    with console.status("") as status:
+        for name in chosen:
+            status.update(f"drill {name} ...")
+            t0 = time.monotonic()
+            try:
+                got = table[name]()
+            except Exception as exc:
+                got = [Verdict(name, "", "", f"drill error: {type(exc).__name__}: {exc}"[:300], None, None, False)]
+            verdicts += got
+            console.print(f"{name}: {'ok' if all(v.ok for v in got) else 'FAILED'} ({time.monotonic() - t0:.0f} s)")
+    return verdicts
+
+
+def run_drills(names: list[str], quick: bool = False, out_dir: str | None = None) -> int:
+    from rich.console import Console
+
+    console = Console(width=max(Console().width, 160))
+    t0 = time.monotonic()
+    cluster = LocalCluster(3, stage_timeout_s=3, rpc_timeout_s=3, job_timeout_s=30, log_level="INFO")
+    with cluster:
+        table = Drill(cluster, quick).scenarios()
+        unknown = [n for n in names if n != "all" and n not in table]
+        if unknown:
+            console.print(f"[red]unknown scenario(s) {unknown}[/]; known: {', '.join(table)}")
+            return 2
+        chosen = list(table) if "all" in names or not names else names
+        verdicts = run_set(console, table, chosen)
+    cluster.cleanup()
+    return report(console, verdicts, quick, out_dir, "local drills", time.monotonic() - t0)
+
+
+__all__ = ["Drill", "Verdict", "report", "run_drills", "run_set"]

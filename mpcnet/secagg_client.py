@@ -235,11 +235,14 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                      die_at: Stage | None = None, signing_key: bytes | None = None,
                      rpc_timeout_s: float = 30.0, want_result: bool = False,
                      tls: TlsFiles | None = None, attend: bool = True,
-                     stop_at: Stage | None = None) -> ClientOutcome:
+                     stop_at: Stage | None = None,
+                     hold: Callable[[Stage], Awaitable[None]] | None = None) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
     returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``).
     ``stop_at``: a scripted dropout (conformance runs) -- leave before answering that stage, closing the
-    channel and the presence stream as a crashed client would, and return state "stopped"."""
+    channel and the presence stream as a crashed client would, and return state "stopped".
+    ``hold``: awaited with each stage's request before the answer (`mpcnet agent --drill-hooks`: a drill
+    freezes chosen seats at a stage so that it can `docker kill` or partition them there)."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
@@ -271,7 +274,7 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 if attend else asyncio.sleep(0))
             try:
                 return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
-                                     join_s, stage_s, stop_at)
+                                     join_s, stage_s, stop_at, hold)
             finally:
                 presence.cancel()
                 try:
@@ -298,7 +301,8 @@ async def _attend(stub: spbg.SecAggStub, round_id: str, client_id: int, metadata
 async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.SecAggNextReply]],
                   reply: spb.SecAggNextReply, params: SecAggParams, client_id: int, inputs: InputSource,
                   enc: ValueEncoding, signing_key: bytes | None, die_at: Stage | None, who: str, join_s: float,
-                  stage_s: float, stop_at: Stage | None = None) -> ClientOutcome:
+                  stage_s: float, stop_at: Stage | None = None,
+                  hold: Callable[[Stage], Awaitable[None]] | None = None) -> ClientOutcome:
     round_id = params.round_id
     stage = Stage.SETUP
     state: ClientState | None = None
@@ -320,6 +324,8 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop_at is stage:
                 return ClientOutcome(client_id, "stopped", stage=stage.value)
+            if hold is not None:
+                await hold(stage)
             state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
             timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
             reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,

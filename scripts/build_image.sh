@@ -25,7 +25,9 @@ trap 'rm -rf "$tmp"' EXIT
 notes=()
 base_image() {
   local name="$1" include="$2"
-  if [ "${REBUILD_BASE:-0}" != 1 ] && docker image inspect "$name" >/dev/null 2>&1; then
+  # the package list is a label of the base: a base made from another list (an older mpcnet) is rebuilt
+  if [ "${REBUILD_BASE:-0}" != 1 ] && [ "$(docker image inspect "$name" --format \
+      '{{ index .Config.Labels "org.mpcnet.base-packages" }}' 2>/dev/null)" = "$include" ]; then
     notes+=("$name cached"); return
   fi
   command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null; }
@@ -38,12 +40,15 @@ base_image() {
   mmdebstrap --quiet --variant=minbase --include="$include" \
     --aptopt='Acquire::Retries "3"' bookworm "$tmp/base.tar" "$sources"
   docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "LABEL org.mpcnet.base-packages=$include" \
     "$tmp/base.tar" "$name" >/dev/null
   rm -f "$tmp/base.tar"
   notes+=("$name built")
 }
 
-base_image "$BASE_IMAGE" python3,python3-venv,ca-certificates,passwd
+# iproute2 and nftables: tc and nft for the network drills (docker-compose.drills.yml grants NET_ADMIN; the
+# roles themselves never use them)
+base_image "$BASE_IMAGE" python3,python3-venv,ca-certificates,passwd,iproute2,nftables
 rm -rf build/wheelhouse
 "$PY" -m pip wheel --quiet --wheel-dir build/wheelhouse .
 docker build --quiet --build-arg "BASE=$BASE_IMAGE" -t "$IMAGE" . >/dev/null

@@ -58,6 +58,23 @@ def test_every_long_running_service_is_health_checked_restarted_and_private(comp
         assert f"node{i}-state:/var/lib/mpcnet/state" in svcs[f"node{i}"]["volumes"]
 
 
+def test_the_drills_override_adds_only_drill_powers_and_the_base_file_has_none(compose: dict[str, Any]) -> None:
+    drills: dict[str, Any] = yaml.safe_load((REPO_ROOT / "docker-compose.drills.yml").read_text())
+    svcs = drills["services"]
+    assert set(svcs) == {"dealer", "node1", "node2", "node3", "coordinator", "client", "drill-runner"}
+    for name in ("dealer", "node1", "node2", "node3", "coordinator", "client"):
+        assert svcs[name]["cap_add"] == ["NET_ADMIN"], name
+        # the drills' deadlines: a frozen node is reported by the coordinator before the runner's job deadline
+        assert float(svcs[name]["environment"]["MPCNET_STAGE_TIMEOUT_S"]) < 150, name
+    assert "--drill-hooks" in svcs["client"]["command"]
+    assert svcs["client"]["command"][:4] == compose["services"]["client"]["command"][:4]
+    runner = svcs["drill-runner"]
+    assert runner["networks"] == ["private"] and "ports" not in runner and runner["restart"] == "no"
+    assert "certs:/var/lib/mpcnet/certs:ro" in runner["volumes"]
+    for name, svc in compose["services"].items():  # no drill power leaks into the deployment file
+        assert "cap_add" not in svc and "--drill-hooks" not in svc.get("command", []), name
+
+
 def test_stack_translation_keeps_the_services_and_drops_only_what_swarm_refuses(compose: dict[str, Any]) -> None:
     stack = to_stack(compose)
     assert stack["version"] == "3.9"
