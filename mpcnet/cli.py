@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
     from mpcnet.secagg_admin import add_arguments as round_arguments
     round_arguments(r)
+    fa = sub.add_parser("fedavg", help="federated averaging on a demo dataset through SecAgg, against plain "
+                        "averaging and centralised training")
+    from mpcnet.fl.cli import add_arguments as fedavg_arguments
+    fedavg_arguments(fa)
     dr = sub.add_parser("drill", help="fault drills on a local or compose cluster: exact answer or clean abort, "
                         "verdict table")
     dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see "
@@ -141,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
+    if args.command == "fedavg":
+        from mpcnet.fl.cli import fedavg_main
+        return fedavg_main(args)
     if args.command == "drill" and args.compose:
         from mpcnet.drill_compose import run_compose_drills
         return run_compose_drills(args.scenarios, quick=args.quick, out_dir=args.out, project=args.project,

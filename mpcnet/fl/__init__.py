@@ -1,0 +1,1 @@
+"""Federated learning over secure aggregation (issue 6): data, numpy models, the FedAvg loop."""

@@ -1,0 +1,95 @@
+"""Federated learning pieces as function calls: the variates behind splits and initial weights, the client
+splits, the models' gradients, L2 clipping and the plain weighted mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpcnet.errors import InvalidInput
+from mpcnet.fl import data, fedavg, models
+from mpcnet.fl.sampling import Draws
+
+
+def test_draws_have_the_right_moments_and_repeat_under_a_seed() -> None:
+    d = Draws.seeded("moments")
+    u = d.uniform(200_000)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    z = d.normal(200_001)
+    assert len(z) == 200_001 and abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(float(np.mean(np.abs(z) > 1.96)) - 0.05) < 0.003  # the tails too, not only two moments
+    for shape in (0.3, 1.0, 4.5):
+        g = d.gamma(shape, 100_000)
+        assert g.min() > 0 and abs(g.mean() - shape) < 0.03 * max(shape, 1) and abs(g.var() - shape) < 0.08 * max(shape, 1)
+    p = d.dirichlet(0.5, 4, 1000)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(Draws.seeded("x").normal(10), Draws.seeded("x").normal(10))
+    assert not np.array_equal(Draws.seeded("x").normal(10), Draws.seeded("y").normal(10))
+    assert sorted(Draws.seeded("p").permutation(50).tolist()) == list(range(50))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(10, 400), clients=st.integers(1, 10))
+def test_iid_split_is_a_balanced_partition(n: int, clients: int) -> None:
+    parts = data.split_iid(n, clients)
+    joined = np.concatenate(parts)
+    assert sorted(joined.tolist()) == list(range(n))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_dirichlet_split_is_a_partition_skewed_by_alpha() -> None:
+    y = np.repeat(np.arange(10), 100)
+
+    def skew(alpha: float) -> float:  # mean share of a client's most common label
+        parts = data.split_dirichlet(y, 10, alpha)
+        assert sorted(np.concatenate(parts).tolist()) == list(range(1000))
+        return float(np.mean([np.bincount(y[p], minlength=10).max() / len(p) for p in parts]))
+
+    assert skew(0.1) > 0.5 > skew(100.0)
+    assert skew(100.0) < 0.2  # near IID: about a tenth each
+    with pytest.raises(InvalidInput):
+        data.split_dirichlet(y, 10, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp"])
+def test_model_gradients_match_finite_differences(kind: str) -> None:
+    m = models.make_model(kind, 5, 3, hidden=4)
+    d = Draws.seeded("grad")
+    p = d.normal(m.n_params) * 0.5
+    x = d.normal(40).reshape(8, 5)
+    y = (d.uint64(8) % np.uint64(3)).astype(np.int64)
+    _, g = m.loss_grad(p, x, y)
+    eps = 1e-6
+    for i in range(0, m.n_params, max(1, m.n_params // 15)):
+        e = np.zeros(m.n_params)
+        e[i] = eps
+        num = (m.loss_grad(p + e, x, y)[0] - m.loss_grad(p - e, x, y)[0]) / (2 * eps)
+        assert abs(num - g[i]) < 1e-6, (i, num, g[i])
+
+
+def test_clip_l2_bounds_the_norm_and_keeps_the_direction() -> None:
+    v = np.array([3.0, 4.0])
+    np.testing.assert_allclose(fedavg.clip_l2(v, 1.0), [0.6, 0.8])
+    np.testing.assert_array_equal(fedavg.clip_l2(v, 10.0), v)
+
+
+def test_plain_aggregator_is_the_sample_weighted_mean_of_those_who_stayed() -> None:
+    ups = [fedavg.Update(1, np.array([1.0, 0.0]), 10), fedavg.Update(2, np.array([0.0, 1.0]), 30),
+           fedavg.Update(3, np.array([9.0, 9.0]), 5)]
+    out = fedavg.PlainAggregator().aggregate(1, ups, drop=[3])
+    assert out.included == [1, 2] and out.dropped == [3] and out.total_samples == 40
+    np.testing.assert_allclose(out.mean, [0.25, 0.75])
+
+
+def test_fedavg_learns_breast_cancer_close_to_centralised_training() -> None:
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    trainer = models.SgdTrainer(m, epochs=1, lr=0.05)
+    hist = fedavg.run_fedavg(m, trainer, ds, data.split_iid(len(ds.y_train), 10), fedavg.FedAvgConfig(rounds=5),
+                             fedavg.PlainAggregator())
+    central = fedavg.centralised(m, models.SgdTrainer(m, epochs=5, lr=0.05), ds)
+    assert hist.accuracy[0] < 0.7 < 0.93 < hist.accuracy[-1]  # it learned: from a constant guess to a classifier
+    assert abs(hist.accuracy[-1] - central) < 0.04
+    assert [r.round for r in hist.rounds] == [1, 2, 3, 4, 5] and all(not r.skipped for r in hist.rounds)
