@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                         "averaging and centralised training")
     from mpcnet.fl.cli import add_arguments as fedavg_arguments
     fedavg_arguments(fa)
+    lg = sub.add_parser("ledger", help="the epsilon ledger: privacy budgets and every DP release")
+    from mpcnet.ledger_cli import add_arguments as ledger_arguments
+    ledger_arguments(lg)
     dr = sub.add_parser("drill", help="fault drills on a local or compose cluster: exact answer or clean abort, "
                         "verdict table")
     dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see "
@@ -145,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
+    if args.command == "ledger":
+        from mpcnet.ledger_cli import ledger_main
+        return ledger_main(args)
     if args.command == "fedavg":
         from mpcnet.fl.cli import fedavg_main
         return fedavg_main(args)

@@ -1,7 +1,8 @@
-"""The privacy receipt: who saw what, for a released MPC result."""
+"""Privacy receipts: who saw what, for a released MPC result or FedAvg model."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from mpcnet.core.program import IrCode, Plan, SecretType
@@ -28,4 +29,43 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
         "dealer_saw": "material shapes and its own random triples; no inputs or outputs",
         "differential_privacy": "none (exact result)",
         "multiplication_layers": plan.layers,
+    }
+
+
+def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clients: int, dp: Any,
+                   ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3) -> dict[str, Any]:
+    """Which layers protected a released FedAvg model, who took part, what it cost in epsilon, whom it trusts.
+
+    ``rounds``: per round {"round", "sampled", "included", "dropped", "skipped"}; ``dp``: a
+    :class:`mpcnet.fl.privacy.CentralDp` or None; ``ledger``: {"dataset", "spent", "remaining"} or None."""
+    layers = ["federated learning: each client's data stays with it; only clipped model updates leave"]
+    trust = []
+    if aggregator == "secagg":
+        layers.append("secure aggregation (Bonawitz et al.): the coordinator sees masked updates and their sum "
+                      f"only; each round needs a threshold t = ceil({threshold_fraction:.2f} n) of its n clients")
+        trust.append("at most t - 1 clients collude with the coordinator (semi-honest coordinator)")
+    else:
+        layers.append("NONE for the updates: plain averaging in the clear (the insecure reference run)")
+        trust.append("the aggregator sees every client's update")
+    if dp is not None and dp.noise_multiplier > 0:
+        layers.append(f"central differential privacy: Gaussian noise multiplier {dp.noise_multiplier:.4g} on the sum "
+                      f"of updates clipped to L2 norm {dp.clip:g}, Poisson sampling rate {dp.sampling_rate:g}")
+        trust.append("the FedAvg server adds the noise after SecAgg has summed: it sees the un-noised aggregate "
+                     "(central DP, a trusted noise-adder)")
+        privacy: dict[str, Any] = {"mechanism": "gaussian (central)", "unit": "one client (user-level)",
+                                   "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
+                                   "accountant": "dp-accounting RDP, Poisson-sampled Gaussian"}
+    else:
+        privacy = {"mechanism": "none", "epsilon": math.inf if dp is None else dp.epsilon,
+                   "note": "the released model is not differentially private: it can leak about a client's data"}
+    if ledger:
+        privacy["ledger"] = dict(ledger)
+    return {
+        "run": run,
+        "released": "the final global model",
+        "layers": layers,
+        "differential_privacy": privacy,
+        "participants": {"clients": clients, "rounds": [
+            {k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped")} for r in rounds]},
+        "trust_assumptions": trust,
     }

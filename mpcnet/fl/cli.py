@@ -30,6 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew concentration (--split dirichlet)")
     p.add_argument("--clip", type=float, default=5.0, help="L2 bound on each client's update")
     p.add_argument("--dropout", type=float, default=0.0, help="fraction of each round's clients that drop mid-round")
+    p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
+                   "the DP weighting without noise); default: no DP")
+    p.add_argument("--delta", type=float, default=1e-5, help="central DP delta")
+    p.add_argument("--sample-rate", type=float, default=1.0, help="DP: Poisson sampling rate of clients per round")
+    p.add_argument("--ledger", default=None, help="epsilon ledger (default MPCNET_LEDGER or "
+                   "~/.mpcnet/epsilon-ledger.sqlite)")
+    p.add_argument("--ledger-dataset", default=None, help="the ledger's key (default sklearn:<dataset>)")
+    p.add_argument("--budget", type=float, nargs=2, metavar=("EPSILON", "DELTA"), default=(10.0, 1e-4),
+                   help="the budget a dataset gets on its first DP run (default 10 1e-4)")
     p.add_argument("--aggregator", choices=("secagg", "plain", "both"), default="both")
     p.add_argument("--coordinator", default=None, help="a running coordinator (needs MPCNET_CLUSTER_SECRET[_FILE]); "
                    "default: a local cluster of its own")
@@ -50,8 +59,12 @@ def fedavg_main(args: argparse.Namespace) -> int:
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
         parts = (fldata.split_iid(len(ds.y_train), args.clients, args.seed) if args.split == "iid" else
                  fldata.split_dirichlet(ds.y_train, args.clients, args.alpha, args.seed))
+        dp = None
+        if args.epsilon is not None:
+            from mpcnet.fl.privacy import calibrate
+            dp = calibrate(args.epsilon, args.delta, args.rounds, args.sample_rate, args.clip)
         cfg = fedavg.FedAvgConfig(rounds=args.rounds, clients_per_round=args.per_round, clip=args.clip,
-                                  dropout=args.dropout, seed=args.seed)
+                                  dropout=args.dropout, seed=args.seed, dp=dp)
     except (MpcnetError, ValueError) as exc:
         console.print(f"[red]mpcnet fedavg: {exc}[/]")
         return 2
@@ -59,10 +72,21 @@ def fedavg_main(args: argparse.Namespace) -> int:
                   f"{ds.n_features} features, {ds.n_classes} classes; {args.clients} clients ({args.split}"
                   f"{f', alpha {args.alpha}' if args.split == 'dirichlet' else ''}), model {args.model} "
                   f"({model.n_params} parameters)")
+    kinds = ["secagg", "plain"] if args.aggregator == "both" else [args.aggregator]
+    ledger_state: dict[str, Any] | None = None
+    if dp is not None:
+        console.print(f"central DP: epsilon {dp.epsilon:g}, delta {dp.delta:g} over {dp.rounds} rounds at sampling "
+                      f"rate {dp.sampling_rate:g}: noise multiplier {dp.noise_multiplier:.3f} (std "
+                      f"{dp.noise_std:.3g} on the sum of clipped updates), by dp-accounting's RDP accountant")
+        if dp.noise_multiplier > 0:
+            try:
+                ledger_state = _charge(args, dp, kinds, console)
+            except MpcnetError as exc:
+                console.print(f"[red]mpcnet fedavg: {exc}[/]")
+                return 3
     central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                           batch_size=args.batch_size), ds, args.seed)
     histories: dict[str, fedavg.History] = {}
-    kinds = ["secagg", "plain"] if args.aggregator == "both" else [args.aggregator]
     cluster = None
     try:
         for kind in kinds:
@@ -106,15 +130,45 @@ def fedavg_main(args: argparse.Namespace) -> int:
     if "secagg" in histories and "plain" in histories:
         gap = abs(histories["secagg"].accuracy[-1] - histories["plain"].accuracy[-1])
         console.print(f"secure vs plain after {args.rounds} rounds: {100 * gap:.2f} percentage points apart")
+    from mpcnet.receipt import fedavg_receipt
+    runs: dict[str, Any] = {}
+    for k, h in histories.items():
+        rounds = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
+                   "skipped": o.skipped, "total_samples": o.total_samples, "seconds": o.seconds} for o in h.rounds]
+        runs[k] = {"accuracy": h.accuracy, "rounds": rounds,
+                   "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state)}
+    for k, run in runs.items():
+        rc = run["receipt"]
+        console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +
+                      f". DP: {rc['differential_privacy']['mechanism']}, epsilon "
+                      f"{rc['differential_privacy']['epsilon']:g}. Trusts: " + "; ".join(rc["trust_assumptions"]))
     if args.out:
         Path(args.out).write_text(json.dumps({
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args), "centralised": central,
-            "runs": {k: {"accuracy": h.accuracy, "rounds": [
-                {"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
-                 "skipped": o.skipped, "total_samples": o.total_samples, "seconds": o.seconds} for o in h.rounds]}
-                for k, h in histories.items()}}, indent=1, default=str))
-        console.print(f"written to {args.out}")
+            "runs": runs}, indent=1, default=str))
+        console.print(f"written to {args.out} (with the receipts)")
     return 0
+
+
+def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -> dict[str, Any]:
+    """Spend the run's budget before it starts: one release per aggregator run (each publishes a model)."""
+    from mpcnet.ledger import EpsilonLedger
+    key = args.ledger_dataset or f"sklearn:{args.dataset}"
+    with EpsilonLedger(args.ledger) as ledger:
+        if ledger.budget(key) is None:
+            ledger.set_budget(key, args.budget[0], args.budget[1])
+            console.print(f"ledger: dataset {key} gets the budget epsilon {args.budget[0]:g}, delta {args.budget[1]:g}")
+        for kind in kinds:
+            ledger.charge(key, f"fedavg-{kind}", "gaussian (central DP, RDP accounting)",
+                          {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
+                           "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model},
+                          dp.epsilon, dp.delta)
+        eps, dl = ledger.remaining(key)
+        console.print(f"ledger {ledger.path}: {key} spent epsilon {len(kinds) * dp.epsilon:g} for this run; "
+                      f"{eps:g}, delta {dl:g} left")
+        return {"dataset": key, "path": str(ledger.path), "spent_by_this_run": [len(kinds) * dp.epsilon,
+                                                                                len(kinds) * dp.delta],
+                "remaining": [eps, dl]}
 
 
 def _coordinator(args: argparse.Namespace) -> tuple[str | None, tuple[tuple[str, str], ...], Any, Any]:

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from mpcnet.errors import InvalidInput
 from mpcnet.fl.data import Dataset
 from mpcnet.fl.models import LocalTrainer, Model, accuracy
+from mpcnet.fl.privacy import CentralDp, gaussian_noise
 from mpcnet.fl.sampling import Draws
 
 log = logging.getLogger("mpcnet.fedavg")
@@ -158,6 +159,10 @@ class FedAvgConfig:
     clip: float = 5.0  # L2 bound C on each client's update (also the quantization's element clip)
     dropout: float = 0.0  # fraction of each round's sample that leaves mid-round (simulated)
     seed: str = "mpcnet-fl"
+    # central DP (mpcnet/fl/privacy.py): Poisson sampling at dp.sampling_rate instead of clients_per_round,
+    # weights min(n_k / weight_cap, 1), N(0, (z C)^2) on the sum, the public expected weight as denominator
+    dp: CentralDp | None = None
+    weight_cap: int = 0  # 0 = the mean client size
 
 
 @dataclass
@@ -181,18 +186,35 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     if not 1 <= per_round <= len(clients):
         raise InvalidInput(f"clients_per_round must be in [1, {len(clients)}]")
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
+    dp = config.dp
+    cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
+    weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}
+    if dp is not None and dp.clip != config.clip:
+        raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
     for r in range(1, config.rounds + 1):
         t0 = time.monotonic()
-        sampled = sorted(np.array(clients)[draws.permutation(len(clients))[:per_round]].tolist())
+        if dp is None:
+            sampled = sorted(np.array(clients)[draws.permutation(len(clients))[:per_round]].tolist())
+        else:  # Poisson sampling: what the accountant's amplification assumes
+            sampled = [c for c, u in zip(clients, draws.uniform(len(clients))) if u < dp.sampling_rate]
         updates = []
         for cid in sampled:
             idx = parts[cid - 1]
             local = trainer.train(params, data.x_train[idx], data.y_train[idx],
                                   Draws.seeded(config.seed, f"client/{cid}/round/{r}"))
-            updates.append(Update(cid, clip_l2(local - params, config.clip), len(idx)))
+            d = clip_l2(local - params, config.clip)
+            # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
+            updates.append(Update(cid, d, len(idx)) if dp is None else Update(cid, weight[cid] * d, 1))
         n_drop = int(round(config.dropout * len(sampled)))
         drop = sorted(np.array(sampled)[draws.permutation(len(sampled))[:n_drop]].tolist()) if n_drop else []
-        out = aggregator.aggregate(r, updates, drop)
+        if updates:
+            out = aggregator.aggregate(r, updates, drop)
+        else:
+            out = RoundOutcome(r, [], [], [], skipped="no client sampled")
+        if dp is not None and out.mean is not None and not out.skipped:
+            total = out.mean * out.total_samples  # the sum of w_k d_k over the included clients
+            expected = dp.sampling_rate * sum(weight.values())
+            out.mean = (total + gaussian_noise(len(total), dp.noise_std)) / expected
         out.seconds = time.monotonic() - t0
         if out.mean is not None and not out.skipped:
             params = params + out.mean

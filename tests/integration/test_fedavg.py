@@ -73,3 +73,21 @@ def test_fedavg_cli_runs_both_aggregators_and_writes_the_run(tmp_path: Path) -> 
     assert run["runs"]["secagg"]["accuracy"] == pytest.approx(run["runs"]["plain"]["accuracy"], abs=0.005)
     assert run["runs"]["secagg"]["accuracy"][-1] > 0.9 and 0.9 < run["centralised"] <= 1.0
     assert "percentage points apart" in proc.stdout
+
+
+def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    base = [sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "3", "--clients", "8", "--clip", "0.5",
+            "--epsilon", "3", "--aggregator", "secagg", "--ledger", str(ledger), "--budget", "5", "1e-4"]
+    first = subprocess.run([*base, "--out", str(tmp_path / "run.json")], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=240)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    receipt = json.loads((tmp_path / "run.json").read_text())["runs"]["secagg"]["receipt"]
+    assert receipt["differential_privacy"]["epsilon"] == 3 and receipt["differential_privacy"]["delta"] == 1e-5
+    assert receipt["differential_privacy"]["ledger"]["remaining"][0] == pytest.approx(2.0)
+    assert any("secure aggregation" in layer for layer in receipt["layers"])
+    assert [r["round"] for r in receipt["participants"]["rounds"]] == [1, 2, 3]
+    # the same query again, under another run: 3 more does not fit in the 2 left; refused before it starts
+    second = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert second.returncode == 3 and "which has epsilon 2, delta" in second.stdout.replace("\n", " ")
+    assert "test accuracy per round" not in second.stdout

@@ -93,3 +93,43 @@ def test_fedavg_learns_breast_cancer_close_to_centralised_training() -> None:
     assert hist.accuracy[0] < 0.7 < 0.93 < hist.accuracy[-1]  # it learned: from a constant guess to a classifier
     assert abs(hist.accuracy[-1] - central) < 0.04
     assert [r.round for r in hist.rounds] == [1, 2, 3, 4, 5] and all(not r.skipped for r in hist.rounds)
+
+
+def test_dp_calibration_meets_the_target_and_is_tight() -> None:
+    from mpcnet.fl import privacy
+    dp = privacy.calibrate(2.0, 1e-5, 10, 0.5, clip=0.5)
+    spent = privacy.epsilon_spent(dp.noise_multiplier, 1e-5, 10, 0.5)
+    assert spent <= 2.0 and privacy.epsilon_spent(dp.noise_multiplier * 0.99, 1e-5, 10, 0.5) > 2.0 * 0.99
+    assert dp.noise_std == pytest.approx(dp.noise_multiplier * 0.5)
+    # more rounds or a higher sampling rate need more noise for the same epsilon
+    assert privacy.calibrate(2.0, 1e-5, 40, 0.5, 0.5).noise_multiplier > dp.noise_multiplier
+    assert privacy.calibrate(2.0, 1e-5, 10, 1.0, 0.5).noise_multiplier > dp.noise_multiplier
+    assert privacy.calibrate(float("inf"), 1e-5, 10, 1.0, 0.5).noise_multiplier == 0.0
+    with pytest.raises(InvalidInput):
+        privacy.calibrate(1.0, 0.0, 10, 1.0, 0.5)
+
+
+def test_central_dp_noise_has_the_calibrated_spread() -> None:
+    from mpcnet.fl import privacy
+    z = privacy.gaussian_noise(100_000, 0.7)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 0.7) < 0.01
+
+
+def test_dp_fedavg_at_epsilon_8_stays_near_non_private_accuracy() -> None:
+    from mpcnet.fl import privacy
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    trainer = models.SgdTrainer(m, epochs=1, lr=0.05)
+    parts = data.split_iid(len(ds.y_train), 20)
+    base = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5), fedavg.PlainAggregator())
+    dp = privacy.calibrate(8.0, 1e-5, 10, 1.0, clip=0.5)
+    accs = [fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5, dp=dp, seed=s),
+                              fedavg.PlainAggregator()).accuracy[-1] for s in ("a", "b", "c")]
+    # measured over 30 runs: mean 0.946 against 0.979, worst 0.887; the mean of three is far above this
+    assert np.mean(accs) > base.accuracy[-1] - 0.08
+    # and the noise is really there: at epsilon 0.5 (z = 24) each round moves every coordinate by ~0.6
+    tiny = privacy.calibrate(0.5, 1e-5, 10, 1.0, clip=0.5)
+    noisy = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5, dp=tiny),
+                              fedavg.PlainAggregator())
+    assert noisy.params is not None and base.params is not None
+    assert float(np.linalg.norm(noisy.params - base.params)) > 3.0

@@ -1,0 +1,133 @@
+"""The epsilon ledger: every differentially private release, per dataset, in SQLite (stdlib, WAL mode).
+
+A dataset (or cohort) has a budget (epsilon, delta).  Each release records its mechanism, parameters and the
+(epsilon, delta) it spends, keyed by the dataset -- not by the job or run name, so the same query re-submitted
+under another name spends again.  Spending composes by addition (basic composition: conservative, and valid
+whatever the mechanisms were); a release that would take the total past the budget is refused before it
+starts, with the remaining budget in the message.  The charge is taken before the computation runs: a run that
+fails halfway may already have released noisy values, so its budget is never given back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from mpcnet.errors import InvalidInput
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, delta REAL NOT NULL,
+                                    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL,
+                                     name TEXT NOT NULL, mechanism TEXT NOT NULL, params TEXT NOT NULL,
+                                     epsilon REAL NOT NULL, delta REAL NOT NULL, at REAL NOT NULL);
+"""
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("MPCNET_LEDGER", Path.home() / ".mpcnet" / "epsilon-ledger.sqlite"))
+
+
+class BudgetExceeded(InvalidInput):
+    """The release would spend more than the dataset's remaining budget."""
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    dataset: str
+    name: str
+    mechanism: str
+    params: dict[str, Any]
+    epsilon: float
+    delta: float
+    at: float
+
+
+class EpsilonLedger:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "EpsilonLedger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def set_budget(self, dataset: str, epsilon: float, delta: float) -> None:
+        """Set (or change) the budget; a budget below what is already spent is refused."""
+        if not (epsilon > 0 and 0 <= delta < 1):
+            raise InvalidInput("a budget needs epsilon > 0 and 0 <= delta < 1")
+        eps, dl = self.spent(dataset)
+        if eps > epsilon or dl > delta:
+            raise InvalidInput(f"dataset {dataset!r} has already spent epsilon {eps:g}, delta {dl:g}: the budget "
+                               "cannot go below that")
+        self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?) ON CONFLICT(dataset) DO UPDATE SET "
+                        "epsilon = excluded.epsilon, delta = excluded.delta", (dataset, epsilon, delta, time.time()))
+
+    def budget(self, dataset: str) -> tuple[float, float] | None:
+        row = self.db.execute("SELECT epsilon, delta FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
+        return (float(row[0]), float(row[1])) if row else None
+
+    def spent(self, dataset: str) -> tuple[float, float]:
+        row = self.db.execute("SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM releases "
+                              "WHERE dataset = ?", (dataset,)).fetchone()
+        return float(row[0]), float(row[1])
+
+    def remaining(self, dataset: str) -> tuple[float, float]:
+        b = self.budget(dataset)
+        if b is None:
+            raise InvalidInput(f"dataset {dataset!r} has no privacy budget: set one with "
+                               f"`mpcnet ledger budget --dataset {dataset} --epsilon E --delta D`")
+        eps, dl = self.spent(dataset)
+        return b[0] - eps, b[1] - dl
+
+    def charge(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,
+               delta: float) -> Release:
+        """Record a release, or refuse it (BudgetExceeded) when it does not fit in the remaining budget."""
+        if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
+            raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, {delta})")
+        self.db.execute("BEGIN IMMEDIATE")  # check and insert atomically against concurrent runs
+        try:
+            eps_left, dl_left = self.remaining(dataset)
+            if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
+                raise BudgetExceeded(
+                    f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
+                    f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left")
+            at = time.time()
+            cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
+                                   epsilon, delta, at))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta, at)
+
+    def releases(self, dataset: str | None = None) -> list[Release]:
+        q = "SELECT id, dataset, name, mechanism, params, epsilon, delta, at FROM releases"
+        rows = self.db.execute(q + (" WHERE dataset = ? ORDER BY id" if dataset else " ORDER BY id"),
+                               (dataset,) if dataset else ()).fetchall()
+        return [Release(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def datasets(self) -> list[str]:
+        rows = self.db.execute("SELECT dataset FROM budgets UNION SELECT dataset FROM releases ORDER BY 1")
+        return [r[0] for r in rows.fetchall()]
+
+
+__all__ = ["BudgetExceeded", "EpsilonLedger", "Release", "default_path"]

@@ -1,0 +1,62 @@
+"""`mpcnet ledger show|budget`: read and configure the epsilon ledger (mpcnet/ledger.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from mpcnet.errors import MpcnetError
+from mpcnet.ledger import EpsilonLedger
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ledger", default=None, help="SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)")
+    sub = p.add_subparsers(dest="ledger_command", required=True)
+    show = sub.add_parser("show", help="budgets, spending and every release")
+    show.add_argument("--dataset", default=None)
+    show.add_argument("--json", action="store_true")
+    budget = sub.add_parser("budget", help="set a dataset's (epsilon, delta) budget")
+    budget.add_argument("--dataset", required=True)
+    budget.add_argument("--epsilon", type=float, required=True)
+    budget.add_argument("--delta", type=float, required=True)
+
+
+def ledger_main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    try:
+        with EpsilonLedger(args.ledger) as ledger:
+            if args.ledger_command == "budget":
+                ledger.set_budget(args.dataset, args.epsilon, args.delta)
+                eps, dl = ledger.remaining(args.dataset)
+                console.print(f"dataset {args.dataset}: budget epsilon {args.epsilon:g}, delta {args.delta:g}; "
+                              f"{eps:g} / {dl:g} left")
+                return 0
+            datasets = [args.dataset] if args.dataset else ledger.datasets()
+            if args.json:
+                print(json.dumps({d: {"budget": ledger.budget(d), "spent": ledger.spent(d),
+                                      "releases": [r.__dict__ for r in ledger.releases(d)]} for d in datasets},
+                                 indent=1))
+                return 0
+            for d in datasets:
+                b, (eps, dl) = ledger.budget(d), ledger.spent(d)
+                head = (f"budget epsilon {b[0]:g}, delta {b[1]:g}; spent {eps:g}, {dl:g}; left {b[0] - eps:g}, "
+                        f"{b[1] - dl:g}" if b else f"no budget; spent {eps:g}, {dl:g}")
+                t = Table(title=f"{d}: {head}")
+                for col in ("#", "when (UTC)", "release", "mechanism", "epsilon", "delta", "parameters"):
+                    t.add_column(col, overflow="fold")
+                for r in ledger.releases(d):
+                    t.add_row(str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at)), r.name, r.mechanism,
+                              f"{r.epsilon:g}", f"{r.delta:g}", json.dumps(r.params, sort_keys=True))
+                console.print(t)
+            if not datasets:
+                console.print(f"the ledger {ledger.path} is empty")
+            return 0
+    except MpcnetError as exc:
+        console.print(f"[red]mpcnet ledger: {exc}[/]")
+        return 2
+
+
+__all__ = ["add_arguments", "ledger_main"]

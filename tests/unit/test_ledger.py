@@ -1,0 +1,51 @@
+"""The epsilon ledger: budgets per dataset, spending by addition, refusals before the run with the remaining
+budget, the same query under another name still spending, persistence across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpcnet.cluster import REPO_ROOT
+from mpcnet.errors import InvalidInput
+from mpcnet.ledger import BudgetExceeded, EpsilonLedger
+
+
+def test_spending_adds_up_and_a_release_past_the_budget_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        with pytest.raises(InvalidInput, match="no privacy budget"):
+            led.charge("d", "q1", "laplace", {}, 1.0, 0.0)
+        led.set_budget("d", 3.0, 1e-5)
+        led.charge("d", "mean age", "laplace", {"sensitivity": 1}, 1.0, 0.0)
+        led.charge("d", "mean age, again under another name", "laplace", {"sensitivity": 1}, 1.0, 0.0)
+        assert led.spent("d") == (2.0, 0.0) and led.remaining("d") == (1.0, 1e-5)
+        with pytest.raises(BudgetExceeded, match="which has epsilon 1, delta 1e-05 left"):
+            led.charge("d", "big", "gaussian", {}, 1.5, 1e-6)
+        assert len(led.releases("d")) == 2  # the refusal recorded nothing
+        with pytest.raises(InvalidInput, match="cannot go below"):
+            led.set_budget("d", 1.0, 1e-5)
+        led.set_budget("d", 5.0, 1e-5)  # raising it is allowed
+        led.charge("d", "big", "gaussian", {"z": 1.1}, 1.5, 1e-6)
+    with EpsilonLedger(path) as again:  # on disk, across opens
+        assert [r.name for r in again.releases("d")][-1] == "big" and again.spent("d")[0] == pytest.approx(3.5)
+        assert again.releases("d")[-1].params == {"z": 1.1}
+
+
+def test_ledger_cli_shows_budgets_and_releases(tmp_path: Path) -> None:
+    path = str(tmp_path / "l.sqlite")
+    run = [sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", path]
+    out = subprocess.run([*run, "budget", "--dataset", "cohort-a", "--epsilon", "2", "--delta", "1e-6"],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0 and "cohort-a" in out.stdout
+    with EpsilonLedger(path) as led:
+        led.charge("cohort-a", "count", "laplace", {"sensitivity": 1}, 0.5, 0.0)
+    show = subprocess.run([*run, "show", "--json"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert show.returncode == 0, show.stderr
+    assert '"cohort-a"' in show.stdout and '"laplace"' in show.stdout and "0.5" in show.stdout
+    bad = subprocess.run([*run, "budget", "--dataset", "cohort-a", "--epsilon", "0.1", "--delta", "0"],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert bad.returncode == 2 and "cannot go below" in bad.stdout
