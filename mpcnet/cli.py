@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                         "averaging and centralised training")
     from mpcnet.fl.cli import add_arguments as fedavg_arguments
     fedavg_arguments(fa)
+    fs = sub.add_parser("fedavg-sweep", help="accuracy per round for several epsilons (table, JSON, PNG plot)")
+    from mpcnet.fl.sweep import add_arguments as sweep_arguments
+    sweep_arguments(fs)
     lg = sub.add_parser("ledger", help="the epsilon ledger: privacy budgets and every DP release")
     from mpcnet.ledger_cli import add_arguments as ledger_arguments
     ledger_arguments(lg)
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
+    if args.command == "fedavg-sweep":
+        from mpcnet.fl.sweep import sweep_main
+        return sweep_main(args)
     if args.command == "ledger":
         from mpcnet.ledger_cli import ledger_main
         return ledger_main(args)

@@ -91,3 +91,18 @@ def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(t
     second = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert second.returncode == 3 and "which has epsilon 2, delta" in second.stdout.replace("\n", " ")
     assert "test accuracy per round" not in second.stdout
+
+
+def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg-sweep", "--rounds", "2", "--seeds", "1",
+                           "--epsilons", "1,inf", "--aggregator", "plain", "--out", str(tmp_path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (js,) = tmp_path.glob("fedavg-privacy-*.json")
+    (png,) = tmp_path.glob("fedavg-privacy-*.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    run = json.loads(js.read_text())
+    assert set(run["curves"]) == {"non-private", "eps=1", "eps=inf"}
+    # no noise: only the DP weighting (capped weights, fixed denominator) differs from FedAvg's
+    assert run["curves"]["eps=inf"] == pytest.approx(run["curves"]["non-private"], abs=0.02)
+    assert run["noise_multiplier"]["eps=1"] > 1
