@@ -30,11 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--tls-dir", default=None, help="with --coordinator: certificates of the parties "
                    "(client-hospital-a/b/c) for mTLS (or MPCNET_TLS_DIR)")
     b = sub.add_parser("bench", help="benchmark against MPyC (mul, dot) or Flower's SecAgg+ (secagg) in the same run")
-    b.add_argument("workload", choices=["mul", "dot", "secagg"])
+    b.add_argument("workload", choices=["mul", "dot", "secagg", "fedavg"])
     b.add_argument("--size", type=int, default=1_000_000)
     b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
     b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
     b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    fb = b.add_argument_group("fedavg (time per round through SecAgg against plain averaging)")
+    fb.add_argument("--fedavg-clients", default="20,100", help="client counts, comma-separated")
+    fb.add_argument("--rounds", type=int, default=3)
+    fb.add_argument("--epochs", type=int, default=5, help="local epochs per round")
+    fb.add_argument("--model", choices=["logreg", "mlp"], default="mlp")
     sa = b.add_argument_group("secagg (one SecAgg round, mpcnet vs Flower 1.42 SecAgg+)")
     sa.add_argument("--clients", type=int, default=20)
     sa.add_argument("--dim", type=int, default=10_000, help="vector length")
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.coordinator:
             return run_remote_demo(args.coordinator, args.tls_dir or os.environ.get("MPCNET_TLS_DIR"))
         return run_demo()
+    if args.command == "bench" and args.workload == "fedavg":
+        from mpcnet.bench.fedavg_bench import run_fedavg_bench
+        return run_fedavg_bench([int(c) for c in args.fedavg_clients.split(",")], rounds=args.rounds,
+                                model_kind=args.model, epochs=args.epochs, graph=args.graph, out_dir=args.out)
     if args.command == "bench" and args.workload == "secagg":
         from mpcnet.bench.secagg_runner import run_secagg_bench
         return run_secagg_bench(args.clients, args.dim, args.dropout, args.graph, client_procs=args.client_procs,

@@ -94,16 +94,22 @@ class SecAggAggregator:
 
     def __init__(self, address: str, operator_metadata: tuple[tuple[str, str], ...], clip: float,
                  max_total_samples: int, threshold_fraction: float = 2 / 3, bits: int = 32,
-                 tls: Any = None, admin_tls: Any = None, stage_deadline_s: float = 30.0) -> None:
+                 tls: Any = None, admin_tls: Any = None, stage_deadline_s: float = 30.0,
+                 graph: str = "full") -> None:
         self.address, self.md, self.clip, self.max_total = address, operator_metadata, clip, max_total_samples
         self.threshold_fraction, self.bits, self.tls, self.admin_tls = threshold_fraction, bits, tls, admin_tls
         self.stage_deadline_s = stage_deadline_s
+        if graph not in ("full", "sparse"):
+            raise InvalidInput("graph must be full (SecAgg) or sparse (SecAgg+)")
+        self.graph = graph
         self.tag = secrets.token_hex(3)
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
+        import grpc
+
         from mpcnet.secagg.stage import Stage
         from mpcnet.secagg_client import dequantize_result, run_client
-        from mpcnet.transport.rpc import sync_channel
+        from mpcnet.transport.rpc import from_rpc_error, sync_channel
         from mpcnet.transport.tls import Identity
         from mpcnet.v1 import secagg_pb2 as spb
         from mpcnet.v1 import secagg_pb2_grpc as spbg
@@ -111,7 +117,10 @@ class SecAggAggregator:
         ids = [u.client for u in updates]
         by_id = {u.client: u for u in updates}
         n = len(ids)
-        t = max(2, min(n, math.ceil(self.threshold_fraction * n)))
+        from mpcnet.secagg.graph import default_degree
+        # SecAgg+: each client's shares go to its neighbours (and itself), so t counts within that set
+        holders = n if self.graph == "full" or n < 4 else default_degree(n) + 1
+        t = max(2, min(holders, math.ceil(self.threshold_fraction * holders)))
         out = RoundOutcome(round_no, ids, [], [])
         if n < 2:
             out.skipped = f"{n} client(s) sampled: SecAgg needs at least 2"
@@ -119,13 +128,17 @@ class SecAggAggregator:
         dim = len(updates[0].delta)
         params = spb.SecAggRoundParams(
             round_id=f"fedavg-{self.tag}-r{round_no}", client_ids=ids, threshold=t, vector_length=dim + 1,
-            bits=self.bits, graph=spb.SECAGG_GRAPH_COMPLETE, stage_deadline_s=self.stage_deadline_s,
+            bits=self.bits, stage_deadline_s=self.stage_deadline_s,
+            graph=spb.SECAGG_GRAPH_SECAGGPLUS if self.graph == "sparse" else spb.SECAGG_GRAPH_COMPLETE,
             join_deadline_s=self.stage_deadline_s,
             quantization=spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=self.clip,
                                                 bound=self.max_total))
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
-            reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=30, metadata=self.md)
+            try:
+                reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=30, metadata=self.md)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} (CreateRound)") from None
 
             def inputs(cid: int, _p: Any, enc: Any) -> Any:
                 u = by_id[cid]
@@ -140,7 +153,11 @@ class SecAggAggregator:
                     for cid in ids)))
 
             asyncio.run(asyncio.wait_for(clients(), 10 * self.stage_deadline_s))
-            res = stub.GetResult(spb.SecAggGetResultRequest(round_id=reply.round_id), timeout=30, metadata=self.md)
+            try:
+                res = stub.GetResult(spb.SecAggGetResultRequest(round_id=reply.round_id), timeout=30,
+                                     metadata=self.md)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} (GetResult)") from None
         if res.state != "done":
             out.dropped = sorted(gone)
             out.skipped = f"SecAgg round {res.state}: {res.aborted.reason}" if res.state == "aborted" else res.state

@@ -106,3 +106,15 @@ def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) 
     # no noise: only the DP weighting (capped weights, fixed denominator) differs from FedAvg's
     assert run["curves"]["eps=inf"] == pytest.approx(run["curves"]["non-private"], abs=0.02)
     assert run["noise_multiplier"]["eps=1"] > 1
+
+
+def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "bench", "fedavg", "--fedavg-clients", "4,30",
+                           "--rounds", "1", "--epochs", "1", "--model", "logreg", "--out", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (js,) = tmp_path.glob("fedavg-digits-logreg-*.json")
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["clients"] for r in rows] == [4, 30] and [r["graph"] for r in rows] == ["full", "sparse"]
+    for r in rows:  # quantization only: the same model either way
+        assert r["accuracy_gap_points"] < 0.5 and r["secure_round_s"] > 0 and r["plain_round_s"] > 0
