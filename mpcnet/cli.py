@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 
-# Subcommands whose module takes the parsed arguments whole (imported only when used).
-ARGS_HANDLERS = {
-    "client": ("mpcnet.secagg_client", "client_main"),
-    "agent": ("mpcnet.client_agent", "agent_main"),
-    "health": ("mpcnet.health_cli", "health_main"),
-    "watch": ("mpcnet.watch", "watch_main"),
-    "certs": ("mpcnet.certs_cli", "certs_main"),
-    "round": ("mpcnet.secagg_admin", "round_main"),
+# Subcommands whose module defines add_arguments(parser) and a handler taking the parsed arguments whole:
+# name -> (module, handler, help).
+MODULE_COMMANDS = {
+    "agent": ("mpcnet.client_agent", "agent_main", "long-running SecAgg client: claims a seat in each new round of "
+              "a rounds directory (the scaled compose client service)"),
+    "health": ("mpcnet.health_cli", "health_main", "container health check: this role's gRPC health service, or a "
+               "heartbeat"),
+    "watch": ("mpcnet.watch", "watch_main", "live progress of SecAgg rounds and presence from the MQTT event bus"),
+    "certs": ("mpcnet.certs_cli", "certs_main", "make the cluster CA and per-role certificates for mutual TLS"),
+    "round": ("mpcnet.secagg_admin", "round_main", "create a SecAgg round on a coordinator, or show its outcome"),
+    "fedavg": ("mpcnet.fl.cli", "fedavg_main", "federated averaging on a demo dataset through SecAgg, against "
+               "plain averaging and centralised training"),
+    "fedavg-sweep": ("mpcnet.fl.sweep", "sweep_main", "accuracy per round for several epsilons (table, JSON, PNG "
+                     "plot)"),
+    "ledger": ("mpcnet.ledger_cli", "ledger_main", "the epsilon ledger: privacy budgets and every DP release"),
 }
+ARGS_HANDLERS = {"client": ("mpcnet.secagg_client", "client_main"),
+                 **{name: (module, handler) for name, (module, handler, _) in MODULE_COMMANDS.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                    "cluster instead of starting local processes")
     d.add_argument("--tls-dir", default=None, help="with --coordinator: certificates of the parties "
                    "(client-hospital-a/b/c) for mTLS (or MPCNET_TLS_DIR)")
-    b = sub.add_parser("bench", help="benchmark against MPyC (mul, dot) or Flower's SecAgg+ (secagg) in the same run")
+    b = sub.add_parser("bench", help="benchmark against MPyC (mul, dot), Flower's SecAgg+ (secagg) or plain "
+                       "averaging (fedavg) in the same run")
     b.add_argument("workload", choices=["mul", "dot", "secagg", "fedavg"])
     b.add_argument("--size", type=int, default=1_000_000)
     b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
@@ -75,32 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--cluster-name", default=None, help="event topic cluster level (or MPCNET_CLUSTER_NAME; local)")
     c.add_argument("--no-attend", action="store_true",
                    help="do not hold the gRPC presence stream (dropouts then rely on MQTT or the stage deadline)")
-    ag = sub.add_parser("agent", help="long-running SecAgg client: claims a seat in each new round of a rounds "
-                        "directory (the scaled compose client service)")
-    from mpcnet.client_agent import add_arguments as agent_arguments
-    agent_arguments(ag)
-    hc = sub.add_parser("health", help="container health check: this role's gRPC health service, or a heartbeat")
-    from mpcnet.health_cli import add_arguments as health_arguments
-    health_arguments(hc)
-    wt = sub.add_parser("watch", help="live progress of SecAgg rounds and presence from the MQTT event bus")
-    from mpcnet.watch import add_arguments as watch_arguments
-    watch_arguments(wt)
-    k = sub.add_parser("certs", help="make the cluster CA and per-role certificates for mutual TLS")
-    from mpcnet.certs_cli import add_arguments as certs_arguments
-    certs_arguments(k)
-    r = sub.add_parser("round", help="create a SecAgg round on a coordinator, or show its outcome")
-    from mpcnet.secagg_admin import add_arguments as round_arguments
-    round_arguments(r)
-    fa = sub.add_parser("fedavg", help="federated averaging on a demo dataset through SecAgg, against plain "
-                        "averaging and centralised training")
-    from mpcnet.fl.cli import add_arguments as fedavg_arguments
-    fedavg_arguments(fa)
-    fs = sub.add_parser("fedavg-sweep", help="accuracy per round for several epsilons (table, JSON, PNG plot)")
-    from mpcnet.fl.sweep import add_arguments as sweep_arguments
-    sweep_arguments(fs)
-    lg = sub.add_parser("ledger", help="the epsilon ledger: privacy budgets and every DP release")
-    from mpcnet.ledger_cli import add_arguments as ledger_arguments
-    ledger_arguments(lg)
+    for name, (module, _, text) in MODULE_COMMANDS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=text))
     dr = sub.add_parser("drill", help="fault drills on a local or compose cluster: exact answer or clean abort, "
                         "verdict table")
     dr.add_argument("scenarios", nargs="*", default=["all"], help="scenario names (default all; see "
@@ -153,22 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         from mpcnet.bench.runner import run_bench
         return run_bench(args.workload, args.size, repeats=args.repeats, with_mpyc=not args.no_mpyc, out_dir=args.out)
     if args.command in ARGS_HANDLERS:
-        import importlib
         module, function = ARGS_HANDLERS[args.command]
         handler = getattr(importlib.import_module(module), function)
         return int(handler(args))
     if args.command == "conformance":
         from mpcnet.conformance import run_conformance
         return run_conformance(args.target, args.tls_dir, args.secret_file, args.timeout, args.json)
-    if args.command == "fedavg-sweep":
-        from mpcnet.fl.sweep import sweep_main
-        return sweep_main(args)
-    if args.command == "ledger":
-        from mpcnet.ledger_cli import ledger_main
-        return ledger_main(args)
-    if args.command == "fedavg":
-        from mpcnet.fl.cli import fedavg_main
-        return fedavg_main(args)
     if args.command == "drill" and args.compose:
         from mpcnet.drill_compose import run_compose_drills
         return run_compose_drills(args.scenarios, quick=args.quick, out_dir=args.out, project=args.project,

@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mpcnet.cluster import REPO_ROOT
-from mpcnet.drills import (STAGES, Verdict, dealer_verdict, kill_loop_verdict, node_fault_verdict, report, restart_verdict,
-                            run_set)
+from mpcnet.drills import (STAGES, Verdict, dealer_verdict, kill_loop_verdict, node_fault_verdict, report,
+                            restart_verdict, run_set, until_exact)
 
 PROJECT = "mpcnet-drill"
 FILES = ("docker-compose.yml", "docker-compose.drills.yml")
@@ -101,28 +101,17 @@ class _Runner:
         return self.alice
 
     def op_job(self, tag: str, n: int = 20_000) -> None:
-        import numpy as np
-
-        import mpcnet
-        from mpcnet.drills import Drill
+        from mpcnet.drills import drill_job
         from mpcnet.errors import MpcnetError
-        x, y = Drill.inputs(n)
-        t0 = time.monotonic()
-        job = ""
         try:
             alice = self.party()
-            job = alice.create_job()
-            alice.share(job, "x", x, integer=True)
-            alice.share(job, "y", y, integer=True)
-            self.emit(tag=tag, event="shared", job=job)
-            alice.run(job, mpcnet.Program().mul("xy", "x", "y").mul("z", "xy", "x").output("z", to=[alice.name]))
-            z = alice.reveal(job, "z")
         except MpcnetError as exc:
-            self.emit(tag=tag, exact=False, err=str(exc), seconds=time.monotonic() - t0, job=job)
+            self.emit(tag=tag, exact=False, err=str(exc), seconds=0.0, job="")
             return
-        exact = bool(np.array_equal(z, x * y * x))
-        self.emit(tag=tag, exact=exact, err="" if exact else "WRONG ANSWER", seconds=time.monotonic() - t0, job=job,
-                  z_hash=_z_hash(z))
+        ids: list[str] = []
+        exact, err, seconds, z = drill_job(alice, n, lambda job: self.emit(tag=tag, event="shared", job=job), ids)
+        self.emit(tag=tag, exact=exact, err=err, seconds=seconds, job=ids[0] if ids else "",
+                  **({"z_hash": _z_hash(z)} if z is not None else {}))
 
     def op_job_info(self, tag: str, job: str) -> None:
         from mpcnet.errors import MpcnetError
@@ -473,12 +462,7 @@ class ComposeDrill:
         return bool(res["exact"]), str(res["err"]), float(res["seconds"])
 
     def recovered_job(self, within_s: float = 40.0) -> tuple[bool, str]:
-        deadline = time.monotonic() + within_s
-        while True:
-            exact, err, _ = self.job()
-            if exact or err == "WRONG ANSWER" or time.monotonic() > deadline:
-                return exact, err
-            time.sleep(0.3)
+        return until_exact(self.job, within_s, pause_s=0.3)
 
     def no_batch_twice(self) -> bool:
         return all(len(ids) == len(set(ids)) for ids in self.c.consumed_batches().values())
@@ -753,7 +737,8 @@ class ComposeDrill:
     def latency(self) -> Verdict:
         if self.netem():
             return self.shaped("latency", "tc netem delay 100ms 20ms on every node",
-                               lambda: self.tc_all("qdisc", "add", "root", "netem", "delay", "100ms", "20ms"), self.tc_clear)
+                               lambda: self.tc_all("qdisc", "add", "root", "netem", "delay", "100ms", "20ms"),
+                               self.tc_clear)
         schedule = {"seed": "drill-latency", "rules": [{"method": "/mpcnet.v1.Node/Exchange", "action": "delay",
                                                         "delay_s": 0.1, "jitter_s": 0.02}]}
         override = Path(tempfile.mkdtemp(prefix="mpcnet-drill-")) / "faults.yml"

@@ -65,6 +65,47 @@ class Verdict:
     ok: bool
 
 
+def drill_inputs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(n, dtype=np.int64)
+    return (idx * 7919) % 2001 - 1000, (idx * 104729) % 2001 - 1000
+
+
+def drill_job(alice: Any, n: int = 20_000, before_run: Callable[[str], None] | None = None,
+              ids: list[str] | None = None) -> tuple[bool, str, float, Any]:
+    """One job z = (x*y)*x over n integers as ``alice``: (exact?, error text, seconds, z or None).  Never raises
+    MpcnetError.  ``ids``: the job id is appended as soon as the job exists; ``before_run(job id)`` is called
+    once the inputs are in."""
+    import mpcnet
+    x, y = drill_inputs(n)
+    t0 = time.monotonic()
+    try:
+        job = alice.create_job()
+        if ids is not None:
+            ids.append(job)
+        alice.share(job, "x", x, integer=True)
+        alice.share(job, "y", y, integer=True)
+        if before_run is not None:
+            before_run(job)
+        alice.run(job, mpcnet.Program().mul("xy", "x", "y").mul("z", "xy", "x").output("z", to=[alice.name]))
+        z = alice.reveal(job, "z")
+    except MpcnetError as exc:
+        return False, str(exc), time.monotonic() - t0, None
+    exact = bool(np.array_equal(z, x * y * x))
+    return exact, "" if exact else "WRONG ANSWER", time.monotonic() - t0, z
+
+
+def until_exact(job: Callable[[], tuple[bool, str, float]], within_s: float, pause_s: float = 0.2
+                ) -> tuple[bool, str]:
+    """The next job after a fault, retried for a bounded while: a restarted peer is found again by the others'
+    channels within their reconnect backoff, so recovery is measured, not assumed.  A wrong answer stops at once."""
+    deadline = time.monotonic() + within_s
+    while True:
+        exact, err, _ = job()
+        if exact or err == "WRONG ANSWER" or time.monotonic() > deadline:
+            return exact, err
+        time.sleep(pause_s)
+
+
 # ---------------------------------------------------------------------- verdicts both drill sets share
 EXPECT_NODE = "job fails naming node 2 within its deadline; next job exact; no triple reuse"
 EXPECT_RESTART = ("clients see a clean error; jobs, rounds and results intact; the half-done round aborted, "
@@ -126,42 +167,14 @@ class Drill:
         self._parties += 1
         return mpcnet.connect(self.cluster.coordinator, f"drill{self._parties}", timeout_s=10, job_timeout_s=60)
 
-    @staticmethod
-    def inputs(n: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.arange(n, dtype=np.int64)
-        return (idx * 7919) % 2001 - 1000, (idx * 104729) % 2001 - 1000
 
     def job(self, alice: Any, n: int = 20_000, before_run: Callable[[], None] | None = None,
             ids: list[str] | None = None) -> tuple[bool, str, float]:
-        """One job z = (x*y)*x over n integers; (exact?, error text, seconds).  Never raises MpcnetError.
-        ``ids``: the job id is appended as soon as the job exists."""
-        import mpcnet
-        x, y = self.inputs(n)
-        t0 = time.monotonic()
-        try:
-            job = alice.create_job()
-            if ids is not None:
-                ids.append(job)
-            alice.share(job, "x", x, integer=True)
-            alice.share(job, "y", y, integer=True)
-            if before_run is not None:
-                before_run()
-            alice.run(job, mpcnet.Program().mul("xy", "x", "y").mul("z", "xy", "x").output("z", to=[alice.name]))
-            z = alice.reveal(job, "z")
-        except MpcnetError as exc:
-            return False, str(exc), time.monotonic() - t0
-        exact = bool(np.array_equal(z, x * y * x))
-        return exact, "" if exact else "WRONG ANSWER", time.monotonic() - t0
+        exact, err, seconds, _ = drill_job(alice, n, (lambda _job: before_run()) if before_run else None, ids)
+        return exact, err, seconds
 
     def recovered_job(self, alice: Any, within_s: float = 20.0) -> tuple[bool, str]:
-        """The next job after a fault, retried for a bounded while: a restarted peer is found again by the others'
-        channels within their reconnect backoff (up to 2 s), so recovery is measured, not assumed."""
-        deadline = time.monotonic() + within_s
-        while True:
-            exact, err, _ = self.job(alice)
-            if exact or err == "WRONG ANSWER" or time.monotonic() > deadline:
-                return exact, err
-            time.sleep(0.2)
+        return until_exact(lambda: self.job(alice), within_s)
 
     def consumed_batches(self) -> dict[str, list[str]]:
         out = {}
@@ -467,16 +480,26 @@ class Drill:
         }
 
 
+COLUMNS = ("scenario", "fault", "expected", "observed", "detect s", "recover s", "verdict")
+
+
+def _cells(v: Verdict) -> list[str]:
+    return [v.scenario, v.fault, v.expected, v.observed, "-" if v.detect_s is None else f"{v.detect_s:.2f}",
+            "-" if v.recover_s is None else f"{v.recover_s:.2f}", "met" if v.ok else "MISSED"]
+
+
 def report(console: Any, verdicts: list[Verdict], quick: bool, out_dir: str | None, title: str, seconds: float,
            prefix: str = "drill") -> int:
-    """Print the verdict table, write it as JSON; 0 only when every scenario met its expectation."""
+    """Print the verdict table, write it as JSON and Markdown; 0 only when every scenario met its expectation."""
     from rich.table import Table
     out = Table(title=f"{title} ({'quick' if quick else 'full'} set, {seconds:.0f} s)")
-    for col in ("scenario", "fault", "expected", "observed", "detect s", "recover s", "verdict"):
+    for col in COLUMNS:
         out.add_column(col, overflow="fold")
+    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for v in verdicts:
-        out.add_row(v.scenario, v.fault, v.expected, v.observed, "-" if v.detect_s is None else f"{v.detect_s:.2f}",
-                    "-" if v.recover_s is None else f"{v.recover_s:.2f}", "[green]met[/]" if v.ok else "[red]MISSED[/]")
+        cells = _cells(v)
+        out.add_row(*cells[:-1], "[green]met[/]" if v.ok else "[red]MISSED[/]")
+        rows.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     console.print(out)
     path = Path(out_dir) if out_dir else DEFAULT_OUT
     path.mkdir(parents=True, exist_ok=True)
@@ -484,12 +507,6 @@ def report(console: Any, verdicts: list[Verdict], quick: bool, out_dir: str | No
     dest = path / f"{prefix}-{'quick' if quick else 'full'}-{stamp}.json"
     dest.write_text(json.dumps({"when": stamp, "quick": quick, "target": title, "seconds": round(seconds, 1),
                                 "verdicts": [asdict(v) for v in verdicts]}, indent=2))
-    rows = ["| scenario | fault | expected | observed | detect s | recover s | verdict |", "|---|---|---|---|---|---|---|"]
-    for v in verdicts:
-        cells = [v.scenario, v.fault, v.expected, v.observed,
-                 "-" if v.detect_s is None else f"{v.detect_s:.2f}", "-" if v.recover_s is None else f"{v.recover_s:.2f}",
-                 "met" if v.ok else "MISSED"]
-        rows.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     dest.with_suffix(".md").write_text("\n".join(rows) + "\n")  # for the README's table
     console.print(f"verdicts written to {dest} (and {dest.with_suffix('.md').name})")
     return 0 if verdicts and all(v.ok for v in verdicts) else 1

@@ -11,7 +11,8 @@ from mpcnet.ledger import EpsilonLedger
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ledger", default=None, help="SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)")
+    p.add_argument("--ledger", default=None,
+                   help="SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)")
     sub = p.add_subparsers(dest="ledger_command", required=True)
     show = sub.add_parser("show", help="budgets, spending and every release")
     show.add_argument("--dataset", default=None)

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--clip", type=float, default=0.25, help="L2 bound on each update (0.25: best of a few tried at eps 8)")
+    p.add_argument("--clip", type=float, default=0.25,
+                   help="L2 bound on each update (0.25: best of a few tried at eps 8)")
     p.add_argument("--delta", type=float, default=1e-5)
     p.add_argument("--epsilons", default="0.5,1,2,8,inf")
     p.add_argument("--seeds", type=int, default=3, help="runs per epsilon (the noise differs; the mean is shown)")

@@ -39,12 +39,12 @@ def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
 
 
 def compose_command() -> list[str] | None:
-    """`docker compose` (v2 plugin) when present, else docker-compose 1.29+ (Debian's package)."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
+    """`docker compose` (v2 plugin) when present, else docker-compose 1.29+; None without either."""
+    from mpcnet.drill_compose import compose_command as found
+    try:
+        return found()
+    except RuntimeError:
+        return None
 
 
 def free_port() -> int:
