@@ -27,12 +27,17 @@ Example (``mpcnet.toml``)::
     listen = "127.0.0.1:7201"
     state_dir = "/var/lib/mpcnet/node1"   # consumed batch ids survive restarts
 
+    [privacy]                   # the coordinator's epsilon ledger for dp_* releases of MPC jobs
+    ledger = "/var/lib/mpcnet/epsilon-ledger.sqlite"  # default <state_dir>/epsilon-ledger.sqlite
+    default_budget = 10.0       # epsilon a party's data gets at its first DP release; 0 = refuse until set
+
 Environment: MPCNET_CONFIG (file path), MPCNET_COORDINATOR, MPCNET_DEALER,
 MPCNET_NODES (comma-separated), MPCNET_FRAC_BITS, MPCNET_MAX_ELEMENTS,
 MPCNET_LISTEN, MPCNET_NODE_ID, MPCNET_STATE_DIR, MPCNET_RPC_TIMEOUT_S,
 MPCNET_STAGE_TIMEOUT_S, MPCNET_JOB_TIMEOUT_S, MPCNET_OUTPUT_TTL_S, MPCNET_LOG_LEVEL,
 MPCNET_CLUSTER_SECRET (or MPCNET_CLUSTER_SECRET_FILE: a file holding it),
-MPCNET_TLS_DIR, MPCNET_TLS_NAME, MPCNET_MQTT, MPCNET_CLUSTER_NAME, MPCNET_METRICS_LISTEN.
+MPCNET_TLS_DIR, MPCNET_TLS_NAME, MPCNET_MQTT, MPCNET_CLUSTER_NAME, MPCNET_METRICS_LISTEN,
+MPCNET_LEDGER, MPCNET_DP_BUDGET.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class Config:
     mqtt: str = ""  # MQTT broker host:port for events and presence; "" = the in-process bus
     cluster_name: str = "local"  # the <cluster> level of event topics
     metrics_listen: str = ""  # host:port of the Prometheus /metrics endpoint; "" = none
+    ledger: str = ""  # the coordinator's epsilon ledger; "" = <state_dir>/epsilon-ledger.sqlite (or MPCNET_LEDGER's)
+    dp_budget: float = 10.0  # epsilon budget of a party's data at its first DP release; 0 = refuse until set
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,6 +178,12 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
             values["mqtt"] = str(ev["mqtt"])
         if "cluster" in ev:
             values["cluster_name"] = str(ev["cluster"])
+        pv = data.get("privacy", {})
+        if "ledger" in pv:
+            lp = Path(pv["ledger"])
+            values["ledger"] = str(lp if lp.is_absolute() else p.parent / lp)
+        if "default_budget" in pv:
+            values["dp_budget"] = float(pv["default_budget"])
         to = data.get("timeouts", {})
         for key in ("rpc_s", "stage_s", "job_s"):
             if key in to:
@@ -194,6 +207,7 @@ def load_config(path: str | os.PathLike[str] | None = None, role: str | None = N
         "MPCNET_CLUSTER_SECRET": ("cluster_secret", str), "MPCNET_TLS_DIR": ("tls_dir", str),
         "MPCNET_TLS_NAME": ("tls_name", str), "MPCNET_MQTT": ("mqtt", str),
         "MPCNET_CLUSTER_NAME": ("cluster_name", str), "MPCNET_METRICS_LISTEN": ("metrics_listen", str),
+        "MPCNET_LEDGER": ("ledger", str), "MPCNET_DP_BUDGET": ("dp_budget", float),
     }
     for var, (key, conv) in env_map.items():
         if env.get(var):

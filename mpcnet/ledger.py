@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mpcnet.errors import InvalidInput
 
@@ -99,24 +99,51 @@ class EpsilonLedger:
     def charge(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,
                delta: float) -> Release:
         """Record a release, or refuse it (BudgetExceeded) when it does not fit in the remaining budget."""
-        if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
-            raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, {delta})")
+        return self.charge_all([(dataset, name, mechanism, params, epsilon, delta)])[0]
+
+    def charge_all(self, charges: Sequence[tuple[str, str, str, Mapping[str, Any], float, float]],
+                   default_budget: tuple[float, float] | None = None) -> list[Release]:
+        """Record several releases at once (dataset, name, mechanism, params, epsilon, delta): all fit in their
+        datasets' remaining budgets and are recorded, or none is (BudgetExceeded names the first that does not).
+        ``default_budget``: the budget a dataset without one gets (None: such a dataset is refused)."""
+        for _, name, _, _, epsilon, delta in charges:
+            if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
+                raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
+                                   f"{delta}) ({name!r})")
         self.db.execute("BEGIN IMMEDIATE")  # check and insert atomically against concurrent runs
         try:
-            eps_left, dl_left = self.remaining(dataset)
-            if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
-                raise BudgetExceeded(
-                    f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
-                    f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left")
-            at = time.time()
-            cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
-                                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                  (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
-                                   epsilon, delta, at))
+            out = []
+            for dataset, name, mechanism, params, epsilon, delta in charges:
+                if default_budget is not None and self.budget(dataset) is None:
+                    self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?)",
+                                    (dataset, default_budget[0], default_budget[1], time.time()))
+                eps_left, dl_left = self.remaining(dataset)
+                if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
+                    raise BudgetExceeded(
+                        f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
+                        f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left")
+                at = time.time()
+                cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                      (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
+                                       epsilon, delta, at))
+                out.append(Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta,
+                                   at))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        return out
+
+    def record_overrun(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,
+                       delta: float) -> Release:
+        """Record privacy that was already lost (e.g. a distributed-DP round that completed with fewer noise
+        contributors than planned).  Never refused -- it happened -- so the balance may go below zero."""
+        at = time.time()
+        cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
+                               epsilon, min(delta, 0.999999), at))
         return Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta, at)
 
     def releases(self, dataset: str | None = None) -> list[Release]:

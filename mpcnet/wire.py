@@ -15,6 +15,8 @@ def program_to_proto(program: Program) -> pb.Program:
         msg = pb.Operation(code=op.code.value, out=op.out, args=op.args, counts=op.counts)
         if op.public is not None:
             msg.public_value = op.public
+        if op.sensitivity is not None:
+            msg.sensitivity = op.sensitivity
         ops.append(msg)
     outs = [pb.OutputSpec(name=k, readers=v) for k, v in program.outputs.items()]
     return pb.Program(ops=ops, outputs=outs)
@@ -28,7 +30,7 @@ def program_from_proto(msg: pb.Program) -> Program:
         except ValueError:
             raise InvalidInput(f"unknown operation {o.code!r}; known: {[c.value for c in OpCode]}") from None
         ops.append(Op(code, o.out, tuple(o.args), o.public_value if o.HasField("public_value") else None,
-                      tuple(o.counts)))
+                      tuple(o.counts), o.sensitivity if o.HasField("sensitivity") else None))
     outputs: dict[str, tuple[str, ...]] = {}
     for out in msg.outputs:
         if out.name in outputs:

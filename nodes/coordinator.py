@@ -17,6 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -25,7 +26,8 @@ from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile_program
 from mpcnet.errors import (
-    AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied, Unauthenticated,
+    AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied, ResourceExhausted,
+    Unauthenticated,
 )
 from mpcnet.journal import CoordinatorJournal
 from mpcnet.receipt import job_receipt
@@ -241,6 +243,53 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 raise from_rpc_error(exc, "dealer (create batch)") from None
         raise AssertionError("unreachable")
 
+    def ledger_path(self) -> Path:
+        from mpcnet.ledger import default_path
+        if self.cfg.ledger:
+            return Path(self.cfg.ledger)
+        return Path(self.cfg.state_dir) / "epsilon-ledger.sqlite" if self.cfg.state_dir else default_path()
+
+    async def charge_releases(self, job: CoordinatorJob, plan: Plan) -> list[dict[str, Any]]:
+        """Check each release's epsilon with dp-accounting and charge it to the data it reads.
+
+        The ledger's key is the data, not the job: each input owner's data is the dataset ``party:<owner>``, so
+        the same statistic asked again under another job name (or input name) spends again.  All charges of a
+        job are taken together or refused together (RESOURCE_EXHAUSTED, with the remaining budget)."""
+        from mpcnet.dp.accounting import discrete_laplace_epsilon
+        from mpcnet.ledger import BudgetExceeded, EpsilonLedger
+        charges: list[tuple[str, str, str, dict[str, object], float, float]] = []
+        out: list[dict[str, Any]] = []
+        for rel in plan.releases:
+            eps = await asyncio.to_thread(discrete_laplace_epsilon, rel.parameter, rel.grid_sensitivity)
+            if eps > rel.epsilon + 2e-4:  # the compiler's calibration disagrees with the library: never release
+                raise FailedPrecondition(f"release '{rel.output}': dp-accounting puts epsilon at {eps:g}, above the "
+                                         f"requested {rel.epsilon:g}; refusing")
+            spend = max(eps, rel.epsilon)
+            owners = sorted({job.inputs[src][1] for src in rel.depends_on})
+            params: dict[str, object] = {
+                "job": job.job_id, "statistic": rel.kind, "source": rel.source, "sensitivity": rel.sensitivity,
+                "noise": f"discrete Laplace, scale {rel.noise_scale:.6g}", "grid_bits": rel.grid_bits,
+                "grid_sensitivity": rel.grid_sensitivity, "parameter": rel.parameter, "nodes": self.cfg.n_nodes}
+            for owner in owners:
+                charges.append((f"party:{owner}", f"{job.job_id}/{rel.output}", "discrete Laplace (MPC, distributed)",
+                                params, spend, 0.0))
+            out.append({"output": rel.output, "statistic": rel.kind, "source": rel.source, "epsilon": spend,
+                        "delta": 0.0, "sensitivity": rel.sensitivity / rel.divisor, "noise_scale": rel.noise_scale,
+                        "datasets": [f"party:{o}" for o in owners]})
+        default = (self.cfg.dp_budget, 0.0) if self.cfg.dp_budget > 0 else None
+        try:
+            with EpsilonLedger(self.ledger_path()) as ledger:
+                ledger.charge_all(charges, default_budget=default)
+                balances = {d: ledger.remaining(d) for d in {c[0] for c in charges}}
+        except BudgetExceeded as exc:
+            raise ResourceExhausted(f"job '{job.job_id}': {exc}") from None
+        except InvalidInput as exc:  # no budget set and no default
+            raise FailedPrecondition(f"job '{job.job_id}': {exc}") from None
+        for item in out:
+            item["ledger_remaining"] = {d: balances[d][0] for d in item["datasets"]}
+        log.info("job %s: %d DP release(s) charged to %s", job.job_id, len(plan.releases), sorted(balances))
+        return out
+
     @servicer_errors
     async def RunJob(self, request: pb.RunJobRequest, context: grpc.aio.ServicerContext) -> pb.RunJobResponse:
         caller = self.caller(context)
@@ -257,6 +306,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
             plan = compile_program(program, {k: t for k, (t, _) in job.inputs.items()}, self.cfg.frac_bits)
         except ProgramError as exc:
             raise InvalidInput(str(exc)) from None
+        # DP releases spend from the epsilon ledger before anything runs; a refusal leaves the job open
+        privacy = await self.charge_releases(job, plan) if plan.releases else None
         job.state = "running"
         self.persist(job)
         t0 = time.perf_counter()
@@ -298,7 +349,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         job.state = "done"
         job.outputs = [pb.SecretSpec(name=k, shape=plan.types[k].shape, frac_bits=plan.types[k].frac_bits)
                        for k in plan.outputs]
-        job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes), indent=2)
+        job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes, privacy), indent=2)
         self.persist(job)
         reports = [r.report for r in results]
         for rep, prep in zip(reports, prepared):

@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator
 import grpc
 import numpy as np
 
+from mpcnet.fl.sampling import Draws
 from mpcnet.transport.metrics import RoleMetrics, role_metrics
 from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
@@ -367,7 +368,9 @@ class NodeService(pbg.NodeServicer):
         return await asyncio.to_thread(node_material, self.seed, batch_id, items, True, corrections)
 
     async def run_plan(self, job: NodeJob, plan: Plan, material: list, stage_deadline: float) -> int:
-        run = JobExecution(plan, self.index, self.n, job.inputs, material)
+        # DP releases: this node's noise shares come from OS entropy, drawn when the plan reaches them
+        noise = Draws.secure() if plan.releases else None
+        run = JobExecution(plan, self.index, self.n, job.inputs, material, noise)
         sent = 0
         for layer in range(1, plan.layers + 1):
             t0 = time.perf_counter()

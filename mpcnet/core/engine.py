@@ -28,6 +28,7 @@ from mpcnet.core.program import Instr, IrCode, Plan
 from mpcnet.core.ring import RingArray
 from mpcnet.core.ring import wrapping as _wrapping
 from mpcnet.core.truncation import TruncationPairShare
+from mpcnet.fl.sampling import Draws
 
 
 class ExecutionError(RuntimeError):
@@ -42,7 +43,12 @@ class JobExecution:
         n_parties: int,
         inputs: Mapping[str, RingArray],
         material: Sequence[Material],
+        noise: Draws | None = None,
     ) -> None:
+        """``noise``: where this node draws its shares of DP noise (plans with dp_* releases only); nodes pass
+        OS entropy (``Draws.secure()``), tests a seeded stream."""
+        if plan.releases and noise is None:
+            raise ExecutionError("the plan releases differentially private statistics: a noise source is needed")
         if not 0 <= party_index < n_parties:
             raise ExecutionError(f"party index {party_index} outside 0..{n_parties - 1}")
         if len(material) != len(plan.material):
@@ -58,6 +64,7 @@ class JobExecution:
         self.values: dict[str, RingArray] = {k: np.asarray(v) for k, v in inputs.items() if k in plan.inputs}
         self.public: dict[str, RingArray] = {}
         self.material = list(material)
+        self.noise = noise
         self.done: set[int] = set()
         self.next_layer = 1
         self.opening: list[tuple[int, Instr, int, int]] = []  # (instruction index, instr, offset, size)
@@ -89,6 +96,13 @@ class JobExecution:
                 raise ExecutionError(f"'{ins.out}': division by a non-positive public count")
             k = round((1 << ins.value) / d)
             return v[ins.args[0]] * np.uint64(k)
+        if ins.code is IrCode.NOISE:
+            from mpcnet.dp.noise import discrete_laplace_share
+            assert self.noise is not None
+            rel = self.plan.releases[ins.value]
+            share = discrete_laplace_share(rel.parameter, self.n, max(1, int(np.prod(ins.shape, dtype=np.int64))),
+                                           self.noise)
+            return v[ins.args[0]] + share.astype(np.int64).view(np.uint64).reshape(ins.shape)
         raise ExecutionError(f"not a local instruction: {ins.code}")
 
     def _material(self, ins: Instr) -> Material:
@@ -167,10 +181,12 @@ def run_in_process(
     plan: Plan,
     input_shares: Sequence[Mapping[str, RingArray]],
     material: Sequence[Sequence[Material]],
+    noise: Sequence[Draws] | None = None,
 ) -> list[dict[str, RingArray]]:
     """Run all parties in lockstep in one process (tests, conformance)."""
     n = len(input_shares)
-    runs = [JobExecution(plan, i, n, input_shares[i], material[i]) for i in range(n)]
+    runs = [JobExecution(plan, i, n, input_shares[i], material[i], None if noise is None else noise[i])
+            for i in range(n)]
     for layer in range(1, plan.layers + 1):
         mine = [r.masked_shares(layer) for r in runs]
         opened = mine[0].copy()

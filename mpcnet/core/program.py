@@ -31,6 +31,19 @@ gets a bound (sums add, products multiply, a dot product multiplies by its
 length), and the compiler raises :class:`ProgramError` if any value could
 reach 2^63 (wrap-around) or any truncation input could reach 2^62.  A program
 that compiles is therefore exact up to the documented rounding.
+
+Differential privacy: ``dp_sum``, ``dp_mean`` and ``dp_count`` release a sum
+(or the sum divided by the public row count) with discrete Laplace noise that
+the nodes add *inside* the shared domain, one share each (NB(1/N) - NB(1/N),
+mpcnet/dp/noise.py), so no node short of all N knows the noise.  The privacy
+unit is one row of the input (one individual); the row count is public, so
+neighbouring inputs differ by *replacing* a row: a sum of values in [-B, B]
+moves by at most 2B per element of the row, a count of 0/1 flags by 1.  The
+sum is truncated to a grid where that sensitivity is at most 257 units (so
+the noise stays exactly representable) and DLap(epsilon / sensitivity) is
+added there: pure epsilon-DP.  A mean divides the *noisy* sum (post-processing,
+no extra cost).  Bounds come from the inputs' declared bounds: declare them
+explicitly; a bound derived from the data is not covered by the guarantee.
 """
 
 from __future__ import annotations
@@ -69,6 +82,10 @@ class OpCode(str, Enum):
     SUM = "sum"
     MEAN = "mean"
     WEIGHTED_AVERAGE = "weighted_average"
+    # released statistics with distributed discrete-Laplace noise (see "Differential privacy" above)
+    DP_SUM = "dp_sum"
+    DP_MEAN = "dp_mean"
+    DP_COUNT = "dp_count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +93,9 @@ class Op:
     code: OpCode
     out: str
     args: tuple[str, ...]
-    public: float | None = None
+    public: float | None = None  # mul_public: the factor; dp_*: epsilon
     counts: tuple[str, ...] = ()
+    sensitivity: float | None = None  # dp_*: declared replace-one sensitivity (real units); None = from bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,18 @@ class Program:
     def weighted_average(self, out: str, values: Sequence[str], counts: Sequence[str]) -> "Program":
         return self._add(Op(OpCode.WEIGHTED_AVERAGE, out, tuple(values), counts=tuple(counts)))
 
+    def dp_sum(self, out: str, a: str, epsilon: float, sensitivity: float | None = None) -> "Program":
+        """sum(a) + discrete Laplace noise for epsilon-DP (sensitivity from a's declared bound unless given)."""
+        return self._add(Op(OpCode.DP_SUM, out, (a,), public=float(epsilon), sensitivity=sensitivity))
+
+    def dp_mean(self, out: str, a: str, epsilon: float, sensitivity: float | None = None) -> "Program":
+        """(sum(a) + discrete Laplace noise) / rows(a): the noisy sum divided by the public row count."""
+        return self._add(Op(OpCode.DP_MEAN, out, (a,), public=float(epsilon), sensitivity=sensitivity))
+
+    def dp_count(self, out: str, flags: str, epsilon: float) -> "Program":
+        """The number of 1s in a 0/1 integer vector, with discrete Laplace noise (sensitivity 1)."""
+        return self._add(Op(OpCode.DP_COUNT, out, (flags,), public=float(epsilon)))
+
     def output(self, name: str, to: Iterable[str]) -> "Program":
         self.outputs[name] = tuple(to)
         return self
@@ -145,7 +175,7 @@ class Program:
         return {
             "ops": [
                 {"code": op.code.value, "out": op.out, "args": list(op.args), "public": op.public,
-                 "counts": list(op.counts)}
+                 "counts": list(op.counts), **({} if op.sensitivity is None else {"sensitivity": op.sensitivity})}
                 for op in self.ops
             ],
             "outputs": {k: list(v) for k, v in sorted(self.outputs.items())},
@@ -161,6 +191,7 @@ class IrCode(str, Enum):
     BEAVER = "beaver"  # opening: d, e
     TRUNC = "trunc"  # opening: c
     OPEN = "open"  # opening: the value itself, made public to the nodes
+    NOISE = "noise"  # local: add this node's share of discrete Laplace noise (value: index into Plan.releases)
 
     @property
     def opens(self) -> bool:
@@ -190,6 +221,33 @@ def _size(shape: Shape) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class DpRelease:
+    """One differentially private statistic: what the nodes add and what it costs.
+
+    The statistic (integer ring units at ``frac_bits``) is first truncated by ``grid_bits`` so that its
+    replace-one sensitivity on that grid, ``grid_sensitivity``, is a small integer; every node adds its share
+    of DLap(``parameter``) there, and the sum is scaled back.  Pure epsilon-DP with
+    epsilon = parameter * grid_sensitivity (the coordinator checks it with dp-accounting before it charges)."""
+
+    output: str
+    kind: str  # sum | mean | count
+    source: str  # the secret the statistic is computed from
+    epsilon: float
+    sensitivity: float  # replace-one, real units
+    grid_bits: int
+    grid_sensitivity: int
+    parameter: float  # a of DLap(a), P(k) ~ exp(-a |k|), in grid units
+    frac_bits: int
+    depends_on: tuple[str, ...]  # the input secrets the statistic depends on
+    divisor: int = 1  # mean: the public row count the noisy sum is divided by
+
+    @property
+    def noise_scale(self) -> float:
+        """The Laplace scale b = 1 / a of the released value, in its real units (a mean's is the sum's / rows)."""
+        return 2.0 ** (self.grid_bits - self.frac_bits) / self.parameter / self.divisor
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     frac_bits: int
     inputs: dict[str, SecretType]
@@ -199,6 +257,7 @@ class Plan:
     outputs: dict[str, tuple[str, ...]]
     opened_to_nodes: tuple[str, ...]
     digest: str
+    releases: tuple[DpRelease, ...] = ()
 
     @property
     def layers(self) -> int:
@@ -213,6 +272,7 @@ class _Compiler:
     def __init__(self, inputs: Mapping[str, SecretType], frac_bits: int, division_bits: int) -> None:
         self.f = frac_bits
         self.T = division_bits
+        self.inputs: dict[str, SecretType] = dict(inputs)
         self.types: dict[str, SecretType] = dict(inputs)
         self.layer: dict[str, int] = {k: 0 for k in inputs}
         self.public: set[str] = set()
@@ -226,6 +286,8 @@ class _Compiler:
             k: (None if t.bound is None else float(t.bound) * 2.0 ** t.frac_bits + 1.0) for k, t in inputs.items()
         }
         self.count_bound: dict[str, float | None] = {}
+        self.deps: dict[str, frozenset[str]] = {k: frozenset([k]) for k in inputs}
+        self.releases: list[DpRelease] = []
 
     def temp(self, hint: str) -> str:
         self.tmp += 1
@@ -239,7 +301,7 @@ class _Compiler:
     def _magnitude(self, code: IrCode, args: tuple[str, ...], value: int, product: ProductKind,
                    mag: float | None) -> float | None:
         ms = [self.mag.get(a) for a in args]
-        if code is IrCode.RECIP_SCALE:
+        if code in (IrCode.RECIP_SCALE, IrCode.NOISE):
             return mag
         if any(m is None for m in ms):
             return None
@@ -269,6 +331,7 @@ class _Compiler:
             raise ProgramError(f"'{self.current}' may overflow: a value could reach 2^{math.log2(bound):.1f} "
                                "(64-bit ring limit 2^63); declare smaller input bounds")
         self.mag[out] = bound
+        self.deps[out] = frozenset().union(*(self.deps.get(a, frozenset()) for a in args))
         dep = max((self.layer[a] for a in args), default=0)
         layer = dep + 1 if code.opens else dep
         idx = -1
@@ -468,6 +531,73 @@ class _Compiler:
         self.opened.append(f"the total count {' + '.join(op.counts)} (public divisor of '{op.out}')")
         self.divide_public(num, opened, op.out, max_denominator=max_den, result_bound=result_bound)
 
+    # -- differential privacy ----------------------------------------------------------------------------------
+    def _dp_release(self, op: Op, kind: str) -> tuple[str, int]:
+        """Emit sum(a) + distributed DLap noise at a's scale; returns (noisy sum, rows)."""
+        if len(op.args) != 1:
+            raise ProgramError(f"dp_{kind} '{op.out}' takes 1 argument")
+        eps = op.public
+        if eps is None or not (0 < eps < math.inf):
+            raise ProgramError(f"dp_{kind} '{op.out}': epsilon must be a positive finite number")
+        src = op.args[0]
+        t = self.need(src, op)
+        if t.size == 0:
+            raise ProgramError(f"dp_{kind} '{op.out}': '{src}' is empty")
+        rows = t.shape[0] if t.shape else 1
+        per_row = t.size // rows
+        is_input = src in self.inputs
+        if kind == "count":
+            if t.frac_bits != 0 or t.bound is None or t.bound > 1 or len(t.shape) != 1 or not is_input:
+                raise ProgramError(f"dp_count '{op.out}': '{src}' must be an input vector of 0/1 integer flags "
+                                   "declared with bound 1")
+            sens = 1.0
+        elif op.sensitivity is not None:
+            if not (0 < op.sensitivity < math.inf):
+                raise ProgramError(f"dp_{kind} '{op.out}': sensitivity must be positive and finite")
+            sens = float(op.sensitivity)
+        else:
+            if not is_input or t.bound is None:
+                raise ProgramError(f"dp_{kind} '{op.out}': '{src}' is not an input with a declared bound; give the "
+                                   "sensitivity explicitly (sensitivity=...)")
+            # replace one row (one individual) of values in [-B, B]: the sum moves by at most 2 B per element
+            sens = 2.0 * float(t.bound) * per_row
+        s = t.frac_bits
+        # in ring units: encoding rounds each value by <= 1/2 unit, so two rows differ by one unit more
+        ulps = math.ceil(sens * 2.0**s) + (1 if s > 0 else 0)
+        grid_bits = max(0, math.ceil(math.log2(ulps / 256))) if ulps > 256 else 0
+        # a truncation by grid_bits is floor(x / 2^g) + {0, 1}: one more unit of sensitivity on the grid
+        grid_sens = math.ceil(ulps / 2**grid_bits) + (1 if grid_bits else 0)
+        a = eps / grid_sens
+        total = self.emit(IrCode.SUM, self.temp("dpsum"), (src,), SecretType((), s))
+        if grid_bits:
+            total = self.truncate(total, grid_bits)
+        rel = DpRelease(op.out, kind, src, eps, sens, grid_bits, grid_sens, a, s,
+                        tuple(sorted(self.deps.get(src, frozenset()))), rows if kind == "mean" else 1)
+        self.releases.append(rel)
+        m = self.mag.get(total)
+        # DLap exceeds 64/a with probability ~ exp(-64): the bound the overflow check uses
+        noisy_t = SecretType((), s - grid_bits)
+        noisy = self.emit(IrCode.NOISE, self.temp("dpnoise"), (total,), noisy_t, value=len(self.releases) - 1,
+                          mag=None if m is None else m + 64.0 / a)
+        if grid_bits:
+            noisy = self.emit(IrCode.SCALE, self.temp("dpgrid"), (noisy,), SecretType((), s), value=1 << grid_bits)
+        return noisy, rows
+
+    def op_dp_sum(self, op: Op) -> None:
+        noisy, _ = self._dp_release(op, "sum")
+        self.alias(noisy, op.out)
+
+    def op_dp_count(self, op: Op) -> None:
+        noisy, _ = self._dp_release(op, "count")
+        self.alias(noisy, op.out)
+
+    def op_dp_mean(self, op: Op) -> None:
+        noisy, rows = self._dp_release(op, "mean")
+        t = self.types[noisy]
+        if t.frac_bits == 0:  # an integer mean is a real: move to fixed point first
+            noisy = self.rescale(noisy, self.f)
+        self.divide_public(noisy, rows, op.out)  # post-processing of the noisy sum: no further privacy cost
+
 
 def compile_program(
     program: Program,
@@ -505,6 +635,7 @@ def compile_program(
         outputs=dict(program.outputs),
         opened_to_nodes=tuple(comp.opened),
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        releases=tuple(comp.releases),
     )
 
 
@@ -518,7 +649,8 @@ def program_from_json(data: Mapping[str, object]) -> Program:
         for o in ops_raw:
             ops.append(Op(OpCode(o["code"]), str(o["out"]), tuple(str(a) for a in o["args"]),
                           None if o.get("public") is None else float(o["public"]),
-                          tuple(str(c) for c in o.get("counts", []))))
+                          tuple(str(c) for c in o.get("counts", [])),
+                          None if o.get("sensitivity") is None else float(o["sensitivity"])))
         outputs = {str(k): tuple(str(r) for r in v) for k, v in outs_raw.items()}
     except (KeyError, ValueError, TypeError, AssertionError) as exc:
         raise ProgramError(f"malformed program: {exc}") from None

@@ -31,18 +31,20 @@ class TensorChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., total_elements: _Optional[int] = ..., part: _Optional[int] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("code", "out", "args", "public_value", "counts")
+    __slots__ = ("code", "out", "args", "public_value", "counts", "sensitivity")
     CODE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_VALUE_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
     code: str
     out: str
     args: _containers.RepeatedScalarFieldContainer[str]
     public_value: float
     counts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, code: _Optional[str] = ..., out: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., public_value: _Optional[float] = ..., counts: _Optional[_Iterable[str]] = ...) -> None: ...
+    sensitivity: float
+    def __init__(self, code: _Optional[str] = ..., out: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., public_value: _Optional[float] = ..., counts: _Optional[_Iterable[str]] = ..., sensitivity: _Optional[float] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
     __slots__ = ("name", "readers")

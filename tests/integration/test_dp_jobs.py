@@ -1,0 +1,72 @@
+"""The Laplace mechanism for MPC statistics through real processes: the coordinator's ledger charges each
+release to the input owner's data before anything runs, refuses past the budget with the balance, and the
+receipt carries the mechanism, epsilon and balance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mpcnet
+from mpcnet.cluster import LocalCluster
+from mpcnet.errors import ResourceExhausted
+from mpcnet.ledger import EpsilonLedger
+from mpcnet.sdk import RunResult
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+
+def _ledger(cluster: LocalCluster) -> EpsilonLedger:
+    return EpsilonLedger(cluster.workdir / "coordinator" / "epsilon-ledger.sqlite")
+
+
+def test_dp_statistics_receipt_ledger_and_refusal(cluster: LocalCluster) -> None:
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"))
+    bob = mpcnet.connect(cluster.coordinator, unique("bob"))
+    x = np.linspace(0, 10, 500)
+    flags = (np.arange(500) % 5 == 0).astype(np.int64)
+
+    def run(out_name: str, eps: float) -> tuple[RunResult, str]:
+        job = alice.create_job(parties=[bob.name])
+        alice.share(job, "x", x, bound=10.0)
+        alice.share(job, "flags", flags, bound=1)
+        prog = (mpcnet.Program().dp_mean(out_name, "x", eps).dp_count("n", "flags", eps)
+                .output(out_name, to=[bob.name]).output("n", to=[bob.name]))
+        return alice.run(job, prog), job
+
+    res, job = run("avg", 1.0)
+    avg, n = float(bob.reveal(job, "avg")), float(bob.reveal(job, "n"))
+    # mean of 500 values in [-10, 10]: sensitivity 20 / 500 = 0.04, scale 0.04 / epsilon; P(|noise| > 1) ~ e^-25
+    assert abs(avg - x.mean()) < 1.0 and abs(n - flags.sum()) < 30 and n == round(n)
+    dp = res.receipt["differential_privacy"]
+    assert dp["guarantee"].startswith("pure epsilon-DP")
+    rel = {r["output"]: r for r in dp["releases"]}
+    assert rel["avg"]["sensitivity"] == pytest.approx(20.0 / 500) and rel["n"]["sensitivity"] == 1.0
+    assert rel["avg"]["datasets"] == [f"party:{alice.name}"]
+    # the default budget is 10: two releases of 1 spent
+    assert rel["n"]["ledger_remaining"][f"party:{alice.name}"] == pytest.approx(8.0)
+
+    # the same query under other names (job, output) still spends from alice's data: 4 more of 8 left
+    run("mean_again", 2.0)
+    with _ledger(cluster) as led:
+        assert led.remaining(f"party:{alice.name}")[0] == pytest.approx(4.0)
+        names = [r.name for r in led.releases(f"party:{alice.name}")]
+        assert len(names) == 4 and all(r.mechanism.startswith("discrete Laplace") for r in
+                                       led.releases(f"party:{alice.name}"))
+    # past the budget: refused before anything runs, with what is left; nothing is charged
+    with pytest.raises(ResourceExhausted, match=r"epsilon \d.* left"):
+        run("avg3", 3.0)
+    with _ledger(cluster) as led:
+        assert led.remaining(f"party:{alice.name}")[0] == pytest.approx(4.0)
+
+
+def test_exact_outputs_beside_dp_releases_are_named_in_the_receipt(cluster: LocalCluster) -> None:
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"))
+    job = alice.create_job(parties=[])
+    alice.share(job, "x", np.arange(10.0), bound=16.0)
+    res = alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("exact", "x")
+                    .output("s", to=[alice.name]).output("exact", to=[alice.name]))
+    dp = res.receipt["differential_privacy"]
+    assert dp["exact_outputs"] == ["exact"] and "not covered by DP" in dp["note"]
+    assert float(alice.reveal(job, "exact")) == pytest.approx(45.0, abs=1e-3)
