@@ -38,8 +38,10 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                    ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3) -> dict[str, Any]:
     """Which layers protected a released FedAvg model, who took part, what it cost in epsilon, whom it trusts.
 
-    ``rounds``: per round {"round", "sampled", "included", "dropped", "skipped"}; ``dp``: a
-    :class:`mpcnet.fl.privacy.CentralDp` or None; ``ledger``: {"dataset", "spent", "remaining"} or None."""
+    ``rounds``: per round {"round", "sampled", "included", "dropped", "skipped"[, "noise_contributors"]};
+    ``dp``: a :class:`mpcnet.fl.privacy.CentralDp`, a :class:`mpcnet.fl.distributed_dp.DistributedDp` or None;
+    ``ledger``: {"dataset", "spent", "remaining"} or None."""
+    from mpcnet.fl.distributed_dp import DistributedDp
     layers = ["federated learning: each client's data stays with it; only clipped model updates leave"]
     trust = []
     if aggregator == "secagg":
@@ -49,12 +51,39 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
     else:
         layers.append("NONE for the updates: plain averaging in the clear (the insecure reference run)")
         trust.append("the aggregator sees every client's update")
-    if dp is not None and dp.noise_multiplier > 0:
+    if isinstance(dp, DistributedDp):
+        layers.append(f"distributed differential privacy (Skellam): every client scales its update by "
+                      f"{dp.scale:.6g}, rounds it to integers with L2 norm <= {dp.l2:.6g} and adds Sk(mu/t, mu/t) "
+                      f"noise before masking (mu = {dp.mu:.6g}, t = {dp.min_contributors}); any round summing t or "
+                      "more clients carries at least Sk(mu, mu)")
+        if aggregator == "secagg":
+            trust.append("nobody sees an un-noised aggregate: the coordinator's sum already carries the noise "
+                         "(distributed DP); clients are trusted to add their own noise share, and a coalition of the "
+                         "coordinator with c clients can subtract only those c shares")
+        else:
+            trust.append(f"without SecAgg the aggregator sees each client's update with only its own 1/"
+                         f"{dp.min_contributors} share of the noise: the epsilon above holds for the released model "
+                         "only, not against the aggregator")
+        applied = [r for r in rounds if not r.get("skipped")]
+        contributors = [int(r.get("noise_contributors", 0)) for r in applied]
+        short = [r["round"] for r in applied if int(r.get("noise_contributors", 0)) < dp.min_contributors]
+        realised = dp.realised_epsilon(contributors) if contributors else 0.0
+        privacy: dict[str, Any] = {"mechanism": "skellam (distributed)", "unit": "one client (user-level); neighbouring runs "
+                   "replace one client's update with zeros (zero-out adjacency); no amplification by sampling",
+                   "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
+                   "noise_multiplier": dp.noise_multiplier, "realised_epsilon": realised,
+                   "rounds_short_of_noise": short,
+                   "accountant": "dp-accounting RDP at integer orders, Skellam bound (Agarwal et al. 2021, Thm 3.5) "
+                                 "as zCDP events"}
+        if short:
+            privacy["shortfall"] = (f"rounds {short} summed fewer than t = {dp.min_contributors} clients' noise: "
+                                    f"the run spent epsilon {realised:.4g}, not {dp.epsilon:g}")
+    elif dp is not None and dp.noise_multiplier > 0:
         layers.append(f"central differential privacy: Gaussian noise multiplier {dp.noise_multiplier:.4g} on the sum "
                       f"of updates clipped to L2 norm {dp.clip:g}, Poisson sampling rate {dp.sampling_rate:g}")
         trust.append("the FedAvg server adds the noise after SecAgg has summed: it sees the un-noised aggregate "
                      "(central DP, a trusted noise-adder)")
-        privacy: dict[str, Any] = {"mechanism": "gaussian (central)", "unit": "one client (user-level)",
+        privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level)",
                                    "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
                                    "accountant": "dp-accounting RDP, Poisson-sampled Gaussian"}
     else:
@@ -68,7 +97,8 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         "layers": layers,
         "differential_privacy": privacy,
         "participants": {"clients": clients, "rounds": [
-            {k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped")} for r in rounds]},
+            {k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped", "noise_contributors")
+             if k in r} for r in rounds]},
         "trust_assumptions": trust,
     }
 

@@ -32,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.0, help="fraction of each round's clients that drop mid-round")
     p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
                    "the DP weighting without noise); default: no DP")
-    p.add_argument("--delta", type=float, default=1e-5, help="central DP delta")
+    p.add_argument("--delta", type=float, default=1e-5, help="DP delta")
+    p.add_argument("--dp", choices=("central", "distributed"), default="central",
+                   help="with --epsilon: central (the server adds Gaussian noise after SecAgg) or distributed (each "
+                   "client adds Skellam noise before masking; nobody sees an un-noised aggregate)")
     p.add_argument("--sample-rate", type=float, default=1.0, help="DP: Poisson sampling rate of clients per round")
     p.add_argument("--ledger", default=None, help="epsilon ledger (default MPCNET_LEDGER or "
                    "~/.mpcnet/epsilon-ledger.sqlite)")
@@ -40,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, nargs=2, metavar=("EPSILON", "DELTA"), default=(10.0, 1e-4),
                    help="the budget a dataset gets on its first DP run (default 10 1e-4)")
     p.add_argument("--aggregator", choices=("secagg", "plain", "both"), default="both")
+    p.add_argument("--graph", choices=("full", "sparse"), default="full",
+                   help="SecAgg's graph: full (every pair of clients) or sparse (SecAgg+, O(log n) neighbours)")
     p.add_argument("--coordinator", default=None, help="a running coordinator (needs MPCNET_CLUSTER_SECRET[_FILE]); "
                    "default: a local cluster of its own")
     p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order")
@@ -59,12 +64,27 @@ def fedavg_main(args: argparse.Namespace) -> int:
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
         parts = (fldata.split_iid(len(ds.y_train), args.clients, args.seed) if args.split == "iid" else
                  fldata.split_dirichlet(ds.y_train, args.clients, args.alpha, args.seed))
-        dp = None
-        if args.epsilon is not None:
+        dp: Any = None
+        ddp = None
+        if args.epsilon is not None and args.dp == "distributed":
+            import math
+
+            from mpcnet.fl.distributed_dp import calibrate_distributed
+            if math.isinf(args.epsilon):
+                raise ValueError("distributed DP needs a finite --epsilon (epsilon = inf is plain FedAvg)")
+            if args.sample_rate != 1.0:
+                raise ValueError("distributed DP claims no amplification by sampling: use --per-round, not "
+                                 "--sample-rate")
+            per_round = args.per_round or args.clients
+            # t: the fewest clients a completed round can sum (the SecAgg threshold of the sample)
+            t = max(2, math.ceil(2 / 3 * per_round))
+            ddp = dp = calibrate_distributed(args.epsilon, args.delta, args.rounds, args.clip, model.n_params, t,
+                                             per_round)
+        elif args.epsilon is not None:
             from mpcnet.fl.privacy import calibrate
             dp = calibrate(args.epsilon, args.delta, args.rounds, args.sample_rate, args.clip)
         cfg = fedavg.FedAvgConfig(rounds=args.rounds, clients_per_round=args.per_round, clip=args.clip,
-                                  dropout=args.dropout, seed=args.seed, dp=dp)
+                                  dropout=args.dropout, seed=args.seed, dp=None if ddp else dp, ddp=ddp)
     except (MpcnetError, ValueError) as exc:
         console.print(f"[red]mpcnet fedavg: {exc}[/]")
         return 2
@@ -74,16 +94,21 @@ def fedavg_main(args: argparse.Namespace) -> int:
                   f"({model.n_params} parameters)")
     kinds = ["secagg", "plain"] if args.aggregator == "both" else [args.aggregator]
     ledger_state: dict[str, Any] | None = None
-    if dp is not None:
+    if ddp is not None:
+        console.print(f"distributed DP: epsilon {ddp.epsilon:g}, delta {ddp.delta:g} over {ddp.rounds} rounds: every "
+                      f"client adds Skellam noise with mu/t = {ddp.local_mu:.4g} (t = {ddp.min_contributors}); any "
+                      f"{ddp.min_contributors} clients' sum carries noise std {ddp.noise_std:.3g} (noise multiplier "
+                      f"{ddp.noise_multiplier:.3f}), by dp-accounting's RDP accountant")
+    elif dp is not None:
         console.print(f"central DP: epsilon {dp.epsilon:g}, delta {dp.delta:g} over {dp.rounds} rounds at sampling "
                       f"rate {dp.sampling_rate:g}: noise multiplier {dp.noise_multiplier:.3f} (std "
                       f"{dp.noise_std:.3g} on the sum of clipped updates), by dp-accounting's RDP accountant")
-        if dp.noise_multiplier > 0:
-            try:
-                ledger_state = _charge(args, dp, kinds, console)
-            except MpcnetError as exc:
-                console.print(f"[red]mpcnet fedavg: {exc}[/]")
-                return 3
+    if dp is not None and dp.noise_multiplier > 0:
+        try:
+            ledger_state = _charge(args, dp, kinds, console)
+        except MpcnetError as exc:
+            console.print(f"[red]mpcnet fedavg: {exc}[/]")
+            return 3
     central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                           batch_size=args.batch_size), ds, args.seed)
     histories: dict[str, fedavg.History] = {}
@@ -101,7 +126,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                     cluster.start()
                     address, md = cluster.coordinator, cluster.auth_metadata
                 agg = fedavg.SecAggAggregator(address, md, clip=args.clip, max_total_samples=len(ds.y_train),
-                                              tls=tls, admin_tls=admin)
+                                              tls=tls, admin_tls=admin, graph=args.graph)
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"FedAvg ({kind})", total=args.rounds)
                 histories[kind] = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg,
@@ -135,8 +160,13 @@ def fedavg_main(args: argparse.Namespace) -> int:
     for k, h in histories.items():
         rounds = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
                    "skipped": o.skipped, "total_samples": o.total_samples, "seconds": o.seconds} for o in h.rounds]
+        rounds = [dict(r, noise_contributors=o.noise_contributors) if ddp is not None else r
+                  for r, o in zip(rounds, h.rounds)]
         runs[k] = {"accuracy": h.accuracy, "rounds": rounds,
                    "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state)}
+        privacy = runs[k]["receipt"]["differential_privacy"]
+        if ddp is not None and ledger_state and privacy.get("realised_epsilon", 0) > ddp.epsilon + 1e-9:
+            _record_shortfall(args, k, ddp, privacy, console)
     for k, run in runs.items():
         rc = run["receipt"]
         console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +
@@ -158,17 +188,35 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
         if ledger.budget(key) is None:
             ledger.set_budget(key, args.budget[0], args.budget[1])
             console.print(f"ledger: dataset {key} gets the budget epsilon {args.budget[0]:g}, delta {args.budget[1]:g}")
-        for kind in kinds:
-            ledger.charge(key, f"fedavg-{kind}", "gaussian (central DP, RDP accounting)",
-                          {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
-                           "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model},
-                          dp.epsilon, dp.delta)
+        from mpcnet.fl.distributed_dp import DistributedDp
+        if isinstance(dp, DistributedDp):
+            mechanism = "skellam (distributed DP, RDP accounting)"
+            params = {"noise_multiplier": dp.noise_multiplier, "mu": dp.mu, "min_contributors": dp.min_contributors,
+                      "scale": dp.scale, "l2": dp.l2, "clip": dp.clip, "rounds": dp.rounds,
+                      "clients": args.clients, "model": args.model}
+        else:
+            mechanism = "gaussian (central DP, RDP accounting)"
+            params = {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
+                      "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model}
+        ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta) for kind in kinds])
         eps, dl = ledger.remaining(key)
         console.print(f"ledger {ledger.path}: {key} spent epsilon {len(kinds) * dp.epsilon:g} for this run; "
                       f"{eps:g}, delta {dl:g} left")
         return {"dataset": key, "path": str(ledger.path), "spent_by_this_run": [len(kinds) * dp.epsilon,
                                                                                 len(kinds) * dp.delta],
                 "remaining": [eps, dl]}
+
+
+def _record_shortfall(args: argparse.Namespace, kind: str, ddp: Any, privacy: dict[str, Any], console: Any) -> None:
+    """Rounds that summed fewer noise shares than planned spent more than was charged: record the difference."""
+    from mpcnet.ledger import EpsilonLedger
+    key = args.ledger_dataset or f"sklearn:{args.dataset}"
+    extra = privacy["realised_epsilon"] - ddp.epsilon
+    with EpsilonLedger(args.ledger) as ledger:
+        ledger.record_overrun(key, f"fedavg-{kind} (shortfall)", "skellam (distributed DP): rounds below t",
+                              {"rounds": privacy["rounds_short_of_noise"]}, extra, 0.0)
+        eps, _ = ledger.remaining(key)
+    console.print(f"[yellow]ledger: {privacy['shortfall']}; recorded epsilon {extra:.4g} more ({eps:g} left)[/]")
 
 
 def _coordinator(args: argparse.Namespace) -> tuple[str | None, tuple[tuple[str, str], ...], Any, Any]:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from mpcnet.errors import InvalidInput
 from mpcnet.fl.data import Dataset
+from mpcnet.fl.distributed_dp import DistributedDp
 from mpcnet.fl.models import LocalTrainer, Model, accuracy
 from mpcnet.fl.privacy import CentralDp, gaussian_noise
 from mpcnet.fl.sampling import Draws
@@ -38,8 +39,9 @@ Vector = npt.NDArray[np.float64]
 @dataclass(frozen=True)
 class Update:
     client: int
-    delta: Vector  # already clipped
+    delta: Vector  # already clipped; integer-valued when ``integer`` (distributed DP: scaled, rounded, noised)
     samples: int
+    integer: bool = False  # aggregate exactly as integers (SecAgg's RING encoding), not as quantized reals
 
 
 @dataclass
@@ -52,6 +54,7 @@ class RoundOutcome:
     mean: Vector | None = field(default=None, repr=False)
     total_samples: int = 0
     seconds: float = 0.0
+    noise_contributors: int = 0  # distributed DP: clients whose noise share is in the aggregate
 
 
 class Aggregator(Protocol):
@@ -107,8 +110,10 @@ class SecAggAggregator:
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
         import grpc
 
+        from mpcnet.secagg.quantization import decode_ints, encode_ints
         from mpcnet.secagg.stage import Stage
         from mpcnet.secagg_client import dequantize_result, run_client
+        from mpcnet.secagg_wire import aggregate_of
         from mpcnet.transport.rpc import from_rpc_error, sync_channel
         from mpcnet.transport.tls import Identity
         from mpcnet.v1 import secagg_pb2 as spb
@@ -126,13 +131,17 @@ class SecAggAggregator:
             out.skipped = f"{n} client(s) sampled: SecAgg needs at least 2"
             return out
         dim = len(updates[0].delta)
+        integer = updates[0].integer
+        if integer:  # distributed DP: exact integer sums mod 2^bits (two's complement), no count element
+            quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_RING)
+        else:
+            quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=self.clip, bound=self.max_total)
         params = spb.SecAggRoundParams(
-            round_id=f"fedavg-{self.tag}-r{round_no}", client_ids=ids, threshold=t, vector_length=dim + 1,
+            round_id=f"fedavg-{self.tag}-r{round_no}", client_ids=ids, threshold=t,
+            vector_length=dim if integer else dim + 1,
             bits=self.bits, stage_deadline_s=self.stage_deadline_s,
             graph=spb.SECAGG_GRAPH_SECAGGPLUS if self.graph == "sparse" else spb.SECAGG_GRAPH_COMPLETE,
-            join_deadline_s=self.stage_deadline_s,
-            quantization=spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=self.clip,
-                                                bound=self.max_total))
+            join_deadline_s=self.stage_deadline_s, quantization=quant)
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
             try:
@@ -142,6 +151,8 @@ class SecAggAggregator:
 
             def inputs(cid: int, _p: Any, enc: Any) -> Any:
                 u = by_id[cid]
+                if integer:
+                    return encode_ints(u.delta.astype(np.int64), self.bits)
                 return enc.weighted().encode(u.delta, u.samples)
 
             gone = set(drop)
@@ -162,10 +173,13 @@ class SecAggAggregator:
             out.dropped = sorted(gone)
             out.skipped = f"SecAgg round {res.state}: {res.aborted.reason}" if res.state == "aborted" else res.state
             return out
-        mean, total = dequantize_result(reply.params, res.done)
         out.included = sorted(res.done.included)
         out.dropped = sorted(d.client_id for d in res.done.dropped)
-        out.mean, out.total_samples = mean, total
+        if integer:
+            total_ints = decode_ints(aggregate_of(res.done), self.bits).astype(np.float64)
+            out.mean, out.total_samples = total_ints / len(out.included), len(out.included)
+        else:
+            out.mean, out.total_samples = dequantize_result(reply.params, res.done)
         return out
 
 
@@ -179,6 +193,9 @@ class FedAvgConfig:
     # central DP (mpcnet/fl/privacy.py): Poisson sampling at dp.sampling_rate instead of clients_per_round,
     # weights min(n_k / weight_cap, 1), N(0, (z C)^2) on the sum, the public expected weight as denominator
     dp: CentralDp | None = None
+    # distributed DP (mpcnet/fl/distributed_dp.py): each client scales, rounds and adds Skellam noise before
+    # masking; the sum is divided by gamma and the public expected weight.  Exclusive with ``dp``.
+    ddp: DistributedDp | None = None
     weight_cap: int = 0  # 0 = the mean client size
 
 
@@ -203,7 +220,11 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     if not 1 <= per_round <= len(clients):
         raise InvalidInput(f"clients_per_round must be in [1, {len(clients)}]")
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
-    dp = config.dp
+    dp, ddp = config.dp, config.ddp
+    if dp is not None and ddp is not None:
+        raise InvalidInput("choose central DP or distributed DP, not both")
+    if ddp is not None and ddp.clip != config.clip:
+        raise InvalidInput(f"the distributed-DP calibration is for clip {ddp.clip}, the run clips at {config.clip}")
     cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
     weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}
     if dp is not None and dp.clip != config.clip:
@@ -221,7 +242,12 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                                   Draws.seeded(config.seed, f"client/{cid}/round/{r}"))
             d = clip_l2(local - params, config.clip)
             # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
-            updates.append(Update(cid, d, len(idx)) if dp is None else Update(cid, weight[cid] * d, 1))
+            if ddp is not None:  # ... scaled, rounded and noised on the client, before it is masked
+                updates.append(Update(cid, ddp.encode(weight[cid] * d).astype(np.float64), 1, integer=True))
+            elif dp is not None:
+                updates.append(Update(cid, weight[cid] * d, 1))
+            else:
+                updates.append(Update(cid, d, len(idx)))
         n_drop = int(round(config.dropout * len(sampled)))
         drop = sorted(np.array(sampled)[draws.permutation(len(sampled))[:n_drop]].tolist()) if n_drop else []
         if updates:
@@ -232,6 +258,11 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             total = out.mean * out.total_samples  # the sum of w_k d_k over the included clients
             expected = dp.sampling_rate * sum(weight.values())
             out.mean = (total + gaussian_noise(len(total), dp.noise_std)) / expected
+        if ddp is not None and out.mean is not None and not out.skipped:
+            total = np.round(out.mean * out.total_samples)  # the noisy integer sum (exact for SecAgg)
+            out.noise_contributors = len(out.included)
+            expected = len(sampled) / len(clients) * sum(weight.values()) if len(sampled) else 1.0
+            out.mean = ddp.decode(total) / expected
         out.seconds = time.monotonic() - t0
         if out.mean is not None and not out.skipped:
             params = params + out.mean

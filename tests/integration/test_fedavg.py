@@ -118,3 +118,24 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
     assert [r["clients"] for r in rows] == [4, 30] and [r["graph"] for r in rows] == ["full", "sparse"]
     for r in rows:  # quantization only: the same model either way
         assert r["accuracy_gap_points"] < 0.5 and r["secure_round_s"] > 0 and r["plain_round_s"] > 0
+
+
+def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_added_noise(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    out = tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "3", "--clients", "9",
+                           "--clip", "0.5", "--epsilon", "4", "--dp", "distributed", "--dropout", "0.2",
+                           "--aggregator", "secagg", "--ledger", str(ledger), "--budget", "6", "1e-4",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "distributed DP: epsilon 4" in proc.stdout
+    run = json.loads(out.read_text())["runs"]["secagg"]
+    privacy = run["receipt"]["differential_privacy"]
+    assert privacy["mechanism"] == "skellam (distributed)" and privacy["epsilon"] == 4
+    assert privacy["ledger"]["remaining"][0] == pytest.approx(2.0)
+    assert privacy["rounds_short_of_noise"] == [] and privacy["realised_epsilon"] <= 4.0
+    for r in run["receipt"]["participants"]["rounds"]:
+        # 2 of 9 drop (20 %), t = 6: 7 clients' inputs and noise shares in every sum
+        assert len(r["dropped"]) == 2 and r["noise_contributors"] == len(r["included"]) == 7
+    assert any("nobody sees an un-noised aggregate" in t for t in run["receipt"]["trust_assumptions"])
+    assert run["accuracy"][-1] > 0.6

@@ -1,0 +1,117 @@
+"""Distributed DP for FedAvg: the Skellam accounting against dp-accounting, the calibration, the client encoding,
+and the noise variance after a real (in-memory) SecAgg aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from dp_accounting import dp_event, rdp
+from scipy import stats
+
+from mpcnet.dp.accounting import SKELLAM_ORDERS, skellam_epsilon, skellam_event
+from mpcnet.errors import InvalidInput
+from mpcnet.fl import data, fedavg, models
+from mpcnet.fl.distributed_dp import calibrate_distributed, conditional_round, rounding_bound
+from mpcnet.fl.sampling import Draws
+from mpcnet.receipt import fedavg_receipt
+from mpcnet.secagg.driver import run_round
+from mpcnet.secagg.params import SecAggParams
+from mpcnet.secagg.quantization import decode_ints, encode_ints
+from mpcnet.secagg.stage import Stage
+
+
+def test_skellam_event_is_theorem_3_5_as_zcdp_and_composes_in_the_library() -> None:
+    mu, l1, l2 = 5e4, 3000.0, 120.0
+    ev = skellam_event(mu, l1, l2)
+    assert ev.rho == pytest.approx(l2**2 / (4 * mu) + l2**2 / (8 * mu**2))
+    assert ev.xi == pytest.approx((6 * l1 - l2**2) / (16 * mu**2))
+    # the theorem's bound at integer alpha, first branch of the min, equals xi + rho alpha
+    for alpha in (2, 7, 40):
+        bound = alpha * l2**2 / (4 * mu) + ((2 * alpha - 1) * l2**2 + 6 * l1) / (16 * mu**2)
+        assert ev.xi + ev.rho * alpha == pytest.approx(bound)
+    # our epsilon is exactly the library's for the same events (known parameters)
+    acc = rdp.RdpAccountant(orders=SKELLAM_ORDERS)
+    acc.compose(dp_event.ZCDpEvent(ev.rho, ev.xi), 12)
+    assert skellam_epsilon([mu] * 12, l1, l2, 1e-6) == pytest.approx(acc.get_epsilon(1e-6), rel=1e-12)
+    # a negative xi is rounded up to 0 (looser, still valid)
+    assert skellam_event(mu, 1.0, 120.0).xi == 0.0
+
+
+def test_skellam_approaches_the_gaussian_with_the_same_variance() -> None:
+    """Large mu: Sk(mu, mu) ~ N(0, 2 mu); the epsilons agree within a few percent (integer orders only)."""
+    l2 = 2000.0
+    sigma = 1.3 * l2
+    eps_sk = skellam_epsilon([sigma**2 / 2] * 10, l2**2, l2, 1e-5)
+    acc = rdp.RdpAccountant()
+    acc.compose(dp_event.GaussianDpEvent(sigma / l2), 10)
+    assert eps_sk == pytest.approx(acc.get_epsilon(1e-5), rel=0.06)
+    assert eps_sk >= acc.get_epsilon(1e-5) * 0.999  # never cheaper than the continuous Gaussian
+
+
+def test_calibration_is_tight_and_meets_the_target() -> None:
+    ddp = calibrate_distributed(2.0, 1e-5, 10, clip=0.5, dim=651, min_contributors=14, max_clients=20)
+    assert skellam_epsilon([ddp.mu] * 10, ddp.l1, ddp.l2, 1e-5) <= 2.0
+    assert skellam_epsilon([ddp.mu * 0.99] * 10, ddp.l1, ddp.l2, 1e-5) > 2.0
+    assert ddp.local_mu == pytest.approx(ddp.mu / 14)
+    assert ddp.realised_epsilon([14] * 10) == pytest.approx(skellam_epsilon([ddp.mu] * 10, ddp.l1, ddp.l2, 1e-5))
+    assert ddp.realised_epsilon([20] * 10) < 2.0 < ddp.realised_epsilon([10] * 10)
+    more = calibrate_distributed(2.0, 1e-5, 40, clip=0.5, dim=651, min_contributors=14, max_clients=20)
+    assert more.noise_multiplier > ddp.noise_multiplier
+    with pytest.raises(InvalidInput):
+        calibrate_distributed(math.inf, 1e-5, 10, 0.5, 651, 14, 20)
+    with pytest.raises(InvalidInput):
+        calibrate_distributed(1.0, 1e-5, 10, 0.5, 651, 21, 20)
+
+
+def test_conditional_rounding_is_unbiased_and_enforces_the_norm_bound() -> None:
+    d = 400
+    x = np.linspace(-1, 1, d)
+    x = x / np.linalg.norm(x) * 50.0  # norm 50, the scaled clip
+    bound = rounding_bound(50.0, d)
+    draws = Draws.seeded("rounding")
+    rs = np.array([conditional_round(x, bound, draws) for _ in range(2000)])
+    assert (np.sum(rs.astype(float) ** 2, axis=1) <= bound).all()
+    assert np.abs(rs.mean(axis=0) - x).max() < 0.15  # per coordinate: 5 sd of a mean of 2000 Bernoullis
+    with pytest.raises(InvalidInput):
+        conditional_round(x * 10, bound, draws)
+
+
+def test_distributed_noise_after_secagg_has_the_target_variance() -> None:
+    """Six clients encode a zero update; SecAgg (in memory, RING, 32 bits) sums their vectors with one dropout
+    after ShareKeys; the sum holds 5 clients' noise: variance 2 * 5 * mu / t, checked with a chi-square bound."""
+    dim, clients, t = 4000, 6, 4
+    ddp = calibrate_distributed(4.0, 1e-5, 5, clip=1.0, dim=dim, min_contributors=t, max_clients=clients,
+                                scaled_clip=64.0)
+    draws = Draws.seeded("ddp-secagg")
+    ints = {cid: ddp.encode(np.zeros(dim), draws) for cid in range(1, clients + 1)}
+    params = SecAggParams("ddp-noise", tuple(range(1, clients + 1)), threshold=t, vector_length=dim, bits=32)
+    total = run_round({c: encode_ints(v, 32) for c, v in ints.items()}, params,
+                      drops={Stage.MASKED_INPUT_COLLECTION: {6}}, seed=b"distributed-dp-noise-seed")
+    noise = decode_ints(total, 32).astype(np.float64)
+    assert np.array_equal(noise, sum(ints[c] for c in range(1, 6)).astype(np.float64))  # exact sum of U3
+    target = 2 * 5 * ddp.local_mu
+    assert target >= 2 * ddp.mu  # five >= t contributors: at least the promised noise
+    lo, hi = stats.chi2.ppf([1e-6, 1 - 1e-6], dim - 1) / (dim - 1)
+    assert lo < noise.var(ddof=1) / target < hi
+    assert abs(noise.mean()) < 5 * math.sqrt(target / dim)
+
+
+def test_receipt_names_dropped_clients_and_a_noise_shortfall() -> None:
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    parts = data.split_iid(len(ds.y_train), 10)
+    # calibrated for t = 10 contributors, but 2 of the 10 drop each round: every round is short of noise
+    ddp = calibrate_distributed(8.0, 1e-5, 3, clip=0.5, dim=m.n_params, min_contributors=10, max_clients=10)
+    hist = fedavg.run_fedavg(m, models.SgdTrainer(m, epochs=1, lr=0.05), ds, parts,
+                             fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.2, ddp=ddp), fedavg.PlainAggregator())
+    rounds = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
+               "skipped": o.skipped, "noise_contributors": o.noise_contributors} for o in hist.rounds]
+    rc = fedavg_receipt("t", "plain", rounds, 10, ddp, None)
+    assert all(len(r["dropped"]) == 2 for r in rc["participants"]["rounds"])
+    assert all(r["noise_contributors"] == 8 for r in rc["participants"]["rounds"])
+    privacy = rc["differential_privacy"]
+    assert privacy["rounds_short_of_noise"] == [1, 2, 3]
+    assert privacy["realised_epsilon"] > 8.0 and "spent epsilon" in privacy["shortfall"]
+    assert any("only its own 1/10 share" in t for t in rc["trust_assumptions"])
