@@ -117,6 +117,9 @@ class _Round:
     done: spb.SecAggDone | None = None
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # set once the round is done or aborted: what presence streams wait for (not woken at every stage change)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _params_proto: spb.SecAggRoundParams | None = field(default=None, repr=False)
     aborted_stage: str = ""
     reason: str = ""
     task: asyncio.Task[None] | None = None
@@ -130,9 +133,13 @@ class _Round:
         return self.stages[self.open_index] if self.open_index >= 0 else Stage.SETUP
 
     def proto_params(self) -> spb.SecAggRoundParams:
-        p = params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
-        p.quantization.CopyFrom(self.quantization)
-        return p
+        """The round's public parameters (built once: every join reply carries them; callers copy, never
+        mutate)."""
+        if self._params_proto is None:
+            p = params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
+            p.quantization.CopyFrom(self.quantization)
+            self._params_proto = p
+        return self._params_proto
 
     def token_valid(self, cid: int, token: str | None) -> bool:
         want = self.token_hashes.get(cid)
@@ -373,8 +380,7 @@ class SecAggService(spbg.SecAggServicer):
         try:
             yield spb.SecAggPresence(state="attending", stage=rnd.stage.value)
             try:
-                async with rnd.cond:
-                    await asyncio.wait_for(rnd.cond.wait_for(lambda: rnd.state != "running"), rnd.round_bound_s())
+                await asyncio.wait_for(rnd.ended.wait(), rnd.round_bound_s())
             except TimeoutError:
                 pass
             ended = True
@@ -477,7 +483,10 @@ class SecAggService(spbg.SecAggServicer):
         async with rnd.cond:
             for name, value in changes.items():
                 setattr(rnd, name, value)
-            rnd.cond.notify_all()
+            if rnd.state != "running":
+                rnd.ended.set()
+            if "open_index" in changes or "state" in changes:  # what waiting Next calls wait for
+                rnd.cond.notify_all()
 
     def _persist(self, rnd: _Round, state: str = "running", outcome: bytes = b"") -> None:
         """Journal the round's state -- before anyone is told of it, so a result a client saw is never lost."""

@@ -46,6 +46,8 @@ VERSION = 2
 MAX_HEADER_BYTES = 16 * 2**20
 _REGISTRY: dict[str, type[Any]] = {}
 _TAGS: dict[type[Any], str] = {}
+# field names (declaration order) of every dataclass met by the encoder: dataclasses.fields() is slow per call
+_DATACLASS_NAMES: dict[type[Any], tuple[str, ...]] = {}
 T = TypeVar("T")
 
 
@@ -75,6 +77,17 @@ def _word_width(vec: np.ndarray[Any, Any]) -> int:
 
 def _to_json(value: object, blobs: list[bytes] | None) -> Any:
     """The header value of ``value``; appends vector words to ``blobs`` (None: header only)."""
+    kind = type(value)
+    # the common exact types first (a dict lookup each), the general rules below for the rest
+    if kind is int or kind is str or kind is bool:
+        return value
+    if kind is bytes:
+        return value.hex()  # type: ignore[attr-defined]
+    if kind is tuple:
+        return [_to_json(v, blobs) for v in value]  # type: ignore[attr-defined]
+    names = _DATACLASS_NAMES.get(kind)
+    if names is not None:
+        return {name: _to_json(getattr(value, name), blobs) for name in names}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (bool, int, str)):
@@ -91,6 +104,8 @@ def _to_json(value: object, blobs: list[bytes] | None) -> Any:
     if isinstance(value, tuple):
         return [_to_json(v, blobs) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if not issubclass(kind, Enum):
+            _DATACLASS_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
         return {f.name: _to_json(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
     raise TypeError(f"cannot encode a {type(value).__name__}")
 
@@ -128,59 +143,99 @@ class _Words:
         return raw
 
 
-def _from_json(value: Any, hint: Any, where: str, words: _Words) -> Any:
+# Decoding walks the class's type hints, not the data: each field type gets a decoder built once
+# (resolving hints and testing what kind of type a hint is costs more than decoding a short field).
+_Decoder = Callable[[Any, str, "_Words"], Any]
+
+
+def _make_decoder(hint: Any) -> _Decoder:
     origin = typing.get_origin(hint)
     if hint is bool:
-        if not isinstance(value, bool):
-            raise ProtocolViolation(f"{where}: expected a boolean")
-        return value
+        def boolean(value: Any, where: str, words: _Words) -> Any:
+            if not isinstance(value, bool):
+                raise ProtocolViolation(f"{where}: expected a boolean")
+            return value
+        return boolean
     if hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ProtocolViolation(f"{where}: expected an integer")
-        return value
+        def integer(value: Any, where: str, words: _Words) -> Any:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ProtocolViolation(f"{where}: expected an integer")
+            return value
+        return integer
     if hint is str:
-        if not isinstance(value, str):
-            raise ProtocolViolation(f"{where}: expected a string")
-        return value
+        def string(value: Any, where: str, words: _Words) -> Any:
+            if not isinstance(value, str):
+                raise ProtocolViolation(f"{where}: expected a string")
+            return value
+        return string
     if hint is bytes:
-        try:
-            return bytes.fromhex(value)
-        except (TypeError, ValueError):
-            raise ProtocolViolation(f"{where}: expected a hex string") from None
+        def hexbytes(value: Any, where: str, words: _Words) -> Any:
+            try:
+                return bytes.fromhex(value)
+            except (TypeError, ValueError):
+                raise ProtocolViolation(f"{where}: expected a hex string") from None
+        return hexbytes
     if isinstance(hint, type) and issubclass(hint, Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise ProtocolViolation(f"{where}: unknown value") from None
+        enum_cls = hint
+
+        def enum(value: Any, where: str, words: _Words) -> Any:
+            try:
+                return enum_cls(value)
+            except ValueError:
+                raise ProtocolViolation(f"{where}: unknown value") from None
+        return enum
     if origin is np.ndarray:
-        if (not isinstance(value, dict) or set(value) != {"len", "word"} or value["word"] not in (4, 8)
-                or not isinstance(value["len"], int) or isinstance(value["len"], bool) or value["len"] < 0):
-            raise ProtocolViolation(f"{where}: expected a vector descriptor {{\"len\": n, \"word\": 4|8}}")
-        return words.take(value["len"], value["word"], where)
+        def vector(value: Any, where: str, words: _Words) -> Any:
+            if (not isinstance(value, dict) or set(value) != {"len", "word"} or value["word"] not in (4, 8)
+                    or not isinstance(value["len"], int) or isinstance(value["len"], bool) or value["len"] < 0):
+                raise ProtocolViolation(f"{where}: expected a vector descriptor {{\"len\": n, \"word\": 4|8}}")
+            return words.take(value["len"], value["word"], where)
+        return vector
     if origin is tuple:
         args = typing.get_args(hint)
-        if not isinstance(value, list) or len(args) != 2 or args[1] is not Ellipsis:
-            raise ProtocolViolation(f"{where}: expected a list")
-        return tuple(_from_json(v, args[0], f"{where}[{i}]", words) for i, v in enumerate(value))
+        if len(args) != 2 or args[1] is not Ellipsis:
+            def not_a_list(value: Any, where: str, words: _Words) -> Any:
+                raise ProtocolViolation(f"{where}: expected a list")
+            return not_a_list
+        item = _make_decoder(args[0])
+
+        def sequence(value: Any, where: str, words: _Words) -> Any:
+            if not isinstance(value, list):
+                raise ProtocolViolation(f"{where}: expected a list")
+            return tuple([item(v, f"{where}[{i}]", words) for i, v in enumerate(value)])
+        return sequence
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where, words)
-    raise TypeError(f"{where}: unsupported field type {hint!r}")
+        cls = hint
+
+        def nested(value: Any, where: str, words: _Words) -> Any:
+            return _build(cls, value, where, words)
+        return nested
+
+    def unsupported(value: Any, where: str, words: _Words) -> Any:
+        raise TypeError(f"{where}: unsupported field type {hint!r}")
+    return unsupported
+
+
+def _from_json(value: Any, hint: Any, where: str, words: _Words) -> Any:
+    return _make_decoder(hint)(value, where, words)
 
 
 @functools.lru_cache(maxsize=None)
-def _fields_of(cls: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """(type hints, field names in declaration order) of a message class; resolving hints is slow, so once."""
-    return typing.get_type_hints(cls), tuple(f.name for f in dataclasses.fields(cls))
+def _fields_of(cls: type[Any]) -> tuple[tuple[tuple[str, _Decoder], ...], frozenset[str], tuple[str, ...]]:
+    """((field name, decoder) in declaration order, the names as a set, sorted) of a message class; once."""
+    hints = typing.get_type_hints(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return tuple((name, _make_decoder(hints[name])) for name in names), frozenset(names), tuple(sorted(names))
 
 
 def _build(cls: type[T], obj: Any, where: str, words: _Words) -> T:
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{where}: expected an object")
-    hints, names = _fields_of(cls)  # type: ignore[arg-type]
-    if set(obj) != set(names):
-        raise ProtocolViolation(f"{where}: fields {sorted(obj)} do not match {sorted(names)}")
+    fields, names, ordered = _fields_of(cls)  # type: ignore[arg-type]
+    if obj.keys() != names:
+        raise ProtocolViolation(f"{where}: fields {sorted(obj)} do not match {list(ordered)}")
     # declaration order, as the encoder appended the vector words
-    kwargs = {name: _from_json(obj[name], hints[name], f"{where}.{name}", words) for name in names}
+    kwargs = {name: dec(obj[name], f"{where}.{name}", words) for name, dec in fields}
     return cls(**kwargs)
 
 

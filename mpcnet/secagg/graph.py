@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
 from mpcnet.secagg.crypto import LABEL_GRAPH, SEED_BYTES, SeededRandom, randbelow
@@ -71,7 +73,7 @@ def complete_graph(ids: Sequence[int]) -> NeighbourGraph:
 
 def random_regular_graph(ids: Sequence[int], degree: int, seed: bytes) -> NeighbourGraph:
     """The permuted Harary graph H(degree, n) described in the module docstring."""
-    order = sorted(ids)
+    order = tuple(sorted(ids))
     n = len(order)
     if len(seed) != SEED_BYTES:
         raise ValueError(f"graph seed must be {SEED_BYTES} bytes, got {len(seed)}")
@@ -79,6 +81,14 @@ def random_regular_graph(ids: Sequence[int], degree: int, seed: bytes) -> Neighb
         raise ValueError(f"degree must be in [1, {n - 1}] for {n} clients, got {degree}")
     if (n * degree) % 2:
         raise ValueError(f"no {degree}-regular graph on {n} vertices (n*k must be even)")
+    return _regular(order, degree, bytes(seed))
+
+
+# The graph is a pure function of public values (ids, degree, seed), and a NeighbourGraph is immutable, so
+# parties in one process (the simulated clients of a round, the server) may share one; bounded: O(n k) each.
+@lru_cache(maxsize=16)
+def _regular(order: tuple[int, ...], degree: int, seed: bytes) -> NeighbourGraph:
+    n = len(order)
     rng = SeededRandom(seed, LABEL_GRAPH)
     perm = list(order)
     for i in range(n - 1, 0, -1):
@@ -91,4 +101,4 @@ def random_regular_graph(ids: Sequence[int], degree: int, seed: bytes) -> Neighb
             a, b = perm[i], perm[(i + off) % n]
             adj[a].add(b)
             adj[b].add(a)
-    return NeighbourGraph(tuple(order), {u: frozenset(adj[u]) for u in order})
+    return NeighbourGraph(order, MappingProxyType({u: frozenset(adj[u]) for u in order}))

@@ -8,7 +8,8 @@ bits k and a public bound n on the number of clients summed:
    levels (the 2^52 cap keeps v exact enough in float64);
 3. round stochastically: q = floor(v) + [u < v - floor(v)] with u uniform in
    [0, 1) from the injected :class:`~mpcnet.secagg.crypto.RandomSource`
-   (OS entropy by default; 53-bit uniforms from its bytes), so E[q] = v.
+   (by default a fresh OS-entropy seed expanded by AES-256-CTR; 53-bit
+   uniforms from its bytes), so E[q] = v.
 
 Head-room: every q is in [0, L], so a sum of m <= n vectors is at most
 n*L <= 2^k - 1 and never wraps.  ``dequantize_sum(S, m)`` returns
@@ -30,13 +31,15 @@ so sum_k n_k q_k <= L * W never wraps.  The decoded weighted mean has error
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from mpcnet.core.ring import RingArray
-from mpcnet.secagg.crypto import RandomSource, resolve
+from mpcnet.core import prg as core_prg
+from mpcnet.secagg.crypto import LABEL_QUANTIZE, SEED_BYTES, RandomSource
 from mpcnet.secagg.errors import ParamsError
 from mpcnet.secagg.prg import MAX_BITS, modulus_mask
 
@@ -45,8 +48,16 @@ MAX_LEVELS = 2**52
 
 
 def uniforms(count: int, rng: RandomSource | None = None) -> FloatArray:
-    """``count`` uniforms in [0, 1) with 53 random bits each, from ``rng``."""
-    words = np.frombuffer(resolve(rng).random_bytes(8 * count), dtype="<u8")
+    """``count`` uniforms in [0, 1) with 53 random bits each, from ``rng``.
+
+    Default: a fresh 256-bit OS-entropy seed expanded by the project PRG (AES-256-CTR,
+    :func:`mpcnet.core.prg.expand_bytes`, label :data:`LABEL_QUANTIZE`) -- as :func:`mpcnet.core.prg.random_ring`
+    does; far cheaper than reading 8 bytes per element from the OS (getrandom is slow for long vectors)."""
+    if rng is None:
+        data = core_prg.expand_bytes(secrets.token_bytes(SEED_BYTES), LABEL_QUANTIZE, 8 * count)
+    else:
+        data = rng.random_bytes(8 * count)
+    words = np.frombuffer(data, dtype="<u8")
     return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 

@@ -9,11 +9,12 @@ both 256-bit values, so one field element each (the Mersenne prime
    a_i uniform in the field (from the injected :class:`RandomSource`,
    ``secrets`` by default); party x receives f(x).  The x-coordinates are
    the client ids (non-zero, distinct).
-2. ``reconstruct``: Lagrange interpolation at 0 from the first t shares (by
-   id), with the Lagrange coefficients cached per holder set (a SecAgg
-   server reconstructs hundreds of secrets from the same holders).  When
-   more than t shares are given, all of them are checked to lie on one
-   polynomial of degree < t, and a disagreement raises
+2. ``reconstruct``: Lagrange interpolation at 0 through the given shares,
+   with the Lagrange coefficients cached per holder set (a SecAgg server
+   reconstructs hundreds of secrets from the same holders).  When more
+   than t shares are given, all of them are first checked to lie on one
+   polynomial of degree < t (so interpolating through all of them equals
+   interpolating through any t), and a disagreement raises
    :class:`InconsistentShares` (so t+1 honest-looking shares cannot silently
    give a wrong secret).  The check is the dual-code test: with barycentric
    weights v_i = 1 / prod_{j != i} (x_i - x_j) over all m holders,
@@ -105,15 +106,20 @@ def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
 
 @lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
-    """L_i(at) for the holders ``xs`` (cached: the same holder set serves many secrets)."""
+    """L_i(at) = v_i * prod_{j != i} (at - x_j) for the holders ``xs`` (cached: the same holder set serves many
+    secrets); the products by prefix and suffix, so no inversion beyond the barycentric weights'."""
     if at in xs:
         return tuple(int(x == at) for x in xs)
     v = _barycentric(xs, prime)
-    full = 1
-    for x in xs:
-        full = full * (at - x) % prime
-    inv = _inverses([(at - x) % prime for x in xs], prime)
-    return tuple(full * inv[i] % prime * v[i] % prime for i in range(len(xs)))
+    diffs = [(at - x) % prime for x in xs]
+    suffix = [1] * (len(xs) + 1)
+    for i in range(len(xs) - 1, -1, -1):
+        suffix[i] = suffix[i + 1] * diffs[i] % prime
+    out, prefix = [], 1
+    for i in range(len(xs)):
+        out.append(prefix * suffix[i + 1] % prime * v[i] % prime)
+        prefix = prefix * diffs[i] % prime
+    return tuple(out)
 
 
 _SMALL_FIELD = 2**64
@@ -148,9 +154,10 @@ def reconstruct(shares: Mapping[int, int], threshold: int, prime: int = FIELD_PR
             if sum(w * y for w, y in zip(row, values)) % prime:
                 raise InconsistentShares(f"the {len(ordered)} shares (holders {ordered[0]}..{ordered[-1]}) do not "
                                          f"lie on one polynomial of degree < {threshold}: inconsistent shares")
-    base = ordered[:threshold]
-    coeffs = _lagrange(base, 0, prime)
-    return sum(y * c for y, c in zip(values[:threshold], coeffs)) % prime
+    # all the shares lie on one polynomial of degree < t (checked above), so interpolating through all of them
+    # gives the same f(0) as through the first t -- with the barycentric weights the check already computed
+    coeffs = _lagrange(ordered, 0, prime)
+    return sum(y * c for y, c in zip(values, coeffs)) % prime
 
 
 def encode_share(value: int) -> bytes:

@@ -132,11 +132,13 @@ def server_step(state: ServerState, responses: Mapping[int, ShareKeysResponse]) 
     new, accepted = server_collect(state, Stage.SHARE_KEYS, responses,
                                    lambda cid, msg: check_response(state, cid, msg))
     u2 = new.after(Stage.SHARE_KEYS)
-    routed = {
-        v: tuple(e for u in sorted(accepted) for e in accepted[u].shares if e.receiver == v)
-        for v in sorted(u2)
-    }
-    return new.replace(routed=routed)
+    inbox: dict[int, list[EncryptedShare]] = {v: [] for v in sorted(u2)}
+    for u in sorted(accepted):  # one pass over the ciphertexts; each inbox in ascending sender order
+        for e in accepted[u].shares:
+            box = inbox.get(e.receiver)
+            if box is not None:
+                box.append(e)
+    return new.replace(routed={v: tuple(box) for v, box in inbox.items()})
 
 
 def open_shares(state: ClientState, sender: int, ciphertext: bytes | None = None) -> tuple[int, int]:
