@@ -117,3 +117,40 @@ def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> A
         "note": ("these outputs are exact and not covered by DP: " + ", ".join(exact)) if exact else
                 "every output is a DP release",
     }
+
+
+def secagg_receipt(round_id: str, params: Any, state: str, done: Any = None, aborted: Any = None) -> dict[str, Any]:
+    """The receipt of one SecAgg round, from its parameters (SecAggRoundParams) and outcome (SecAggDone or
+    SecAggAborted) -- all the coordinator keeps in its journal, so a receipt can be rebuilt after a restart."""
+    sparse = int(getattr(params, "graph", 0)) == 2  # SECAGG_GRAPH_SECAGGPLUS
+    n, t = len(params.client_ids), int(params.threshold)
+    if sparse:
+        layer = (f"secure aggregation, SecAgg+ (Bell et al.): each of the {n} clients masks with and shares its "
+                 f"keys among its {params.degree or 'default'} graph neighbours; threshold t = {t} within each "
+                 "neighbourhood")
+        trust = (f"semi-honest coordinator; fewer than t = {t} of any client's neighbours collude with it; the "
+                 "graph is random and fixed before the clients' keys are known")
+    else:
+        layer = (f"secure aggregation (Bonawitz et al.): pairwise masks between all {n} clients plus a self mask; "
+                 f"Shamir threshold t = {t} of {n}")
+        trust = f"semi-honest coordinator; at most t - 1 = {t - 1} clients collude with it"
+    out: dict[str, Any] = {
+        "round": round_id,
+        "released": "the sum of the included clients' vectors (mod 2^%d), to the round's operator" % params.bits,
+        "layers": [layer],
+        "participants": {"registered": list(params.client_ids)},
+        "coordinator_saw": "masked vectors, the key advertisements, encrypted shares it relays, the Shamir shares "
+                           "it needs to unmask, and the sum; no client's vector",
+        "differential_privacy": "none at the round level: the sum is exact (FedAvg's distributed DP adds Skellam "
+                                "noise before masking; its model receipt accounts for it)",
+        "trust_assumptions": [trust, "each client's vector is exact in the sum: SecAgg hides who sent what, not "
+                                     "what the sum says"],
+        "state": state,
+    }
+    if done is not None and state == "done":
+        out["participants"]["included"] = sorted(done.included)
+        out["participants"]["dropped"] = [{"client": d.client_id, "stage": d.stage} for d in done.dropped]
+    elif aborted is not None and state == "aborted":
+        out["released"] = "nothing: the round aborted"
+        out["aborted"] = {"stage": aborted.stage, "reason": aborted.reason}
+    return out

@@ -136,6 +136,8 @@ def _result(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tup
             line["sum_file"] = args.sum_out
     elif res.state == "aborted":
         line["reason"] = res.aborted.reason
+    if res.receipt_json:
+        line["receipt"] = json.loads(res.receipt_json)
     print(json.dumps(line))
     return 0 if res.state == "done" else 3 if res.state == "aborted" else 4
 

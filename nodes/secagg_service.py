@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -56,6 +57,7 @@ from mpcnet.errors import (AlreadyExists, FailedPrecondition, InvalidInput, NotF
                            ResourceExhausted, Unauthenticated)
 from mpcnet.events import EventBus, InProcessEventBus
 from mpcnet.journal import CoordinatorJournal
+from mpcnet.receipt import secagg_receipt
 from mpcnet.transport.metrics import RoleMetrics
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.encoding import decode, encode, tag_of
@@ -350,6 +352,8 @@ class SecAggService(spbg.SecAggServicer):
             else:
                 out.aborted.ParseFromString(kept.outcome)
                 out.stage = out.aborted.stage
+            params = spb.SecAggRoundParams.FromString(kept.params)
+            out.receipt_json = json.dumps(secagg_receipt(kept.round_id, params, kept.state, out.done, out.aborted))
             return out
         rnd = self._round(request.round_id)
         reply = spb.SecAggGetResultReply(round_id=rnd.round_id, state=rnd.state, stage=rnd.stage.value)
@@ -357,6 +361,9 @@ class SecAggService(spbg.SecAggServicer):
             reply.done.CopyFrom(rnd.done_message())
         elif rnd.state == "aborted":
             reply.aborted.CopyFrom(spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
+        if rnd.state != "running":
+            reply.receipt_json = json.dumps(secagg_receipt(rnd.round_id, rnd.proto_params(), rnd.state, reply.done,
+                                                           reply.aborted))
         return reply
 
     @stream_servicer_errors

@@ -159,18 +159,20 @@ class SecAggGetResultRequest(_message.Message):
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
 
 class SecAggGetResultReply(_message.Message):
-    __slots__ = ("round_id", "state", "stage", "done", "aborted")
+    __slots__ = ("round_id", "state", "stage", "done", "aborted", "receipt_json")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     ABORTED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_JSON_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     state: str
     stage: str
     done: SecAggDone
     aborted: SecAggAborted
-    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[_Union[SecAggDone, _Mapping]] = ..., aborted: _Optional[_Union[SecAggAborted, _Mapping]] = ...) -> None: ...
+    receipt_json: str
+    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[_Union[SecAggDone, _Mapping]] = ..., aborted: _Optional[_Union[SecAggAborted, _Mapping]] = ..., receipt_json: _Optional[str] = ...) -> None: ...
 
 class SecAggAttendRequest(_message.Message):
     __slots__ = ("round_id", "client_id")

@@ -147,6 +147,11 @@ def test_one_client_sigkilled(cluster: LocalCluster, stage: str, in_sum: list[in
     assert list(res.done.included) == in_sum
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, stage)]
     assert np.array_equal(aggregate_of(res.done), expected_sum(seed, in_sum))
+    # the round's privacy receipt names who was summed and who dropped, and at which stage
+    receipt = json.loads(res.receipt_json)
+    assert receipt["participants"] == {"registered": [1, 2, 3, 4, 5], "included": in_sum,
+                                       "dropped": [{"client": 5, "stage": stage}]}
+    assert "threshold t = 3 of 5" in receipt["layers"][0] and receipt["state"] == "done"
 
 
 @pytest.mark.parametrize("stage", ["share_keys", "masked_input_collection", "unmasking"])
@@ -184,6 +189,8 @@ def test_too_many_killed_aborts_naming_the_stage(cluster: LocalCluster) -> None:
     res = result(cluster, rnd)
     assert res.state == "aborted" and res.aborted.stage == "masked_input_collection"
     assert "2 survivors" in res.aborted.reason
+    receipt = json.loads(res.receipt_json)
+    assert receipt["released"].startswith("nothing") and receipt["aborted"]["stage"] == "masked_input_collection"
 
 
 def test_secaggplus_round(cluster: LocalCluster) -> None:
@@ -564,9 +571,25 @@ def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr
     line = json.loads(res.stdout)
     assert line["state"] == "done" and line["included"] == [1, 2, 3, 4] and line["dropped"] == []
+    assert line["receipt"]["participants"]["included"] == [1, 2, 3, 4]  # the CLI shows the round's receipt
     assert json.loads(sum_file.read_text()) == expected_sum("cli", [1, 2, 3, 4]).tolist()
     no_secret = dict(env)
     no_secret.pop("MPCNET_CLUSTER_SECRET")
     bad = subprocess.run(cli + ["result", "--round", created["round"]], env=no_secret, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "cluster secret" in bad.stderr
+
+
+def test_round_receipt_survives_a_coordinator_restart(tmp_path: Path) -> None:
+    """The receipt is rebuilt from the journal (parameters and outcome) after the coordinator is SIGKILLed."""
+    with LocalCluster(2, workdir=tmp_path / "cluster", stage_timeout_s=20, rpc_timeout_s=10) as own:
+        rnd = create_round(own, [1, 2, 3, 4], t=3)
+        victim = spawn(own, rnd, [4], "restart", die_at="masked_input_collection")
+        survivors = spawn(own, rnd, [1, 2, 3], "restart")
+        assert finish(victim)[0] == -9 and finish(survivors)[0] == 0
+        before = json.loads(result(own, rnd).receipt_json)
+        own.kill("coordinator")
+        own.start_coordinator()
+        after = json.loads(result(own, rnd).receipt_json)
+        assert after == before
+        assert after["participants"]["dropped"] == [{"client": 4, "stage": "masked_input_collection"}]
