@@ -73,7 +73,7 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                    "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
                    "noise_multiplier": dp.noise_multiplier, "realised_epsilon": realised,
                    "rounds_short_of_noise": short,
-                   "accountant": "dp-accounting RDP at integer orders, Skellam bound (Agarwal et al. 2021, Thm 3.5) "
+                   "accountant": "dp-accounting RDP at integer orders, the Skellam bound (Agarwal et al. 2021) "
                                  "as zCDP events"}
         if short:
             privacy["shortfall"] = (f"rounds {short} summed fewer than t = {dp.min_contributors} clients' noise: "

@@ -2,9 +2,10 @@
 
 * :func:`discrete_laplace_epsilon`: the PLD accountant's epsilon (delta = 0) for DLap(a) noise on a statistic
   of integer sensitivity -- the MPC jobs' dp_sum / dp_mean / dp_count releases.
-* :func:`skellam_event` / :func:`skellam_epsilon`: distributed DP for FedAvg (mpcnet/fl/distributed_dp.py).
-  The Skellam mechanism's Renyi-DP bound (Agarwal, Kairouz and Liu, NeurIPS 2021, Theorem 3.5) is stated as a
-  ``ZCDpEvent(rho, xi)``; composition over rounds and the conversion to (epsilon, delta) are the library's.
+* :func:`skellam_events` / :func:`skellam_epsilon`: distributed DP for FedAvg (mpcnet/fl/distributed_dp.py).
+  The Skellam mechanism's Renyi-DP bound (Agarwal, Kairouz and Liu, NeurIPS 2021; the multi-dimensional bound,
+  the same formula google-research/federated's distributed_dp accounting uses) is stated as ``ZCDpEvent``s;
+  composition over rounds and the conversion to (epsilon, delta) are the library's.
 """
 
 from __future__ import annotations
@@ -40,35 +41,41 @@ def discrete_laplace_epsilon(parameter: float, sensitivity: int) -> float:
 SKELLAM_ORDERS = tuple(range(2, 257)) + (320, 384, 512, 768, 1024)
 
 
-def skellam_event(mu: float, l1: float, l2: float) -> Any:
-    """One round of the multi-dimensional Skellam mechanism, Sk(mu, mu) per coordinate (variance 2 mu), on a
-    statistic of L1 / L2 sensitivity ``l1`` / ``l2``, as a dp-accounting event.
+def skellam_events(mu: float, l1: float, l2: float) -> tuple[Any, Any]:
+    """One round of the multi-dimensional Skellam mechanism, Sk(mu, mu) = Poisson(mu) - Poisson(mu) per
+    coordinate (variance V = 2 mu), on an integer statistic of L1 / L2 sensitivity ``l1`` / ``l2``, as two
+    dp-accounting events, each a valid bound on its own.
 
-    Agarwal, Kairouz, Liu (2021), Theorem 3.5: for integer alpha > 1,
-        eps(alpha) <= alpha l2^2 / (4 mu) + min(((2 alpha - 1) l2^2 + 6 l1) / (16 mu^2), 3 l1 / (4 mu)).
-    Keeping the first branch of the min (an upper bound of the min) makes it linear in alpha:
-        eps(alpha) <= alpha (l2^2 / (4 mu) + l2^2 / (8 mu^2)) + (6 l1 - l2^2) / (16 mu^2),
-    i.e. (xi, rho)-zCDP with rho = l2^2 / (4 mu) + l2^2 / (8 mu^2) and xi = max(0, (6 l1 - l2^2) / (16 mu^2))
-    (xi rounded up to 0 when negative: looser, still valid)."""
+    Agarwal, Kairouz, Liu (2021), stated for the variance V: for integer alpha > 1,
+        eps(alpha) <= alpha l2^2 / (2 V) + min(((2 alpha - 1) l2^2 + 6 l1) / (4 V^2), 3 l1 / (2 V)).
+    Each branch of the min is linear in alpha, i.e. (xi, rho)-zCDP:
+        A: rho = l2^2 / (2 V) + l2^2 / (2 V^2),  xi = max(0, (6 l1 - l2^2) / (4 V^2))
+        B: rho = l2^2 / (2 V),                   xi = 3 l1 / (2 V)
+    (a negative xi is rounded up to 0: looser, still valid -- the library refuses xi < 0)."""
     if not (mu > 0 and l2 > 0 and l1 > 0):
         raise InvalidInput("the Skellam event needs mu > 0 and positive sensitivities")
     dpa = _dp()
-    rho = l2 * l2 / (4 * mu) + l2 * l2 / (8 * mu * mu)
-    xi = max(0.0, (6 * l1 - l2 * l2) / (16 * mu * mu))
-    return dpa.dp_event.ZCDpEvent(rho, xi)
+    v = 2.0 * mu
+    a = dpa.dp_event.ZCDpEvent(l2 * l2 / (2 * v) + l2 * l2 / (2 * v * v), max(0.0, (6 * l1 - l2 * l2) / (4 * v * v)))
+    b = dpa.dp_event.ZCDpEvent(l2 * l2 / (2 * v), 3 * l1 / (2 * v))
+    return a, b
 
 
 def skellam_epsilon(mus: list[float], l1: float, l2: float, delta: float) -> float:
     """epsilon at ``delta`` after one Skellam round per entry of ``mus`` (each round's aggregate noise
-    Sk(mu, mu)), by dp-accounting's RDP accountant at integer orders."""
+    Sk(mu, mu)), by dp-accounting's RDP accountant at integer orders (where the bound holds); the smaller of the
+    two branches' answers (each branch alone is a valid guarantee)."""
     dpa = _dp()
-    acc = dpa.rdp.RdpAccountant(orders=SKELLAM_ORDERS)
     counts: dict[float, int] = {}
     for mu in mus:
         counts[mu] = counts.get(mu, 0) + 1
-    for mu, k in counts.items():
-        acc.compose(skellam_event(mu, l1, l2), k)
-    return float(acc.get_epsilon(delta))
+    best = float("inf")
+    for branch in (0, 1):
+        acc = dpa.rdp.RdpAccountant(orders=SKELLAM_ORDERS)
+        for mu, k in counts.items():
+            acc.compose(skellam_events(mu, l1, l2)[branch], k)
+        best = min(best, float(acc.get_epsilon(delta)))
+    return best
 
 
-__all__ = ["SKELLAM_ORDERS", "discrete_laplace_epsilon", "skellam_epsilon", "skellam_event"]
+__all__ = ["SKELLAM_ORDERS", "discrete_laplace_epsilon", "skellam_epsilon", "skellam_events"]

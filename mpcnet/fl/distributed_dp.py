@@ -18,7 +18,8 @@ Private Federated Learning", NeurIPS 2021):
 
 The Skellam family is closed under summation, so a round whose sum holds s >= t clients' inputs carries
 Sk(s mu / t, s mu / t), at least the Sk(mu, mu) the accountant was promised.  mu is the smallest value for which
-dp-accounting's RDP accountant, composing R rounds of the Skellam bound (mpcnet/dp/accounting.py), gives
+dp-accounting's RDP accountant, composing R rounds of the paper's multi-dimensional Skellam bound
+(mpcnet/dp/accounting.py; the formula google-research/federated's distributed_dp accounting also uses), gives
 epsilon(delta) <= the target.  A round that completes with fewer than t contributors (possible with SecAgg+'s
 sparse graph, not with the complete graph) carried less noise: its receipt says so and the shortfall in epsilon
 is recorded in the ledger.

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event, rdp
 from scipy import stats
+from scipy.special import logsumexp
 
-from mpcnet.dp.accounting import SKELLAM_ORDERS, skellam_epsilon, skellam_event
+from mpcnet.dp.accounting import SKELLAM_ORDERS, skellam_epsilon, skellam_events
 from mpcnet.errors import InvalidInput
 from mpcnet.fl import data, fedavg, models
 from mpcnet.fl.distributed_dp import calibrate_distributed, conditional_round, rounding_bound
@@ -22,21 +23,39 @@ from mpcnet.secagg.quantization import decode_ints, encode_ints
 from mpcnet.secagg.stage import Stage
 
 
-def test_skellam_event_is_theorem_3_5_as_zcdp_and_composes_in_the_library() -> None:
+def test_skellam_events_are_the_papers_bound_as_zcdp_and_compose_in_the_library() -> None:
     mu, l1, l2 = 5e4, 3000.0, 120.0
-    ev = skellam_event(mu, l1, l2)
-    assert ev.rho == pytest.approx(l2**2 / (4 * mu) + l2**2 / (8 * mu**2))
-    assert ev.xi == pytest.approx((6 * l1 - l2**2) / (16 * mu**2))
-    # the theorem's bound at integer alpha, first branch of the min, equals xi + rho alpha
+    v = 2 * mu  # Sk(mu, mu) has variance 2 mu; the paper states its bound for the variance
+    ev_a, ev_b = skellam_events(mu, l1, l2)
     for alpha in (2, 7, 40):
-        bound = alpha * l2**2 / (4 * mu) + ((2 * alpha - 1) * l2**2 + 6 * l1) / (16 * mu**2)
-        assert ev.xi + ev.rho * alpha == pytest.approx(bound)
-    # our epsilon is exactly the library's for the same events (known parameters)
-    acc = rdp.RdpAccountant(orders=SKELLAM_ORDERS)
-    acc.compose(dp_event.ZCDpEvent(ev.rho, ev.xi), 12)
-    assert skellam_epsilon([mu] * 12, l1, l2, 1e-6) == pytest.approx(acc.get_epsilon(1e-6), rel=1e-12)
+        branch_a = alpha * l2**2 / (2 * v) + ((2 * alpha - 1) * l2**2 + 6 * l1) / (4 * v**2)
+        branch_b = alpha * l2**2 / (2 * v) + 3 * l1 / (2 * v)
+        assert ev_a.xi + ev_a.rho * alpha == pytest.approx(branch_a)
+        assert ev_b.xi + ev_b.rho * alpha == pytest.approx(branch_b)
+    # our epsilon is exactly the library's for the same events (known parameters): the better branch
+    answers = []
+    for ev in (ev_a, ev_b):
+        acc = rdp.RdpAccountant(orders=SKELLAM_ORDERS)
+        acc.compose(dp_event.ZCDpEvent(ev.rho, ev.xi), 12)
+        answers.append(acc.get_epsilon(1e-6))
+    assert skellam_epsilon([mu] * 12, l1, l2, 1e-6) == pytest.approx(min(answers), rel=1e-12)
     # a negative xi is rounded up to 0 (looser, still valid)
-    assert skellam_event(mu, 1.0, 120.0).xi == 0.0
+    assert skellam_events(mu, 1.0, 120.0)[0].xi == 0.0
+
+
+@pytest.mark.parametrize("mu", [1.0, 5.0, 50.0])
+@pytest.mark.parametrize("shift", [1, 3])
+def test_the_bound_covers_the_exact_renyi_divergence_of_a_shifted_skellam(mu: float, shift: int) -> None:
+    """One dimension, sensitivity ``shift``: the exact D_alpha(Sk(mu,mu) + shift || Sk(mu,mu)) at integer alpha
+    stays below the bound the accountant is given (the check that the parameterisation is the paper's)."""
+    k = np.arange(-300, 301)
+    logp = stats.skellam.logpmf(k, mu, mu)
+    logq = stats.skellam.logpmf(k - shift, mu, mu)
+    ok = np.isfinite(logp) & np.isfinite(logq)
+    ev_a, ev_b = skellam_events(mu, float(shift), float(shift))
+    for alpha in (2, 3, 5, 10, 20):
+        exact = float(logsumexp(alpha * logq[ok] + (1 - alpha) * logp[ok])) / (alpha - 1)
+        assert exact <= min(ev_a.xi + ev_a.rho * alpha, ev_b.xi + ev_b.rho * alpha) * (1 + 1e-9)
 
 
 def test_skellam_approaches_the_gaussian_with_the_same_variance() -> None:
