@@ -1,7 +1,7 @@
 # One image for every role; the command picks it:
 #   docker run IMAGE coordinator|dealer|node --id N|client ...|round ...|watch ...
 # Users with a registry build it the usual way (BASE defaults to python:3.11-slim):
-#   pip wheel --wheel-dir build/wheelhouse . && docker build -t mpcnet .
+#   pip wheel --wheel-dir build/wheelhouse '.[dp]' && docker build -t mpcnet .
 # This machine has no registry: `make image` builds an offline base from Debian's packages
 # (scripts/build_image.sh: mmdebstrap + docker import) and passes BASE=mpcnet-base:bookworm.
 ARG BASE=python:3.11-slim
@@ -15,7 +15,7 @@ RUN command -v tc >/dev/null && command -v nft >/dev/null \
  || (apt-get update && apt-get install -y --no-install-recommends iproute2 nftables && rm -rf /var/lib/apt/lists/*)
 COPY build/wheelhouse /tmp/wheelhouse
 RUN python3 -m venv /opt/mpcnet \
- && /opt/mpcnet/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse mpcnet \
+ && /opt/mpcnet/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse 'mpcnet[dp]' \
  && rm -rf /tmp/wheelhouse \
  && useradd --system --uid 10001 --home-dir /var/lib/mpcnet --create-home mpcnet \
  && install -d -o mpcnet -g mpcnet -m 0700 /var/lib/mpcnet/certs /var/lib/mpcnet/state \

@@ -50,7 +50,7 @@ base_image() {
 # roles themselves never use them)
 base_image "$BASE_IMAGE" python3,python3-venv,ca-certificates,passwd,iproute2,nftables
 rm -rf build/wheelhouse
-"$PY" -m pip wheel --quiet --wheel-dir build/wheelhouse .
+"$PY" -m pip wheel --quiet --wheel-dir build/wheelhouse '.[dp]' 
 docker build --quiet --build-arg "BASE=$BASE_IMAGE" -t "$IMAGE" . >/dev/null
 size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
 summary="image $IMAGE: $((size / 1000000)) MB"

@@ -62,12 +62,19 @@ def test_containers_form_a_cluster_on_a_private_network(image: str, network: str
               f"        time.sleep(0.5)\n"
               f"j = a.create_job(); a.share(j, 'x', np.array([3, -4, 5]))\n"
               f"a.run(j, mpcnet.Program().mul('y', 'x', 'x').output('y', to=['a']))\n"
-              f"print(a.reveal(j, 'y').tolist())\n")
+              f"print(a.reveal(j, 'y').tolist())\n"
+              # a DP statistic: the coordinator's image has dp-accounting and keeps a ledger in its home
+              f"j = a.create_job(); a.share(j, 'v', np.arange(100.0), bound=100.0)\n"
+              f"r = a.run(j, mpcnet.Program().dp_sum('s', 'v', 1.0).output('s', to=['a']))\n"
+              f"rel = r.receipt['differential_privacy']['releases'][0]\n"
+              f"print('dp', rel['epsilon'], rel['ledger_remaining']['party:a'], abs(float(a.reveal(j, 's')) - 4950) < 10000)\n"
+              f"print([9, 16, 25])\n")
     t0 = time.monotonic()
     out = docker("run", "--rm", "--network", network, "--entrypoint", "python3", image, "-c", script, timeout=120,
                  check=False)
     assert out.returncode == 0, out.stderr + "\n" + docker("logs", names["coordinator"], check=False).stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[9, 16, 25]"
+    assert "dp 1.0 9.0 True" in out.stdout.splitlines()  # epsilon 1 charged, 9 of the default 10 left
     assert time.monotonic() - t0 < 120
     logs = docker("logs", names["node1"], check=False).stderr
     assert "PLAINTEXT gRPC on non-loopback" in logs  # announced loudly
