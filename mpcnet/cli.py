@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     fb.add_argument("--rounds", type=int, default=3)
     fb.add_argument("--epochs", type=int, default=5, help="local epochs per round")
     fb.add_argument("--model", choices=["logreg", "mlp"], default="mlp")
+    fb.add_argument("--hidden", type=int, default=64, help="MLP hidden units (the update's size grows with it)")
     sa = b.add_argument_group("secagg (one SecAgg round, mpcnet vs Flower 1.42 SecAgg+)")
     sa.add_argument("--clients", type=int, default=20)
     sa.add_argument("--dim", type=int, default=10_000, help="vector length")
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.workload == "fedavg":
         from mpcnet.bench.fedavg_bench import run_fedavg_bench
         return run_fedavg_bench([int(c) for c in args.fedavg_clients.split(",")], rounds=args.rounds,
-                                model_kind=args.model, epochs=args.epochs, graph=args.graph, out_dir=args.out)
+                                model_kind=args.model, hidden=args.hidden, epochs=args.epochs, graph=args.graph,
+                                out_dir=args.out)
     if args.command == "bench" and args.workload == "secagg":
         from mpcnet.bench.secagg_runner import run_secagg_bench
         return run_secagg_bench(args.clients, args.dim, args.dropout, args.graph, client_procs=args.client_procs,
