@@ -23,6 +23,8 @@ MODULE_COMMANDS = {
     "fedavg-sweep": ("mpcnet.fl.sweep", "sweep_main", "accuracy per round for several epsilons (table, JSON, PNG "
                      "plot)"),
     "ledger": ("mpcnet.ledger_cli", "ledger_main", "the epsilon ledger: privacy budgets and every DP release"),
+    "receipt": ("mpcnet.receipt_cli", "receipt_main", "the privacy receipt of an MPC job, a SecAgg round or a FedAvg "
+                "run"),
 }
 ARGS_HANDLERS = {"client": ("mpcnet.secagg_client", "client_main"),
                  **{name: (module, handler) for name, (module, handler, _) in MODULE_COMMANDS.items()}}

@@ -11,6 +11,7 @@ failure, which names the node and the stage.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import secrets
@@ -32,7 +33,7 @@ from mpcnet.errors import (
 from mpcnet.journal import CoordinatorJournal
 from mpcnet.receipt import job_receipt
 from mpcnet.transport.rpc import (
-    PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
+    CLUSTER_AUTH_KEY, PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
 )
 from mpcnet.wire import check_output_readers, program_from_proto, secret_type
 from nodes.dealer import material_to_proto
@@ -146,6 +147,12 @@ class CoordinatorService(pbg.CoordinatorServicer):
             raise Unauthenticated("unknown party token: register the party with this coordinator")
         return name
 
+    def operator(self, context: grpc.aio.ServicerContext) -> bool:
+        """The caller presents the cluster secret (an operator tool, not a party)."""
+        secret = self.cfg.cluster_secret
+        given = metadata_value(context, CLUSTER_AUTH_KEY)
+        return bool(secret) and given is not None and hmac.compare_digest(given.encode(), secret.encode())
+
     def job(self, job_id: str, party: str) -> CoordinatorJob:
         job = self.jobs.get(job_id)
         if job is None:
@@ -227,6 +234,11 @@ class CoordinatorService(pbg.CoordinatorServicer):
 
     @servicer_errors
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
+        if self.operator(context):  # `mpcnet receipt --job`: state and receipt, which hold no values
+            job = self.jobs.get(request.job_id)
+            if job is None:
+                raise NotFound(f"unknown job '{request.job_id}'")
+            return job.info()
         return self.job(request.job_id, self.caller(context)).info()
 
     async def create_batch(self, job: CoordinatorJob, plan: Plan) -> pb.CreateBatchResponse:

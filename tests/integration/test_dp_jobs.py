@@ -4,12 +4,13 @@ receipt carries the mechanism, epsilon and balance."""
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 
 import mpcnet
 from mpcnet.cluster import LocalCluster
-from mpcnet.errors import ResourceExhausted
+from mpcnet.errors import PermissionDenied, ResourceExhausted
 from mpcnet.ledger import EpsilonLedger
 from mpcnet.sdk import RunResult
 from tests.conftest import unique
@@ -70,3 +71,31 @@ def test_exact_outputs_beside_dp_releases_are_named_in_the_receipt(cluster: Loca
     dp = res.receipt["differential_privacy"]
     assert dp["exact_outputs"] == ["exact"] and "not covered by DP" in dp["note"]
     assert float(alice.reveal(job, "exact")) == pytest.approx(45.0, abs=1e-3)
+
+
+def test_receipt_cli_shows_a_jobs_receipt_to_the_operator_only(cluster: LocalCluster, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mpcnet.cluster import REPO_ROOT
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"))
+    job = alice.create_job(parties=[])
+    alice.share(job, "x", np.arange(20.0), bound=32.0)
+    alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).output("s", to=[alice.name]))
+    env = dict(os.environ, MPCNET_CLUSTER_SECRET=cluster.cluster_secret, MPCNET_COORDINATOR=cluster.coordinator,
+               PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, "-m", "mpcnet.cli", "receipt", "--job", job]
+    shown = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"privacy receipt of {job}" in shown.stdout and "s (sum of x): epsilon 0.5" in shown.stdout
+    as_json = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(as_json.stdout)["differential_privacy"]["releases"][0]["sensitivity"] == 64.0
+    env.pop("MPCNET_CLUSTER_SECRET")
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "cluster secret" in refused.stderr
+    # a party that is not in the job cannot read it either
+    bob = mpcnet.connect(cluster.coordinator, unique("bob"))
+    with pytest.raises(PermissionDenied):
+        bob.job(job)
+    assert json.loads(alice.job(job).receipt_json)["differential_privacy"]["releases"][0]["output"] == "s"

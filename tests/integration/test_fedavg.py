@@ -139,3 +139,8 @@ def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_ad
         assert len(r["dropped"]) == 2 and r["noise_contributors"] == len(r["included"]) == 7
     assert any("nobody sees an un-noised aggregate" in t for t in run["receipt"]["trust_assumptions"])
     assert run["accuracy"][-1] > 0.6
+    shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "receipt", "--file", str(out)], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "differential privacy: skellam (distributed)" in shown.stdout
+    assert shown.stdout.count("noise shares") == 3 and "epsilon 4, delta 1e-05" in shown.stdout

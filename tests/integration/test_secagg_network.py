@@ -572,6 +572,10 @@ def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> N
     line = json.loads(res.stdout)
     assert line["state"] == "done" and line["included"] == [1, 2, 3, 4] and line["dropped"] == []
     assert line["receipt"]["participants"]["included"] == [1, 2, 3, 4]  # the CLI shows the round's receipt
+    shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "receipt", "--round", created["round"]], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "summed: [1, 2, 3, 4]; dropped: none" in shown.stdout and "threshold t = 3 of 4" in shown.stdout
     assert json.loads(sum_file.read_text()) == expected_sum("cli", [1, 2, 3, 4]).tolist()
     no_secret = dict(env)
     no_secret.pop("MPCNET_CLUSTER_SECRET")
