@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def receipt_main(args: argparse.Namespace) -> int:
     try:
         receipts = _from_file(Path(args.file)) if args.file else {"": _from_coordinator(args)}
-    except (MpcnetError, OSError, ValueError) as exc:
+    except (MpcnetError, OSError, ValueError) as exc:  # ConfigError and CertError are ValueErrors
         print(f"mpcnet receipt: {exc}", file=sys.stderr)
         return 2
     for title, receipt in receipts.items():
@@ -63,17 +63,9 @@ def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
     import grpc
 
     from mpcnet.certs import Identity
-    from mpcnet.config import load_config
-    from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error, sync_channel
-    from mpcnet.transport.tls import TlsFiles
-    cfg = load_config(args.config)
-    address = args.coordinator or cfg.coordinator
-    if not cfg.cluster_secret:
-        raise InvalidInput("no cluster secret: pass --config with [cluster] secret_file, or set MPCNET_CLUSTER_SECRET "
-                           "(receipts are read by the operator; parties get theirs from run())")
-    md = ((CLUSTER_AUTH_KEY, cfg.cluster_secret),)
-    tls_dir = args.tls_dir or cfg.tls_dir
-    tls = TlsFiles.load(tls_dir, "coordinator", cfg.tls_name or "main") if tls_dir else None
+    from mpcnet.secagg_admin import operator_connection
+    from mpcnet.transport.rpc import from_rpc_error, sync_channel
+    address, md, tls = operator_connection(args)  # receipts are read by the operator; parties get theirs from run()
     with sync_channel(address, tls, Identity("coordinator", "main")) as channel:
         try:
             if args.job:

@@ -79,16 +79,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--sum-out", default=None, help="write the aggregate here as JSON")
 
 
+def operator_connection(args: argparse.Namespace) -> tuple[str, tuple[tuple[str, str], ...], TlsFiles | None]:
+    """(coordinator address, cluster-secret metadata, operator TLS) for an operator command's ``--config``,
+    ``--coordinator`` and ``--tls-dir`` (operator calls use the coordinator's own certificate)."""
+    cfg = load_config(args.config)
+    if not cfg.cluster_secret:
+        raise InvalidInput("no cluster secret: pass --config with [cluster] secret_file, or set "
+                           "MPCNET_CLUSTER_SECRET")
+    tls_dir = args.tls_dir or cfg.tls_dir
+    tls = TlsFiles.load(tls_dir, "coordinator", cfg.tls_name or "main") if tls_dir else None
+    return args.coordinator or cfg.coordinator, ((CLUSTER_AUTH_KEY, cfg.cluster_secret),), tls
+
+
 def round_main(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
-        address = args.coordinator or cfg.coordinator
-        if not cfg.cluster_secret:
-            raise InvalidInput("no cluster secret: pass --config with [cluster] secret_file, or set "
-                               "MPCNET_CLUSTER_SECRET")
-        metadata = ((CLUSTER_AUTH_KEY, cfg.cluster_secret),)
-        tls_dir = args.tls_dir or cfg.tls_dir
-        tls = TlsFiles.load(tls_dir, "coordinator", cfg.tls_name or "main") if tls_dir else None
+        address, metadata, tls = operator_connection(args)
         with sync_channel(address, tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
             try:
@@ -142,4 +147,4 @@ def _result(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tup
     return 0 if res.state == "done" else 3 if res.state == "aborted" else 4
 
 
-__all__ = ["round_main", "add_arguments", "parse_ids"]
+__all__ = ["round_main", "add_arguments", "operator_connection", "parse_ids"]
