@@ -269,11 +269,13 @@ def _dp_statistic(coordinator: str, console: Console) -> int:
     ages = np.array([34, 51, 67, 45, 29, 72, 58, 41, 63, 38] * 20, dtype=float)  # hospital A's 200 patients
     a = mpcnet.connect(coordinator, "hospital_a_stats")
     job = a.create_job(parties=[], name="dp-demo")
-    a.share(job, "age", ages, bound=120.0)  # the bound is declared, not derived from the data
+    # DP-only: no output of the job may reveal the ages except through the noise; the bound is declared, not
+    # derived from the data, and ages are non-negative, so one patient moves the sum by at most 120
+    a.share(job, "age", ages, bound=120.0, nonnegative=True, dp_only=True)
     res = a.run(job, mpcnet.Program().dp_mean("mean_age", "age", epsilon=1.0).output("mean_age", to=[a.name]))
     got = float(a.reveal(job, "mean_age"))
     rel = res.receipt["differential_privacy"]["releases"][0]
-    # sensitivity 240 / 200 = 1.2 years, scale ~1.2: |noise| < 25 fails with probability ~ e^-20
+    # sensitivity 120 / 200 = 0.6 years, scale ~0.6: |noise| < 25 fails with probability ~ e^-40
     ok = abs(got - ages.mean()) < 25
     console.print(f"mean age {got:.2f} (true {ages.mean():.2f}; {'[green]within the noise[/]' if ok else '[red]off[/]'})"
                   f": discrete Laplace, epsilon {rel['epsilon']:g}, sensitivity {rel['sensitivity']:g}, scale "

@@ -21,7 +21,9 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
         "inputs": [{"name": k, "owner": o, "seen_in_clear_by": [o],
                     "each_node_holds": "one uniformly random additive share",
                     "public": f"shape {list(t.shape)}, {'integer' if t.frac_bits == 0 else 'fixed point'}, "
-                              f"declared bound |x| <= {t.bound:g}"} for k, (t, o) in inputs.items()],
+                              f"declared bound {'0 <= x' if t.nonnegative else '|x|'} <= {t.bound:g}"
+                              + (", DP-only (released only with noise)" if t.dp_only else "")}
+                   for k, (t, o) in inputs.items()],
         "opened_to_nodes": (
             [f"{beaver} Beaver mask pair(s) d=x-a, e=y-b (uniformly random)"] if beaver else []
         ) + ([f"{trunc} truncation mask(s) x+r (uniformly random)"] if trunc else [])
@@ -75,7 +77,7 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                    "rounds_short_of_noise": short,
                    "accountant": "dp-accounting RDP at integer orders, the Skellam bound (Agarwal et al. 2021) "
                                  "as zCDP events"}
-        if short:
+        if short and realised > dp.epsilon:
             privacy["shortfall"] = (f"rounds {short} summed fewer than t = {dp.min_contributors} clients' noise: "
                                     f"the run spent epsilon {realised:.4g}, not {dp.epsilon:g}")
     elif dp is not None and dp.noise_multiplier > 0:
@@ -112,6 +114,10 @@ def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> A
                      "share (a difference of negative binomials); only all nodes together know the noise",
         "unit": "one row (individual) of the input; row counts are public, so neighbours replace one row",
         "guarantee": "pure epsilon-DP (delta = 0), accounted with dp-accounting's PLD accountant",
+        "limits": "assumes every node adds its share honestly and none colludes with a reader: a node working "
+                  "with a reader can subtract its own share (the rest carry (N-1)/N of the noise variance, not "
+                  "the promised epsilon); the dealer with one node sees the sum before the noise (it knows the "
+                  "truncation mask) -- the same non-collusion the secret sharing already assumes",
         "releases": privacy or [],
         "exact_outputs": exact,
         "note": ("these outputs are exact and not covered by DP: " + ", ".join(exact)) if exact else

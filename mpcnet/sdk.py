@@ -117,7 +117,7 @@ class Party:
         return str(info.job_id)
 
     def share(self, job_id: str, name: str, values: npt.ArrayLike, integer: bool | None = None,
-              bound: float | None = None) -> None:
+              bound: float | None = None, *, nonnegative: bool = False, dp_only: bool = False) -> None:
         """Secret-share ``values`` as input ``name`` of ``job_id``.
 
         ``bound`` is a public bound on |values| that the cluster uses to refuse
@@ -125,6 +125,11 @@ class Party:
         >= max|values|, which tells the nodes and coordinator the magnitude
         (to a power of two) of the input; pass a fixed bound to reveal nothing
         about the data.  Values above an explicit bound are refused here.
+
+        ``nonnegative``: declare every value in [0, bound] (checked here).  ``dp_only``: this input may be
+        released only through dp_sum / dp_mean / dp_count (differential privacy); the job refuses any other
+        output that depends on it.  A DP-only input needs an explicit ``bound``: a bound derived from the data
+        would leak through the noise scale.
         """
         try:
             arr = np.asarray(values)
@@ -140,12 +145,17 @@ class Party:
             kind = getattr(values, "dtype", type(values).__name__)
             raise InvalidInput(f"secret '{name}': cannot encode {kind} data as numbers") from None
         peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+        if dp_only and bound is None:
+            raise InvalidInput(f"secret '{name}': a DP-only input needs an explicit bound (bound=...): the noise is "
+                               "calibrated to it, so it must not come from the data")
+        if nonnegative and arr.size and float(np.min(arr)) < 0:
+            raise InvalidInput(f"secret '{name}': declared nonnegative, but holds negative values")
         if bound is None:
             bound = 2.0 ** math.ceil(math.log2(peak)) if peak > 1 else 1.0
         elif not bound > 0 or peak > bound:
             raise InvalidInput(f"secret '{name}': values exceed the declared bound (or the bound is not positive)")
         spec = pb.SecretSpec(name=name, shape=ring.shape, frac_bits=0 if integer else self.frac_bits,
-                             bound=float(bound))
+                             bound=float(bound), nonnegative=nonnegative, dp_only=dp_only)
         self._call("coordinator", self.coordinator.DeclareInput, pb.DeclareInputRequest(job_id=job_id, secret=spec))
         sharing = share_seeded(ring, len(self.node_ids), input_label(job_id, name))
         last = self.node_ids[-1]

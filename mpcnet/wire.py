@@ -51,7 +51,7 @@ def secret_type(spec: pb.SecretSpec, frac_bits: int, max_elements: int) -> Secre
     bound = float(spec.bound) or limit
     if not (0 < bound <= limit) or bound != bound:
         raise InvalidInput(f"secret '{spec.name}': bound must be in (0, 2^{62 - frac}]")
-    t = SecretType(shape, frac, bound)
+    t = SecretType(shape, frac, bound, bool(spec.nonnegative), bool(spec.dp_only))
     if t.size > max_elements:
         raise InvalidInput(f"secret '{spec.name}': {t.size} elements exceed the cluster limit of {max_elements}")
     if t.frac_bits not in (0, frac_bits):

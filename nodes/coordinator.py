@@ -61,13 +61,15 @@ class CoordinatorJob:
     def from_info(info: pb.JobInfo) -> "CoordinatorJob":
         """The job as the journal kept it (mpcnet/journal.py)."""
         return CoordinatorJob(info.job_id, info.name, tuple(info.parties), info.state,
-                              {s.name: (SecretType(tuple(s.shape), s.frac_bits, s.bound or None), s.owner)
+                              {s.name: (SecretType(tuple(s.shape), s.frac_bits, s.bound or None, s.nonnegative,
+                                                   s.dp_only), s.owner)
                                for s in info.inputs}, list(info.outputs), info.error, info.receipt_json)
 
     def info(self) -> pb.JobInfo:
         return pb.JobInfo(
             job_id=self.job_id, name=self.name, state=self.state, parties=self.parties,
-            inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o, bound=t.bound or 0.0)
+            inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o, bound=t.bound or 0.0,
+                                  nonnegative=t.nonnegative, dp_only=t.dp_only)
                     for k, (t, o) in self.inputs.items()],
             outputs=self.outputs, error=self.error, receipt_json=self.receipt)
 
@@ -221,7 +223,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
             raise AlreadyExists(f"job '{job.job_id}': secret '{request.secret.name}' is already declared "
                                 f"(by {job.inputs[request.secret.name][1]})")
         spec = pb.SecretSpec(name=request.secret.name, shape=t.shape, frac_bits=t.frac_bits, owner=caller,
-                             bound=t.bound or 0.0)
+                             bound=t.bound or 0.0, nonnegative=t.nonnegative, dp_only=t.dp_only)
         job.inputs[spec.name] = (t, caller)
         fwd = pb.DeclareInputRequest(job_id=job.job_id, secret=spec)
         try:
@@ -318,8 +320,16 @@ class CoordinatorService(pbg.CoordinatorServicer):
             plan = compile_program(program, {k: t for k, (t, _) in job.inputs.items()}, self.cfg.frac_bits)
         except ProgramError as exc:
             raise InvalidInput(str(exc)) from None
-        # DP releases spend from the epsilon ledger before anything runs; a refusal leaves the job open
-        privacy = await self.charge_releases(job, plan) if plan.releases else None
+        # DP releases spend from the epsilon ledger before anything runs; a refusal leaves the job open.  The state
+        # moves off "open" before the first await, so a concurrent RunJob of the same job cannot charge twice.
+        privacy = None
+        if plan.releases:
+            job.state = "charging"
+            try:
+                privacy = await self.charge_releases(job, plan)
+            except BaseException:
+                job.state = "open"
+                raise
         job.state = "running"
         self.persist(job)
         t0 = time.perf_counter()

@@ -38,12 +38,16 @@ the nodes add *inside* the shared domain, one share each (NB(1/N) - NB(1/N),
 mpcnet/dp/noise.py), so no node short of all N knows the noise.  The privacy
 unit is one row of the input (one individual); the row count is public, so
 neighbouring inputs differ by *replacing* a row: a sum of values in [-B, B]
-moves by at most 2B per element of the row, a count of 0/1 flags by 1.  The
+moves by at most 2B per element of the row (B when declared non-negative),
+a count of 0/1 flags by 1.  Only inputs their owner declared ``dp_only``
+can be released this way, and then *only* this way: no output of the job may
+depend on them except through the noise.  The
 sum is truncated to a grid where that sensitivity is at most 257 units (so
 the noise stays exactly representable) and DLap(epsilon / sensitivity) is
 added there: pure epsilon-DP.  A mean divides the *noisy* sum (post-processing,
-no extra cost).  Bounds come from the inputs' declared bounds: declare them
-explicitly; a bound derived from the data is not covered by the guarantee.
+no extra cost).  Bounds come from the inputs' declared bounds (the SDK
+refuses a DP-only input without an explicit bound); a program may declare a
+larger sensitivity, never a smaller one.
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ class SecretType:
     shape: Shape
     frac_bits: int  # 0 for integers
     bound: float | None = None
+    nonnegative: bool = False  # declared: values in [0, bound]
+    dp_only: bool = False  # the owner allows only DP releases of this input (and post-processing of them)
 
     @property
     def size(self) -> int:
@@ -294,7 +300,8 @@ class _Compiler:
         return f"%{hint}{self.tmp}"
 
     def need(self, name: str, op: Op) -> SecretType:
-        if name not in self.types or name in self.public:
+        # '%' names are the compiler's temporaries: a program cannot read them (e.g. a sum before its DP noise)
+        if name not in self.types or name in self.public or name.startswith("%"):
             raise ProgramError(f"{op.code.value} '{op.out}': unknown secret '{name}'")
         return self.types[name]
 
@@ -545,25 +552,26 @@ class _Compiler:
             raise ProgramError(f"dp_{kind} '{op.out}': '{src}' is empty")
         rows = t.shape[0] if t.shape else 1
         per_row = t.size // rows
-        is_input = src in self.inputs
+        if src not in self.inputs or not t.dp_only or t.bound is None:
+            raise ProgramError(f"dp_{kind} '{op.out}': '{src}' must be an input its owner declared DP-only "
+                               "(share(..., bound=B, dp_only=True)): the owner, not the program, decides that a value "
+                               "is released only with noise, and its declared bound sets the sensitivity")
+        s = t.frac_bits
+        # the owner's encoded values lie in [-R, R] (or [0, R] when declared non-negative): replacing one row
+        # (one individual) moves the sum by at most per_row * (2R or R) ring units -- exact, rounding included
+        r = math.floor(float(t.bound) * 2.0**s + 0.5)
+        ulps = per_row * (r if t.nonnegative else 2 * r)
         if kind == "count":
-            if t.frac_bits != 0 or t.bound is None or t.bound > 1 or len(t.shape) != 1 or not is_input:
-                raise ProgramError(f"dp_count '{op.out}': '{src}' must be an input vector of 0/1 integer flags "
-                                   "declared with bound 1")
-            sens = 1.0
+            if s != 0 or t.bound > 1 or not t.nonnegative or len(t.shape) != 1:
+                raise ProgramError(f"dp_count '{op.out}': '{src}' must be a vector of 0/1 integer flags declared "
+                                   "with bound=1, nonnegative=True")
         elif op.sensitivity is not None:
             if not (0 < op.sensitivity < math.inf):
                 raise ProgramError(f"dp_{kind} '{op.out}': sensitivity must be positive and finite")
-            sens = float(op.sensitivity)
-        else:
-            if not is_input or t.bound is None:
-                raise ProgramError(f"dp_{kind} '{op.out}': '{src}' is not an input with a declared bound; give the "
-                                   "sensitivity explicitly (sensitivity=...)")
-            # replace one row (one individual) of values in [-B, B]: the sum moves by at most 2 B per element
-            sens = 2.0 * float(t.bound) * per_row
-        s = t.frac_bits
-        # in ring units: encoding rounds each value by <= 1/2 unit, so two rows differ by one unit more
-        ulps = math.ceil(sens * 2.0**s) + (1 if s > 0 else 0)
+            # a declared sensitivity may only raise the bound-derived one (each element rounds by < 1 unit)
+            ulps = max(ulps, math.ceil(op.sensitivity * 2.0**s) + (per_row if s > 0 else 0))
+        ulps = max(ulps, 1)
+        sens = ulps / 2.0**s
         grid_bits = max(0, math.ceil(math.log2(ulps / 256))) if ulps > 256 else 0
         # a truncation by grid_bits is floor(x / 2^g) + {0, 1}: one more unit of sensitivity on the grid
         grid_sens = math.ceil(ulps / 2**grid_bits) + (1 if grid_bits else 0)
@@ -579,6 +587,7 @@ class _Compiler:
         noisy_t = SecretType((), s - grid_bits)
         noisy = self.emit(IrCode.NOISE, self.temp("dpnoise"), (total,), noisy_t, value=len(self.releases) - 1,
                           mag=None if m is None else m + 64.0 / a)
+        self.deps[noisy] = frozenset()  # everything after the noise is post-processing of a DP release
         if grid_bits:
             noisy = self.emit(IrCode.SCALE, self.temp("dpgrid"), (noisy,), SecretType((), s), value=1 << grid_bits)
         return noisy, rows
@@ -616,13 +625,19 @@ def compile_program(
     comp = _Compiler(inputs, frac_bits, division_bits)
     for op in program.ops:
         comp.define(op)
+    dp_only = {k for k, t in inputs.items() if t.dp_only}
     for name, readers in program.outputs.items():
         if name not in comp.types or name in comp.public:
             raise ProgramError(f"output '{name}' is not defined by the program or inputs")
         if not readers:
             raise ProgramError(f"output '{name}' names no reader")
+        raw = sorted(comp.deps.get(name, frozenset()) & dp_only)
+        if raw:
+            raise ProgramError(f"output '{name}' depends on {', '.join(repr(r) for r in raw)} without DP noise: its "
+                               "owner declared it DP-only (release it with dp_sum, dp_mean or dp_count)")
     canonical = json.dumps(
-        {"program": program.to_json(), "inputs": {k: [list(t.shape), t.frac_bits, t.bound] for k, t in sorted(inputs.items())},
+        {"program": program.to_json(),
+         "inputs": {k: [list(t.shape), t.frac_bits, t.bound, t.nonnegative, t.dp_only] for k, t in sorted(inputs.items())},
          "f": frac_bits, "T": division_bits},
         sort_keys=True,
     )

@@ -14,8 +14,10 @@ whole noise, while no party (and no coalition short of all of them) knows it:
 Samplers: Poisson by inversion below lambda = 10 and by Hoermann's PTRS transformed rejection above (the
 algorithm numpy uses, vectorised here); NB(r, p) as Poisson(Gamma(r, p / (1 - p))).  Every uniform comes from
 :class:`mpcnet.fl.sampling.Draws` (an AES-CTR stream or OS entropy), never numpy's or ``random``'s PRNG.
-Floating point enters through the uniforms (53 bits) and log-gamma; lambda is kept below 2^40, where the
-acceptance test is accurate to ~1e-4 in log-probability (callers coarsen their grid to stay far below).
+Floating point enters through the uniforms (53 bits) and log-gamma.  The acceptance test subtracts terms of
+size ~ lambda log lambda, so its error grows with lambda: ~1e-9 at 2^20, ~2e-4 at 2^36 in log-probability.
+lambda is refused above 2^36; callers stay far below (the MPC grid keeps DLap scales under ~2^18, distributed
+DP halves its scale until the local Skellam parameter is under 2^32).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mpcnet.fl.sampling import Draws
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-MAX_LAMBDA = 2.0**40
+MAX_LAMBDA = 2.0**36
 _SMALL = 10.0
 _LOG_FACT = np.array([math.lgamma(k + 1.0) for k in range(256)])
 
@@ -54,7 +56,7 @@ def poisson(lam: FloatArray | float, draws: Draws, size: int | None = None) -> I
         lam_arr = np.full(1 if size is None else size, float(lam_arr))
     lam_arr = lam_arr.ravel()
     if np.any(~np.isfinite(lam_arr)) or np.any(lam_arr < 0) or np.any(lam_arr > MAX_LAMBDA):
-        raise ValueError(f"Poisson rates must be finite and in [0, 2^40], got max {float(np.max(lam_arr)):g}")
+        raise ValueError(f"Poisson rates must be finite and in [0, 2^36], got max {float(np.max(lam_arr)):g}")
     out = np.zeros(lam_arr.size, dtype=np.int64)
     small = np.flatnonzero((lam_arr > 0) & (lam_arr < _SMALL))
     if small.size:

@@ -147,8 +147,9 @@ def calibrate_distributed(epsilon: float, delta: float, rounds: int, clip: float
             else:
                 hi = mid
         mu = hi
-        # head-room: every coordinate of the sum is within max_clients * (S + 1) + 12 noise std of 0
-        spread = max_clients * (s + 1) + 12 * math.sqrt(2 * mu * max_clients / min_contributors)
+        # head-room: a client's rounded coordinate is at most D2 in size, so every coordinate of the sum is within
+        # max_clients * D2 + 12 noise std of 0
+        spread = max_clients * l2 + 12 * math.sqrt(2 * mu * max_clients / min_contributors)
         if mu / min_contributors <= MAX_LAMBDA / 16 and spread < 2.0 ** (bits - 1):
             return DistributedDp(epsilon, delta, rounds, clip, dim, s / clip, l2, l1, mu, min_contributors, bits)
         if s < 64:

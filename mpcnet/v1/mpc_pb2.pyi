@@ -7,18 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SecretSpec(_message.Message):
-    __slots__ = ("name", "shape", "frac_bits", "owner", "bound")
+    __slots__ = ("name", "shape", "frac_bits", "owner", "bound", "nonnegative", "dp_only")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     BOUND_FIELD_NUMBER: _ClassVar[int]
+    NONNEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    DP_ONLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     frac_bits: int
     owner: str
     bound: float
-    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., frac_bits: _Optional[int] = ..., owner: _Optional[str] = ..., bound: _Optional[float] = ...) -> None: ...
+    nonnegative: bool
+    dp_only: bool
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., frac_bits: _Optional[int] = ..., owner: _Optional[str] = ..., bound: _Optional[float] = ..., nonnegative: _Optional[bool] = ..., dp_only: _Optional[bool] = ...) -> None: ...
 
 class TensorChunk(_message.Message):
     __slots__ = ("data", "total_elements", "part")

@@ -10,7 +10,7 @@ import pytest
 
 import mpcnet
 from mpcnet.cluster import LocalCluster
-from mpcnet.errors import PermissionDenied, ResourceExhausted
+from mpcnet.errors import InvalidInput, PermissionDenied, ResourceExhausted
 from mpcnet.ledger import EpsilonLedger
 from mpcnet.sdk import RunResult
 from tests.conftest import unique
@@ -30,8 +30,8 @@ def test_dp_statistics_receipt_ledger_and_refusal(cluster: LocalCluster) -> None
 
     def run(out_name: str, eps: float) -> tuple[RunResult, str]:
         job = alice.create_job(parties=[bob.name])
-        alice.share(job, "x", x, bound=10.0)
-        alice.share(job, "flags", flags, bound=1)
+        alice.share(job, "x", x, bound=10.0, dp_only=True)
+        alice.share(job, "flags", flags, bound=1, nonnegative=True, dp_only=True)
         prog = (mpcnet.Program().dp_mean(out_name, "x", eps).dp_count("n", "flags", eps)
                 .output(out_name, to=[bob.name]).output("n", to=[bob.name]))
         return alice.run(job, prog), job
@@ -62,15 +62,24 @@ def test_dp_statistics_receipt_ledger_and_refusal(cluster: LocalCluster) -> None
         assert led.remaining(f"party:{alice.name}")[0] == pytest.approx(4.0)
 
 
-def test_exact_outputs_beside_dp_releases_are_named_in_the_receipt(cluster: LocalCluster) -> None:
+def test_dp_only_inputs_leave_only_through_noise_and_exact_outputs_are_named(cluster: LocalCluster) -> None:
     alice = mpcnet.connect(cluster.coordinator, unique("alice"))
     job = alice.create_job(parties=[])
-    alice.share(job, "x", np.arange(10.0), bound=16.0)
-    res = alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("exact", "x")
+    alice.share(job, "x", np.arange(10.0), bound=16.0, nonnegative=True, dp_only=True)
+    alice.share(job, "y", np.arange(10.0), bound=16.0)
+    # the raw sum of a DP-only input is refused before anything is charged or run; the job stays open
+    with pytest.raises(InvalidInput, match="without DP noise"):
+        alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("raw", "x")
+                  .output("s", to=[alice.name]).output("raw", to=[alice.name]))
+    res = alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("exact", "y")
                     .output("s", to=[alice.name]).output("exact", to=[alice.name]))
     dp = res.receipt["differential_privacy"]
     assert dp["exact_outputs"] == ["exact"] and "not covered by DP" in dp["note"]
+    assert dp["releases"][0]["sensitivity"] == 16.0  # non-negative values: one row moves the sum by B
+    assert "DP-only" in [i for i in res.receipt["inputs"] if i["name"] == "x"][0]["public"]
     assert float(alice.reveal(job, "exact")) == pytest.approx(45.0, abs=1e-3)
+    with pytest.raises(InvalidInput, match="explicit bound"):
+        alice.share(alice.create_job(parties=[]), "z", np.ones(3), dp_only=True)
 
 
 def test_receipt_cli_shows_a_jobs_receipt_to_the_operator_only(cluster: LocalCluster, tmp_path) -> None:
@@ -81,7 +90,7 @@ def test_receipt_cli_shows_a_jobs_receipt_to_the_operator_only(cluster: LocalClu
     from mpcnet.cluster import REPO_ROOT
     alice = mpcnet.connect(cluster.coordinator, unique("alice"))
     job = alice.create_job(parties=[])
-    alice.share(job, "x", np.arange(20.0), bound=32.0)
+    alice.share(job, "x", np.arange(20.0), bound=32.0, dp_only=True)
     alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).output("s", to=[alice.name]))
     env = dict(os.environ, MPCNET_CLUSTER_SECRET=cluster.cluster_secret, MPCNET_COORDINATOR=cluster.coordinator,
                PYTHONPATH=str(REPO_ROOT))
