@@ -127,10 +127,15 @@ def fedavg_main(args: argparse.Namespace) -> int:
                     address, md = cluster.coordinator, cluster.auth_metadata
                 agg = fedavg.SecAggAggregator(address, md, clip=args.clip, max_total_samples=len(ds.y_train),
                                               tls=tls, admin_tls=admin, graph=args.graph)
+            shortfall = _ShortfallRecorder(args, kind, ddp, console) if ddp is not None and ledger_state else None
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"FedAvg ({kind})", total=args.rounds)
-                histories[kind] = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg,
-                                                    on_round=lambda _o, _a: bar.advance(task))
+
+                def on_round(out: fedavg.RoundOutcome, _acc: float) -> None:
+                    bar.advance(task)
+                    if shortfall is not None:
+                        shortfall.round_done(out)
+                histories[kind] = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg, on_round=on_round)
     except MpcnetError as exc:
         console.print(f"[red]mpcnet fedavg: {exc}[/]")
         return 1
@@ -164,9 +169,6 @@ def fedavg_main(args: argparse.Namespace) -> int:
                   for r, o in zip(rounds, h.rounds)]
         runs[k] = {"accuracy": h.accuracy, "rounds": rounds,
                    "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state)}
-        privacy = runs[k]["receipt"]["differential_privacy"]
-        if ddp is not None and ledger_state and privacy.get("realised_epsilon", 0) > ddp.epsilon + 1e-9:
-            _record_shortfall(args, k, ddp, privacy, console)
     for k, run in runs.items():
         rc = run["receipt"]
         console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +
@@ -207,16 +209,38 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
                 "remaining": [eps, dl]}
 
 
-def _record_shortfall(args: argparse.Namespace, kind: str, ddp: Any, privacy: dict[str, Any], console: Any) -> None:
-    """Rounds that summed fewer noise shares than planned spent more than was charged: record the difference."""
-    from mpcnet.ledger import EpsilonLedger
-    key = args.ledger_dataset or f"sklearn:{args.dataset}"
-    extra = privacy["realised_epsilon"] - ddp.epsilon
-    with EpsilonLedger(args.ledger) as ledger:
-        ledger.record_overrun(key, f"fedavg-{kind} (shortfall)", "skellam (distributed DP): rounds below t",
-                              {"rounds": privacy["rounds_short_of_noise"]}, extra, 0.0)
-        eps, _ = ledger.remaining(key)
-    console.print(f"[yellow]ledger: {privacy['shortfall']}; recorded epsilon {extra:.4g} more ({eps:g} left)[/]")
+class _ShortfallRecorder:
+    """Distributed DP: a round that summed fewer than t clients' noise spent more than was charged.  After each
+    round, the epsilon of the rounds so far at their actual noise (and the rest at the planned t) is compared with
+    what the ledger already holds for this run; any excess is recorded at once, so a run that crashes later has
+    still recorded what it spent."""
+
+    def __init__(self, args: argparse.Namespace, kind: str, ddp: Any, console: Any) -> None:
+        self.args, self.kind, self.ddp, self.console = args, kind, ddp, console
+        self.contributors: list[int] = []
+        self.recorded = ddp.epsilon  # charged before the run
+
+    def round_done(self, out: Any) -> None:
+        if out.skipped or out.mean is None:
+            return  # nothing was released
+        self.contributors.append(out.noise_contributors)
+        planned_rest = [self.ddp.min_contributors] * max(0, self.ddp.rounds - len(self.contributors))
+        realised = self.ddp.realised_epsilon(self.contributors + planned_rest)
+        if realised <= self.recorded + 1e-9:
+            return
+        from mpcnet.ledger import EpsilonLedger
+        key = self.args.ledger_dataset or f"sklearn:{self.args.dataset}"
+        extra = realised - self.recorded
+        with EpsilonLedger(self.args.ledger) as ledger:
+            ledger.record_overrun(key, f"fedavg-{self.kind} round {out.round} (shortfall)",
+                                  "skellam (distributed DP): round below t",
+                                  {"round": out.round, "noise_contributors": out.noise_contributors,
+                                   "t": self.ddp.min_contributors}, extra, 0.0)
+            eps, _ = ledger.remaining(key)
+        self.recorded = realised
+        self.console.print(f"[yellow]ledger: round {out.round} summed {out.noise_contributors} noise shares, fewer "
+                           f"than t = {self.ddp.min_contributors}: recorded epsilon {extra:.4g} more ({eps:g} "
+                           "left)[/]")
 
 
 def _coordinator(args: argparse.Namespace) -> tuple[str | None, tuple[tuple[str, str], ...], Any, Any]:

@@ -134,3 +134,31 @@ def test_receipt_names_dropped_clients_and_a_noise_shortfall() -> None:
     assert privacy["rounds_short_of_noise"] == [1, 2, 3]
     assert privacy["realised_epsilon"] > 8.0 and "spent epsilon" in privacy["shortfall"]
     assert any("only its own 1/10 share" in t for t in rc["trust_assumptions"])
+
+
+def test_a_round_short_of_noise_is_recorded_in_the_ledger_as_it_happens(tmp_path) -> None:
+    import argparse
+
+    from mpcnet.fl.cli import _ShortfallRecorder
+    from mpcnet.ledger import EpsilonLedger
+
+    class Quiet:
+        def print(self, *_a: object) -> None: ...
+
+    ddp = calibrate_distributed(4.0, 1e-5, 3, clip=0.5, dim=62, min_contributors=10, max_clients=12)
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("sklearn:x", 10.0, 1e-4)
+        led.charge("sklearn:x", "fedavg-secagg", "skellam", {}, 4.0, 1e-5)
+    args = argparse.Namespace(ledger=str(path), ledger_dataset=None, dataset="x")
+    rec = _ShortfallRecorder(args, "secagg", ddp, Quiet())
+    rec.round_done(fedavg.RoundOutcome(1, [], [], [], mean=np.zeros(1), noise_contributors=12))  # more than t
+    rec.round_done(fedavg.RoundOutcome(2, [], [], [], skipped="aborted"))  # released nothing
+    with EpsilonLedger(path) as led:
+        assert len(led.releases("sklearn:x")) == 1
+    rec.round_done(fedavg.RoundOutcome(3, [], [], [], mean=np.zeros(1), noise_contributors=5))  # half the noise
+    with EpsilonLedger(path) as led:
+        rels = led.releases("sklearn:x")
+        assert len(rels) == 2 and "round 3" in rels[1].name
+        spent = led.spent("sklearn:x")[0]
+    assert spent == pytest.approx(ddp.realised_epsilon([12, 5, 10]), rel=1e-9) and spent > 4.0
