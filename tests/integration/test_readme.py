@@ -22,3 +22,17 @@ def test_readme_sdk_example_runs() -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == "[ 6.  -2.  -1.5]"
     assert lines[1] == "2.5"
+
+
+def test_readme_dp_statistics_example_runs() -> None:
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    example = next(b for b in blocks if "dp_mean" in b)
+    out = subprocess.run([sys.executable, "-c", example], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    mean_age, smokers = lines[0].split()
+    # noise scales 1.2 (mean: 120 / 200 / 0.5) and 2 (count): 20 and 40 are ~16-20 scales away
+    assert abs(float(mean_age) - 49.625) < 20 and abs(int(smokers) - 75) < 40
+    assert lines[1].startswith("mean_age 0.5 0.6 {'party:alice': ")
+    assert lines[2] == "smokers 0.5 1.0 {'party:alice': 9.0}"
