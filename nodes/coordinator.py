@@ -291,10 +291,15 @@ class CoordinatorService(pbg.CoordinatorServicer):
                         "delta": 0.0, "sensitivity": rel.sensitivity / rel.divisor, "noise_scale": rel.noise_scale,
                         "datasets": [f"party:{o}" for o in owners]})
         default = (self.cfg.dp_budget, 0.0) if self.cfg.dp_budget > 0 else None
-        try:
+
+        def charge() -> dict[str, tuple[float, float]]:
+            # in a worker thread with its own connection: a busy ledger (SQLite waits up to 10 s for a writer)
+            # must not stall the event loop the SecAgg rounds share
             with EpsilonLedger(self.ledger_path()) as ledger:
                 ledger.charge_all(charges, default_budget=default)
-                balances = {d: ledger.remaining(d) for d in {c[0] for c in charges}}
+                return {d: ledger.remaining(d) for d in {c[0] for c in charges}}
+        try:
+            balances = await asyncio.to_thread(charge)
         except BudgetExceeded as exc:
             raise ResourceExhausted(f"job '{job.job_id}': {exc}") from None
         except InvalidInput as exc:  # no budget set and no default
