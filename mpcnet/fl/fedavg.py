@@ -106,6 +106,7 @@ class SecAggAggregator:
             raise InvalidInput("graph must be full (SecAgg) or sparse (SecAgg+)")
         self.graph = graph
         self.tag = secrets.token_hex(3)
+        self._rounds_run = 0  # round ids stay unique when one aggregator serves several runs
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
         import grpc
@@ -136,8 +137,9 @@ class SecAggAggregator:
             quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_RING)
         else:
             quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=self.clip, bound=self.max_total)
+        self._rounds_run += 1
         params = spb.SecAggRoundParams(
-            round_id=f"fedavg-{self.tag}-r{round_no}", client_ids=ids, threshold=t,
+            round_id=f"fedavg-{self.tag}-{self._rounds_run}-r{round_no}", client_ids=ids, threshold=t,
             vector_length=dim if integer else dim + 1,
             bits=self.bits, stage_deadline_s=self.stage_deadline_s,
             graph=spb.SECAGG_GRAPH_SECAGGPLUS if self.graph == "sparse" else spb.SECAGG_GRAPH_COMPLETE,

@@ -118,6 +118,9 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
     assert [r["clients"] for r in rows] == [4, 30] and [r["graph"] for r in rows] == ["full", "sparse"]
     for r in rows:  # quantization only: the same model either way
         assert r["accuracy_gap_points"] < 0.5 and r["secure_round_s"] > 0 and r["plain_round_s"] > 0
+        # the gRPC baseline averages the float64 updates exactly: the same model as numpy in memory
+        assert r["plain_accuracy"] == r["memory_accuracy"] and r["memory_round_s"] > 0
+        assert r["overhead_ratio"] == pytest.approx(r["secure_round_s"] / r["plain_round_s"])
 
 
 def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_added_noise(tmp_path: Path) -> None:

@@ -1,0 +1,192 @@
+"""The insecure baseline of `mpcnet bench fedavg`: plain FedAvg over gRPC, no privacy.
+
+A FedAvg round without SecAgg still moves every client's update to the server: each client opens a channel
+and sends its update in the clear, the server waits for the round's clients, computes the sample-weighted
+mean and answers every caller with it (what Flower's plain FedAvg does with fit results).  The benchmark
+compares SecAgg's round with this one -- the same training, the same client simulation (one channel per
+client in one asyncio process), a server in its own process like the coordinator -- so the ratio is what
+privacy adds to a federated round, not to an in-memory numpy sum (which the benchmark reports as well).
+
+Wire (bench only, no proto): one unary method ``/mpcnet.bench.PlainAverage/Submit`` on raw bytes.
+Request: ``<IIId`` round, client id, clients in the round, weight; then the update as little-endian float64.
+Reply: the weighted mean as little-endian float64.  The server is a loopback development tool: no TLS, no
+authentication, and it exits by itself after ``--idle-exit`` seconds without a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import grpc
+import numpy as np
+
+from mpcnet.errors import InvalidInput
+from mpcnet.transport.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
+
+SERVICE = "mpcnet.bench.PlainAverage"
+METHOD = f"/{SERVICE}/Submit"
+HEADER = struct.Struct("<IIId")
+MAX_DIM = (MAX_MESSAGE_BYTES - HEADER.size) // 8
+KEEP_ROUNDS = 8  # finished rounds remembered (late duplicates get a clear error, memory stays bounded)
+
+
+def encode_submission(round_no: int, client: int, expected: int, weight: float, update: np.ndarray) -> bytes:
+    if update.size > MAX_DIM:
+        raise InvalidInput(f"the plain baseline sends one message per update: at most {MAX_DIM} parameters, "
+                           f"got {update.size}")
+    return HEADER.pack(round_no, client, expected, weight) + np.ascontiguousarray(update, dtype="<f8").tobytes()
+
+
+@dataclass
+class _Round:
+    expected: int
+    dim: int
+    got: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    mean: bytes = b""
+
+
+class PlainAverageServicer:
+    def __init__(self) -> None:
+        self.rounds: dict[int, _Round] = {}
+        self.last_request = time.monotonic()
+
+    async def submit(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.last_request = time.monotonic()
+        if len(request) < HEADER.size or (len(request) - HEADER.size) % 8:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"a submission is a {HEADER.size}-byte header and float64 words; got {len(request)} bytes")
+        round_no, client, expected, weight = HEADER.unpack_from(request)
+        vec = np.frombuffer(request, dtype="<f8", offset=HEADER.size)
+        if expected < 1 or not weight > 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "clients in the round must be >= 1 and the weight > 0")
+        state = self.rounds.get(round_no)
+        if state is None:
+            state = self.rounds[round_no] = _Round(expected, vec.size)
+            for old in sorted(self.rounds)[:-KEEP_ROUNDS]:
+                del self.rounds[old]
+        if (state.expected, state.dim) != (expected, vec.size):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"round {round_no} has {state.expected} clients and {state.dim} parameters; client "
+                                f"{client} says {expected} and {vec.size}")
+        if client in state.got or state.done.is_set():
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"round {round_no}: client {client} already submitted "
+                                "or the round is over")
+        state.got[client] = (weight, vec)
+        if len(state.got) == state.expected:
+            weights = np.array([w for w, _ in state.got.values()])
+            stacked = np.stack([v for _, v in state.got.values()])
+            state.mean = (weights @ stacked / weights.sum()).astype("<f8").tobytes()
+            state.done.set()
+        remaining = context.time_remaining()
+        try:
+            await asyncio.wait_for(state.done.wait(), timeout=max(0.0, (remaining or 30.0) - 0.05))
+        except asyncio.TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"round {round_no}: {len(state.got)} of {state.expected} clients submitted before the "
+                                "deadline")
+        return state.mean
+
+
+async def serve(listen: str, idle_exit_s: float) -> None:
+    servicer = PlainAverageServicer()
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    handler = grpc.method_handlers_generic_handler(SERVICE, {"Submit": grpc.unary_unary_rpc_method_handler(servicer.submit)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port(listen)
+    await server.start()
+    print(f"listening on {listen.rsplit(':', 1)[0]}:{port}", flush=True)
+    while time.monotonic() - servicer.last_request < idle_exit_s:  # bounded: gone once nobody calls
+        await asyncio.sleep(min(1.0, idle_exit_s))
+    await server.stop(1.0)
+
+
+class PlainAverageProcess:
+    """The server in a child process (like the coordinator, on its own core when there is one)."""
+
+    def __init__(self, idle_exit_s: float = 600.0) -> None:
+        self.idle_exit_s = idle_exit_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+
+    def __enter__(self) -> "PlainAverageProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "mpcnet.bench.plain_average", "--listen", "127.0.0.1:0",
+                                      "--idle-exit", str(self.idle_exit_s)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()  # the child prints its address once it serves
+        if not line.startswith("listening on "):
+            self.__exit__()
+            raise RuntimeError(f"the plain-averaging server did not start (said {line!r})")
+        self.address = line.removeprefix("listening on ")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class NetworkPlainAggregator:
+    """Plain FedAvg over gRPC: each client sends its update in the clear; the server returns the weighted mean."""
+
+    name = "plain-grpc"
+
+    def __init__(self, address: str, rpc_timeout_s: float = 60.0) -> None:
+        self.address, self.rpc_timeout_s = address, rpc_timeout_s
+
+    def aggregate(self, round_no: int, updates: Sequence[Any], drop: Sequence[int]) -> Any:
+        from mpcnet.fl.fedavg import RoundOutcome
+        from mpcnet.transport.rpc import from_rpc_error
+
+        gone = set(drop)
+        kept = [u for u in updates if u.client not in gone]
+        out = RoundOutcome(round_no, [u.client for u in updates], [u.client for u in kept], sorted(gone))
+        if not kept:
+            out.skipped = "every sampled client dropped"
+            return out
+        tag = secrets.randbelow(2**32)  # the server's round key: unique across aggregators sharing a server
+
+        async def client(u: Any) -> bytes:
+            payload = encode_submission(tag, u.client, len(kept), float(u.samples), u.delta)
+            async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+                try:
+                    reply: bytes = await channel.unary_unary(METHOD)(payload, timeout=self.rpc_timeout_s)
+                    return reply
+                except grpc.RpcError as exc:
+                    raise from_rpc_error(exc, f"plain-averaging server at {self.address} (client {u.client})") from None
+
+        async def everyone() -> list[bytes]:
+            return list(await asyncio.gather(*(client(u) for u in kept)))
+
+        replies = asyncio.run(everyone())
+        out.mean = np.frombuffer(replies[0], dtype="<f8").copy()
+        out.total_samples = sum(u.samples for u in kept)
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mpcnet.bench.plain_average", description=__doc__.splitlines()[0])
+    p.add_argument("--listen", default="127.0.0.1:0")
+    p.add_argument("--idle-exit", type=float, default=600.0, help="exit after this many seconds without a request")
+    args = p.parse_args(argv)
+    asyncio.run(serve(args.listen, args.idle_exit))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["NetworkPlainAggregator", "PlainAverageProcess", "PlainAverageServicer", "encode_submission"]
