@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import select
 import struct
 import subprocess
 import sys
@@ -121,7 +122,8 @@ class PlainAverageProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "mpcnet.bench.plain_average", "--listen", "127.0.0.1:0",
                                       "--idle-exit", str(self.idle_exit_s)], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()  # the child prints its address once it serves
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60.0)  # the child prints its address once it serves
+        line = self.proc.stdout.readline().strip() if ready else "nothing within 60 s"
         if not line.startswith("listening on "):
             self.__exit__()
             raise RuntimeError(f"the plain-averaging server did not start (said {line!r})")
