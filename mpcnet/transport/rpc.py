@@ -98,6 +98,11 @@ def stream_servicer_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# the diagnoses below, as they read when a peer passes one on in its own error: not classified a second time
+_OWN_UNAVAILABLE_PHRASES = ("the TLS handshake failed (", "closed the connection during set-up (",
+                            "cut the connection during the TLS handshake (", " is unreachable: ")
+
+
 def from_rpc_error(exc: grpc.RpcError, who: str) -> MpcnetError:
     """Map a received gRPC error to the matching MpcnetError, naming the peer."""
     code = exc.code() if hasattr(exc, "code") else None
@@ -106,6 +111,12 @@ def from_rpc_error(exc: grpc.RpcError, who: str) -> MpcnetError:
     cls = errors.BY_STATUS.get(name, MpcnetError)
     if name == "UNAVAILABLE":
         text = details or ""
+        if any(phrase in text for phrase in _OWN_UNAVAILABLE_PHRASES):  # a peer relaying its own diagnosis
+            return errors.PeerUnavailable(f"{who}: {text}")
+        if ("Handshake read failed" in text or "Handshake write failed" in text) and "certificate" not in text:
+            # the TCP connection was cut before any certificate was judged: a dying, restarting or non-TLS peer
+            return errors.PeerUnavailable(f"{who} cut the connection during the TLS handshake ({text}): it may be "
+                                          "down or restarting, or not serving TLS on that port")
         if "andshake" in text or "Verification" in text or "certificate" in text:
             return errors.PeerUnavailable(f"{who}: the TLS handshake failed ({text}); check that both sides' "
                                           "certificates come from the cluster CA, are not expired, and that the "
