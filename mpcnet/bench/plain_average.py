@@ -37,6 +37,7 @@ METHOD = f"/{SERVICE}/Submit"
 HEADER = struct.Struct("<IIId")
 MAX_DIM = (MAX_MESSAGE_BYTES - HEADER.size) // 8
 KEEP_ROUNDS = 8  # finished rounds remembered (late duplicates get a clear error, memory stays bounded)
+ABANDONED_S = 600.0  # an unfinished round untouched this long is dropped
 
 
 def encode_submission(round_no: int, client: int, expected: int, weight: float, update: np.ndarray) -> bytes:
@@ -53,12 +54,23 @@ class _Round:
     got: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     mean: bytes = b""
+    touched: float = field(default_factory=time.monotonic)
 
 
 class PlainAverageServicer:
     def __init__(self) -> None:
         self.rounds: dict[int, _Round] = {}
         self.last_request = time.monotonic()
+
+    def _forget_old_rounds(self) -> None:
+        """Keep the last KEEP_ROUNDS finished rounds (round numbers are random: age is insertion order) and
+        drop unfinished ones nobody has added to for ABANDONED_S."""
+        now = time.monotonic()
+        finished = [k for k, r in self.rounds.items() if r.done.is_set()]
+        for key in finished[:max(0, len(finished) - KEEP_ROUNDS)]:
+            del self.rounds[key]
+        for key in [k for k, r in self.rounds.items() if not r.done.is_set() and now - r.touched > ABANDONED_S]:
+            del self.rounds[key]
 
     async def submit(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.last_request = time.monotonic()
@@ -71,9 +83,8 @@ class PlainAverageServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "clients in the round must be >= 1 and the weight > 0")
         state = self.rounds.get(round_no)
         if state is None:
+            self._forget_old_rounds()
             state = self.rounds[round_no] = _Round(expected, vec.size)
-            for old in sorted(self.rounds)[:-KEEP_ROUNDS]:
-                del self.rounds[old]
         if (state.expected, state.dim) != (expected, vec.size):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"round {round_no} has {state.expected} clients and {state.dim} parameters; client "
@@ -82,6 +93,7 @@ class PlainAverageServicer:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"round {round_no}: client {client} already submitted "
                                 "or the round is over")
         state.got[client] = (weight, vec)
+        state.touched = time.monotonic()
         if len(state.got) == state.expected:
             weights = np.array([w for w, _ in state.got.values()])
             stacked = np.stack([v for _, v in state.got.values()])
@@ -129,6 +141,11 @@ class PlainAverageProcess:
             raise RuntimeError(f"the plain-averaging server did not start (said {line!r})")
         self.address = line.removeprefix("listening on ")
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the server is not running"
+        return self.proc.pid
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc is not None:

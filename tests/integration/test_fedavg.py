@@ -121,6 +121,7 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
         # the gRPC baseline averages the float64 updates exactly: the same model as numpy in memory
         assert r["plain_accuracy"] == r["memory_accuracy"] and r["memory_round_s"] > 0
         assert r["overhead_ratio"] == pytest.approx(r["secure_round_s"] / r["plain_round_s"])
+        assert r["coordinator_cpu_s"] > 0 and r["plain_server_cpu_s"] >= 0  # Linux: read from /proc
 
 
 def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_added_noise(tmp_path: Path) -> None:

@@ -50,3 +50,13 @@ def test_bad_submissions_get_a_status_and_the_server_keeps_serving(server: Plain
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "parameters" in err.value.details()
         reply = submit(encode_submission(9002, 1, 1, 2.0, np.arange(3.0)), timeout=5)
         assert np.frombuffer(reply, dtype="<f8").tolist() == [0.0, 1.0, 2.0]
+
+
+def test_many_rounds_in_a_row_each_average_exactly() -> None:
+    # more rounds than the server remembers: old ones are forgotten, never the one being collected
+    updates = _updates(5, 9)
+    expect = np.sum([u.samples * u.delta for u in updates], axis=0) / sum(u.samples for u in updates)
+    with PlainAverageProcess(idle_exit_s=60) as proc:
+        agg = NetworkPlainAggregator(proc.address, rpc_timeout_s=10)
+        for r in range(1, 26):
+            np.testing.assert_allclose(agg.aggregate(r, updates, []).mean, expect, rtol=1e-12)
