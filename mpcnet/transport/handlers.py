@@ -22,6 +22,24 @@ def _nothing(failed: bool) -> None:
 NO_FINISH: Finish = _nothing
 
 
+class WrappedHandlers:
+    """Per-method memo of an interceptor's wrapped handlers.  The servicer's handler of a method is one object,
+    so its wrapper is built once, not on every call (that cost is paid per RPC on the hot path).  Only
+    registered methods are remembered (unknown ones have no handler), so the memo stays small."""
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, method: str, handler: Any, build: Callable[[Any], Any]) -> Any:
+        hit = self._by_method.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = build(handler)
+        if handler is not None:
+            self._by_method[method] = (handler, wrapped)
+        return wrapped
+
+
 def wrap_handler(handler: Any, guard: Guard) -> Any:
     if handler is None:
         return handler

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from mpcnet.transport.handlers import Finish, wrap_handler
+from mpcnet.transport.handlers import Finish, WrappedHandlers, wrap_handler
 
 log = logging.getLogger("mpcnet.metrics")
 
@@ -59,9 +59,14 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: RoleMetrics) -> None:
         self.metrics = metrics
+        self.wrapped = WrappedHandlers()
 
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        method, metrics = details.method, self.metrics
+        method = details.method
+        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        metrics = self.metrics
 
         async def start(context: grpc.aio.ServicerContext) -> Finish:
             started = time.perf_counter()
@@ -74,7 +79,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return finish
 
-        return wrap_handler(await continuation(details), start)
+        return wrap_handler(handler, start)
 
 
 def role_metrics(role: str, cfg: Any) -> RoleMetrics:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mpcnet import errors
 from mpcnet.errors import MpcnetError
+from mpcnet.transport.handlers import WrappedHandlers
 from mpcnet.transport.metrics import MetricsInterceptor
 from mpcnet.transport.tls import PeerIdentityInterceptor, target_options
 
@@ -239,12 +240,17 @@ class _Malformed:
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     """Answer unparseable request bytes with INVALID_ARGUMENT (gRPC says UNKNOWN)."""
 
+    def __init__(self) -> None:
+        self.wrapped = WrappedHandlers()
+
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
+        method = details.method
+        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         if handler is None or handler.request_deserializer is None:
             return handler
         deserialize = handler.request_deserializer
-        method = details.method
         message = f"malformed request to {method}: the bytes are not a valid protobuf message of this method"
 
         def safe(data: bytes) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import grpc
 
 from mpcnet.certs import CertError, Identity
-from mpcnet.transport.handlers import NO_FINISH, Finish, wrap_handler
+from mpcnet.transport.handlers import NO_FINISH, Finish, WrappedHandlers, wrap_handler
 
 log = logging.getLogger("mpcnet.tls")
 
@@ -109,9 +109,14 @@ def refusal(method: str, ident: Identity | _Ambiguous | None, metadata: dict[str
 class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
     """Check the caller's certificate identity against :data:`METHOD_ROLES` before the handler runs."""
 
+    def __init__(self) -> None:
+        self.wrapped = WrappedHandlers()
+
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         method = details.method
+        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
 
+    def _wrap(self, method: str, handler: Any) -> Any:
         async def check(context: grpc.aio.ServicerContext) -> Finish:
             md: dict[str, list[str]] = {}
             for k, v in context.invocation_metadata() or ():
@@ -122,4 +127,4 @@ class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
             return NO_FINISH
 
-        return wrap_handler(await continuation(details), check)
+        return wrap_handler(handler, check)
