@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import select
 import struct
@@ -30,7 +31,7 @@ import grpc
 import numpy as np
 
 from mpcnet.errors import InvalidInput
-from mpcnet.transport.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
+from mpcnet.transport.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, is_loopback
 
 SERVICE = "mpcnet.bench.PlainAverage"
 METHOD = f"/{SERVICE}/Submit"
@@ -51,7 +52,8 @@ def encode_submission(round_no: int, client: int, expected: int, weight: float, 
 class _Round:
     expected: int
     dim: int
-    got: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
+    clients: set[int] = field(default_factory=set)  # who submitted (kept after the vectors are dropped)
+    pending: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # until the mean is computed
     done: asyncio.Event = field(default_factory=asyncio.Event)
     mean: bytes = b""
     touched: float = field(default_factory=time.monotonic)
@@ -89,27 +91,36 @@ class PlainAverageServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"round {round_no} has {state.expected} clients and {state.dim} parameters; client "
                                 f"{client} says {expected} and {vec.size}")
-        if client in state.got or state.done.is_set():
+        if client in state.clients or state.done.is_set():
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"round {round_no}: client {client} already submitted "
                                 "or the round is over")
-        state.got[client] = (weight, vec)
+        state.clients.add(client)
+        state.pending[client] = (weight, vec)
         state.touched = time.monotonic()
-        if len(state.got) == state.expected:
-            weights = np.array([w for w, _ in state.got.values()])
-            stacked = np.stack([v for _, v in state.got.values()])
-            state.mean = (weights @ stacked / weights.sum()).astype("<f8").tobytes()
+        if len(state.clients) == state.expected:
+            # the same sum, in the same order (client ids ascending), as PlainAggregator: the same float64 bits
+            kept = sorted(state.pending.items())
+            total = np.sum([w * v for _, (w, v) in kept], axis=0) / sum(w for _, (w, _v) in kept)
+            state.mean = np.asarray(total, dtype="<f8").tobytes()
+            state.pending.clear()
             state.done.set()
-        remaining = context.time_remaining()
-        try:
-            await asyncio.wait_for(state.done.wait(), timeout=max(0.0, (remaining or 30.0) - 0.05))
-        except asyncio.TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"round {round_no}: {len(state.got)} of {state.expected} clients submitted before the "
-                                "deadline")
+        if not state.done.is_set():
+            remaining = context.time_remaining()
+            timeout = 30.0 if remaining is None else remaining - 0.05  # answer before the caller gives up
+            try:
+                if timeout <= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.wait_for(state.done.wait(), timeout=timeout)
+            except asyncio.TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    f"round {round_no}: {len(state.clients)} of {state.expected} clients submitted "
+                                    "before the deadline")
         return state.mean
 
 
-async def serve(listen: str, idle_exit_s: float) -> None:
+async def serve(listen: str, idle_exit_s: float, parent_pid: int = 0) -> None:
+    if not is_loopback(listen):
+        raise SystemExit(f"the plain-averaging server has no TLS and no authentication: listen on loopback, not {listen}")
     servicer = PlainAverageServicer()
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     handler = grpc.method_handlers_generic_handler(SERVICE, {"Submit": grpc.unary_unary_rpc_method_handler(servicer.submit)})
@@ -117,7 +128,8 @@ async def serve(listen: str, idle_exit_s: float) -> None:
     port = server.add_insecure_port(listen)
     await server.start()
     print(f"listening on {listen.rsplit(':', 1)[0]}:{port}", flush=True)
-    while time.monotonic() - servicer.last_request < idle_exit_s:  # bounded: gone once nobody calls
+    # bounded: gone once nobody calls, or at once when the process that started it is gone (even SIGKILLed)
+    while time.monotonic() - servicer.last_request < idle_exit_s and (not parent_pid or os.getppid() == parent_pid):
         await asyncio.sleep(min(1.0, idle_exit_s))
     await server.stop(1.0)
 
@@ -132,7 +144,8 @@ class PlainAverageProcess:
 
     def __enter__(self) -> "PlainAverageProcess":
         self.proc = subprocess.Popen([sys.executable, "-m", "mpcnet.bench.plain_average", "--listen", "127.0.0.1:0",
-                                      "--idle-exit", str(self.idle_exit_s)], stdout=subprocess.PIPE, text=True)
+                                      "--idle-exit", str(self.idle_exit_s), "--parent-pid", str(os.getpid())],
+                                     stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 60.0)  # the child prints its address once it serves
         line = self.proc.stdout.readline().strip() if ready else "nothing within 60 s"
@@ -155,6 +168,8 @@ class PlainAverageProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 class NetworkPlainAggregator:
@@ -199,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mpcnet.bench.plain_average", description=__doc__.splitlines()[0])
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--idle-exit", type=float, default=600.0, help="exit after this many seconds without a request")
+    p.add_argument("--parent-pid", type=int, default=0, help="exit when this process is no longer the parent")
     args = p.parse_args(argv)
-    asyncio.run(serve(args.listen, args.idle_exit))
+    asyncio.run(serve(args.listen, args.idle_exit, args.parent_pid))
     return 0
 
 

@@ -228,9 +228,9 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     if ddp is not None and ddp.clip != config.clip:
         raise InvalidInput(f"the distributed-DP calibration is for clip {ddp.clip}, the run clips at {config.clip}")
     agg_bits = getattr(aggregator, "bits", None)
-    if ddp is not None and agg_bits is not None and agg_bits != ddp.bits:
+    if ddp is not None and agg_bits is not None and agg_bits < ddp.bits:
         # the calibration's scale keeps the noisy sum inside Z_(2^ddp.bits): a narrower ring would wrap it
-        raise InvalidInput(f"the distributed-DP calibration is for {ddp.bits}-bit sums, the aggregator uses "
+        raise InvalidInput(f"the distributed-DP calibration needs {ddp.bits}-bit sums, the aggregator uses "
                            f"{agg_bits}-bit SecAgg")
     cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
     weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}

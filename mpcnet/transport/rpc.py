@@ -114,10 +114,11 @@ def from_rpc_error(exc: grpc.RpcError, who: str) -> MpcnetError:
         text = details or ""
         if any(phrase in text for phrase in _OWN_UNAVAILABLE_PHRASES):  # a peer relaying its own diagnosis
             return errors.PeerUnavailable(f"{who}: {text}")
-        if ("Handshake read failed" in text or "Handshake write failed" in text) and "certificate" not in text:
-            # the TCP connection was cut before any certificate was judged: a dying, restarting or non-TLS peer
+        if ("Handshake read failed" in text or "Handshake write failed" in text) and "certificate" not in text.lower():
+            # the connection was cut with no certificate complaint: most often a dying, restarting or non-TLS peer
             return errors.PeerUnavailable(f"{who} cut the connection during the TLS handshake ({text}): it may be "
-                                          "down or restarting, or not serving TLS on that port")
+                                          "down or restarting, or not serving TLS on that port; if it is up, check "
+                                          "that it accepts this caller's certificate")
         if "andshake" in text or "Verification" in text or "certificate" in text:
             return errors.PeerUnavailable(f"{who}: the TLS handshake failed ({text}); check that both sides' "
                                           "certificates come from the cluster CA, are not expired, and that the "
@@ -201,6 +202,8 @@ class ClusterAuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, secret: str) -> None:
         self.secret = secret.encode()
+        # one refusal handler per method, so that refused calls do not churn the outer interceptors' memos
+        self.refusals = WrappedHandlers()
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -212,7 +215,12 @@ class ClusterAuthInterceptor(grpc.aio.ServerInterceptor):
                 given = v if isinstance(v, str) else v.decode()
         if hmac.compare_digest(given.encode(), self.secret):
             return handler
-        message = f"{details.method} is for cluster roles only: missing or wrong {CLUSTER_AUTH_KEY}"
+        method = details.method
+        return self.refusals.get(method, handler, lambda h: self._refusal(method, h))
+
+    @staticmethod
+    def _refusal(method: str, handler: Any) -> Any:
+        message = f"{method} is for cluster roles only: missing or wrong {CLUSTER_AUTH_KEY}"
 
         async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)

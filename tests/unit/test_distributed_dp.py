@@ -170,6 +170,6 @@ def test_a_secagg_ring_narrower_than_the_calibration_is_refused_before_any_round
     ddp = calibrate_distributed(4.0, 1e-5, 2, clip=0.5, dim=m.n_params, min_contributors=4, max_clients=6)
     # no coordinator at this address: the refusal must come before the first round dials it
     agg = fedavg.SecAggAggregator("127.0.0.1:9", (), clip=0.5, max_total_samples=len(ds.y_train), bits=16)
-    with pytest.raises(InvalidInput, match="32-bit sums, the aggregator uses 16-bit SecAgg"):
+    with pytest.raises(InvalidInput, match="needs 32-bit sums, the aggregator uses 16-bit SecAgg"):
         fedavg.run_fedavg(m, models.SgdTrainer(m, epochs=1, lr=0.05), ds, data.split_iid(len(ds.y_train), 6),
                           fedavg.FedAvgConfig(rounds=2, clip=0.5, ddp=ddp), agg)
