@@ -28,27 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from mpcnet.bench.plain_average import NetworkPlainAggregator, PlainAverageProcess
+from mpcnet.bench.secagg_runner import proc_cpu_seconds
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` and its threads (None where /proc is not there)."""
-    import os
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _server_cpu_per_round(pid: int, run: Any, rounds: int) -> tuple[Any, float | None]:
-    before = cpu_seconds(pid)
+    """``run()``'s result and the CPU seconds per round process ``pid`` spent meanwhile (None without /proc)."""
+    try:
+        before = proc_cpu_seconds(pid)
+    except OSError:
+        return run(), None
     result = run()
-    after = cpu_seconds(pid)
-    return result, (after - before) / rounds if before is not None and after is not None else None
+    return result, (proc_cpu_seconds(pid) - before) / rounds
 
 
 def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits", model_kind: str = "mlp",
@@ -113,4 +107,4 @@ def _cpu_pair(row: dict[str, Any]) -> str:
     return "" if plain is None or secure is None else f"{plain:.3f} / {secure:.3f}"
 
 
-__all__ = ["cpu_seconds", "run_fedavg_bench"]
+__all__ = ["run_fedavg_bench"]

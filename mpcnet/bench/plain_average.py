@@ -31,7 +31,8 @@ import grpc
 import numpy as np
 
 from mpcnet.errors import InvalidInput
-from mpcnet.transport.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, is_loopback
+from mpcnet.fl.fedavg import RoundOutcome, Update, clear_round, weighted_mean
+from mpcnet.transport.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, from_rpc_error, is_loopback
 
 SERVICE = "mpcnet.bench.PlainAverage"
 METHOD = f"/{SERVICE}/Submit"
@@ -98,9 +99,9 @@ class PlainAverageServicer:
         state.pending[client] = (weight, vec)
         state.touched = time.monotonic()
         if len(state.clients) == state.expected:
-            # the same sum, in the same order (client ids ascending), as PlainAggregator: the same float64 bits
-            kept = sorted(state.pending.items())
-            total = np.sum([w * v for _, (w, v) in kept], axis=0) / sum(w for _, (w, _v) in kept)
+            # PlainAggregator's sum in its order (client ids ascending): the same float64 bits
+            kept = [state.pending[c] for c in sorted(state.pending)]
+            total = weighted_mean([w for w, _ in kept], [v for _, v in kept])
             state.mean = np.asarray(total, dtype="<f8").tobytes()
             state.pending.clear()
             state.done.set()
@@ -118,7 +119,7 @@ class PlainAverageServicer:
         return state.mean
 
 
-async def serve(listen: str, idle_exit_s: float, parent_pid: int = 0) -> None:
+async def serve(listen: str, idle_exit_s: float) -> None:
     if not is_loopback(listen):
         raise SystemExit(f"the plain-averaging server has no TLS and no authentication: listen on loopback, not {listen}")
     servicer = PlainAverageServicer()
@@ -128,8 +129,8 @@ async def serve(listen: str, idle_exit_s: float, parent_pid: int = 0) -> None:
     port = server.add_insecure_port(listen)
     await server.start()
     print(f"listening on {listen.rsplit(':', 1)[0]}:{port}", flush=True)
-    # bounded: gone once nobody calls, or at once when the process that started it is gone (even SIGKILLed)
-    while time.monotonic() - servicer.last_request < idle_exit_s and (not parent_pid or os.getppid() == parent_pid):
+    # bounded: gone once nobody calls (and at once with its launcher: die_with_parent in main)
+    while time.monotonic() - servicer.last_request < idle_exit_s:
         await asyncio.sleep(min(1.0, idle_exit_s))
     await server.stop(1.0)
 
@@ -143,9 +144,10 @@ class PlainAverageProcess:
         self.address = ""
 
     def __enter__(self) -> "PlainAverageProcess":
+        # MPCNET_PARENT_PID: the server exits when this launcher dies, even SIGKILLed (as LocalCluster's roles)
         self.proc = subprocess.Popen([sys.executable, "-m", "mpcnet.bench.plain_average", "--listen", "127.0.0.1:0",
-                                      "--idle-exit", str(self.idle_exit_s), "--parent-pid", str(os.getpid())],
-                                     stdout=subprocess.PIPE, text=True)
+                                      "--idle-exit", str(self.idle_exit_s)], stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "MPCNET_PARENT_PID": str(os.getpid())})
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 60.0)  # the child prints its address once it serves
         line = self.proc.stdout.readline().strip() if ready else "nothing within 60 s"
@@ -180,19 +182,13 @@ class NetworkPlainAggregator:
     def __init__(self, address: str, rpc_timeout_s: float = 60.0) -> None:
         self.address, self.rpc_timeout_s = address, rpc_timeout_s
 
-    def aggregate(self, round_no: int, updates: Sequence[Any], drop: Sequence[int]) -> Any:
-        from mpcnet.fl.fedavg import RoundOutcome
-        from mpcnet.transport.rpc import from_rpc_error
-
-        gone = set(drop)
-        kept = [u for u in updates if u.client not in gone]
-        out = RoundOutcome(round_no, [u.client for u in updates], [u.client for u in kept], sorted(gone))
-        if not kept:
-            out.skipped = "every sampled client dropped"
+    def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
+        out, kept = clear_round(round_no, updates, drop)
+        if out.skipped:
             return out
         tag = secrets.randbelow(2**32)  # the server's round key: unique across aggregators sharing a server
 
-        async def client(u: Any) -> bytes:
+        async def client(u: Update) -> bytes:
             payload = encode_submission(tag, u.client, len(kept), float(u.samples), u.delta)
             async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
                 try:
@@ -214,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mpcnet.bench.plain_average", description=__doc__.splitlines()[0])
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--idle-exit", type=float, default=600.0, help="exit after this many seconds without a request")
-    p.add_argument("--parent-pid", type=int, default=0, help="exit when this process is no longer the parent")
     args = p.parse_args(argv)
-    asyncio.run(serve(args.listen, args.idle_exit, args.parent_pid))
+    from nodes.common import die_with_parent
+    die_with_parent()
+    asyncio.run(serve(args.listen, args.idle_exit))
     return 0
 
 

@@ -121,7 +121,8 @@ def worker_main(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------- orchestration
-def _proc_cpu_s(pid: int) -> float:
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux /proc; OSError elsewhere)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
@@ -186,7 +187,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
             params = spb.SecAggRoundParams(client_ids=ids, threshold=threshold, vector_length=dim, bits=BITS,
                                            graph=kind, degree=0, stage_deadline_s=stage_deadline_s,
                                            join_deadline_s=join_deadline_s)
-            cpu0 = _proc_cpu_s(coord_pid)
+            cpu0 = proc_cpu_seconds(coord_pid)
             t0 = time.time()
             reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=30,
                                      metadata=cluster.auth_metadata)
@@ -232,7 +233,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
                 outs.append((p.returncode, [json.loads(x) for x in out.splitlines() if x.strip().startswith("{")],
                              dies))
             t_exit = time.time()
-            cpu1 = _proc_cpu_s(coord_pid)
+            cpu1 = proc_cpu_seconds(coord_pid)
             coord_peak_mb = _peak_rss_mb(coord_pid)
             res = stub.GetResult(spb.SecAggGetResultRequest(round_id=reply.round_id), timeout=30,
                                  metadata=cluster.auth_metadata)

@@ -68,20 +68,34 @@ def clip_l2(v: Vector, bound: float) -> Vector:
     return v if norm <= bound or norm == 0 else v * (bound / norm)
 
 
+def weighted_mean(weights: Sequence[float], vectors: Sequence[Vector]) -> Vector:
+    """sum_k w_k v_k / sum_k w_k, summed in the order given (callers that must agree bit for bit pass the same
+    order)."""
+    return np.sum([w * v for w, v in zip(weights, vectors)], axis=0) / sum(weights)
+
+
+def clear_round(round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> tuple[RoundOutcome, list[Update]]:
+    """The outcome of an averaging in the clear before its mean (who took part, who dropped) and the updates that
+    stayed; skipped when none did."""
+    gone = set(drop)
+    kept = [u for u in updates if u.client not in gone]
+    out = RoundOutcome(round_no, [u.client for u in updates], [u.client for u in kept], sorted(gone))
+    if not kept:
+        out.skipped = "every sampled client dropped"
+    return out, kept
+
+
 class PlainAggregator:
     """The weighted mean in the clear (no privacy: the reference)."""
 
     name = "plain"
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
-        kept = [u for u in updates if u.client not in set(drop)]
-        out = RoundOutcome(round_no, [u.client for u in updates], [u.client for u in kept], sorted(drop))
-        if not kept:
-            out.skipped = "every sampled client dropped"
+        out, kept = clear_round(round_no, updates, drop)
+        if out.skipped:
             return out
-        total = sum(u.samples for u in kept)
-        out.mean = np.sum([u.samples * u.delta for u in kept], axis=0) / total
-        out.total_samples = total
+        out.mean = weighted_mean([u.samples for u in kept], [u.delta for u in kept])
+        out.total_samples = sum(u.samples for u in kept)
         return out
 
 
@@ -291,4 +305,4 @@ def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = 
 
 
 __all__ = ["Aggregator", "FedAvgConfig", "History", "PlainAggregator", "RoundOutcome", "SecAggAggregator", "Update",
-           "centralised", "clip_l2", "run_fedavg"]
+           "centralised", "clear_round", "clip_l2", "run_fedavg", "weighted_mean"]

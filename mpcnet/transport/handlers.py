@@ -40,6 +40,21 @@ class WrappedHandlers:
         return wrapped
 
 
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor whose work is a wrapper around each method's handler (:meth:`wrap`), built once per
+    method through :class:`WrappedHandlers`."""
+
+    def __init__(self) -> None:
+        self.wrapped = WrappedHandlers()
+
+    async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
+        method = details.method
+        return self.wrapped.get(method, await continuation(details), lambda handler: self.wrap(method, handler))
+
+    def wrap(self, method: str, handler: Any) -> Any:
+        raise NotImplementedError
+
+
 def wrap_handler(handler: Any, guard: Guard) -> Any:
     if handler is None:
         return handler

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from mpcnet.transport.handlers import Finish, WrappedHandlers, wrap_handler
+from mpcnet.transport.handlers import Finish, WrappingInterceptor, wrap_handler
 
 log = logging.getLogger("mpcnet.metrics")
 
@@ -54,18 +54,14 @@ class RoleMetrics:
         return self.port
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Count and time every RPC by method and final status code."""
 
     def __init__(self, metrics: RoleMetrics) -> None:
+        super().__init__()
         self.metrics = metrics
-        self.wrapped = WrappedHandlers()
 
-    async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        method = details.method
-        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
-
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap(self, method: str, handler: Any) -> Any:
         metrics = self.metrics
 
         async def start(context: grpc.aio.ServicerContext) -> Finish:

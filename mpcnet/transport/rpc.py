@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mpcnet import errors
 from mpcnet.errors import MpcnetError
-from mpcnet.transport.handlers import WrappedHandlers
+from mpcnet.transport.handlers import WrappedHandlers, WrappingInterceptor
 from mpcnet.transport.metrics import MetricsInterceptor
 from mpcnet.transport.tls import PeerIdentityInterceptor, target_options
 
@@ -245,17 +245,10 @@ class _Malformed:
     """Stands in for a request whose bytes did not parse."""
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(WrappingInterceptor):
     """Answer unparseable request bytes with INVALID_ARGUMENT (gRPC says UNKNOWN)."""
 
-    def __init__(self) -> None:
-        self.wrapped = WrappedHandlers()
-
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        method = details.method
-        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
-
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap(self, method: str, handler: Any) -> Any:
         if handler is None or handler.request_deserializer is None:
             return handler
         deserialize = handler.request_deserializer

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
 from mpcnet.certs import CertError, Identity
-from mpcnet.transport.handlers import NO_FINISH, Finish, WrappedHandlers, wrap_handler
+from mpcnet.transport.handlers import NO_FINISH, Finish, WrappingInterceptor, wrap_handler
 
 log = logging.getLogger("mpcnet.tls")
 
@@ -106,17 +106,10 @@ def refusal(method: str, ident: Identity | _Ambiguous | None, metadata: dict[str
     return None
 
 
-class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):
+class PeerIdentityInterceptor(WrappingInterceptor):
     """Check the caller's certificate identity against :data:`METHOD_ROLES` before the handler runs."""
 
-    def __init__(self) -> None:
-        self.wrapped = WrappedHandlers()
-
-    async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        method = details.method
-        return self.wrapped.get(method, await continuation(details), lambda h: self._wrap(method, h))
-
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap(self, method: str, handler: Any) -> Any:
         async def check(context: grpc.aio.ServicerContext) -> Finish:
             md: dict[str, list[str]] = {}
             for k, v in context.invocation_metadata() or ():
