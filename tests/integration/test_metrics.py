@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from typing import Iterator
 
@@ -29,6 +30,17 @@ def scrape(cluster: LocalCluster, name: str) -> dict[str, float]:
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             values[key] = float(value)
+    return values
+
+
+def scrape_until(cluster: LocalCluster, name: str, key: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """A scrape that holds ``key``, or the last one after ``timeout_s``.  gRPC aio sends an aborted call's status
+    before the server's interceptor has counted it (gRPC aio sends it from abort), so a scrape can come too early."""
+    deadline = time.monotonic() + timeout_s
+    values = scrape(cluster, name)
+    while key not in values and time.monotonic() < deadline:
+        time.sleep(0.05)
+        values = scrape(cluster, name)
     return values
 
 
@@ -63,7 +75,8 @@ def test_roles_export_what_they_did(metered: LocalCluster) -> None:
     # a refused call is counted with its status code
     with pytest.raises(mpcnet.errors.MpcnetError):
         party.reveal("no-such-job", "y")
-    assert scrape(metered, "coordinator")['mpcnet_rpc_total{code="NOT_FOUND",method="/mpcnet.v1.Coordinator/GetJob"}'] >= 1
+    refused = 'mpcnet_rpc_total{code="NOT_FOUND",method="/mpcnet.v1.Coordinator/GetJob"}'
+    assert scrape_until(metered, "coordinator", refused)[refused] >= 1
 
 
 def test_structured_logs() -> None:
