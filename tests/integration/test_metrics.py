@@ -35,7 +35,7 @@ def scrape(cluster: LocalCluster, name: str) -> dict[str, float]:
 
 def scrape_until(cluster: LocalCluster, name: str, key: str, timeout_s: float = 5.0) -> dict[str, float]:
     """A scrape that holds ``key``, or the last one after ``timeout_s``.  gRPC aio sends an aborted call's status
-    before the server's interceptor has counted it (gRPC aio sends it from abort), so a scrape can come too early."""
+    from ``abort``, before the server's interceptor has counted the call, so a scrape can come too early."""
     deadline = time.monotonic() + timeout_s
     values = scrape(cluster, name)
     while key not in values and time.monotonic() < deadline:
