@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                    "so the coordinator sees this process die at once")
     c.add_argument("--cluster-name", default=None, help="event topic cluster level (or MPCNET_CLUSTER_NAME; local)")
     c.add_argument("--no-attend", action="store_true",
-                   help="do not hold the gRPC presence stream (dropouts then rely on MQTT or the stage deadline)")
+                   help="answer with Next calls and hold no gRPC presence stream (dropouts then rely on MQTT or "
+                   "the stage deadline)")
+    c.add_argument("--no-session", action="store_true",
+                   help="answer with one Next call per stage plus an Attend presence stream, instead of one Session "
+                   "stream (the same protocol; more gRPC calls)")
     for name, (module, _, text) in MODULE_COMMANDS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=text))
     dr = sub.add_parser("drill", help="fault drills on a local or compose cluster: exact answer or clean abort, "

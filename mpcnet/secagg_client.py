@@ -12,11 +12,18 @@ Every call carries a deadline: the join ``rpc_timeout_s``; an answer the
 deadline of the stage answered plus the server's step margin, because the
 coordinator holds the call until the next stage opens.
 
-Right after joining, each client opens its ``Attend`` presence stream and
-holds it for the round (deadline: the whole round's bound).  If the client's
-process dies, the kernel closes its connections, the stream breaks, and the
-coordinator counts the client as a dropout at once instead of waiting out
-the stage deadline.
+After the join call, each client answers on one ``Session`` stream: it
+writes each answer as a Next request and reads what Next would return, and
+the open stream is its presence for the round (deadline: the whole round's
+bound).  If the client's process dies, the kernel closes its connections,
+the stream breaks, and the coordinator counts the client as a dropout at
+once instead of waiting out the stage deadline.  One call per client per
+round instead of one per stage plus a presence stream: the coordinator's
+CPU per client is dominated by gRPC's per-call cost.  ``session=False``
+(``mpcnet client --no-session``) answers with Next calls and holds an
+``Attend`` presence stream instead; ``attend=False`` (``--no-attend``) uses
+Next calls and no presence stream (the MQTT last will, if any, is then the
+only early dropout signal).
 
 Every call carries the client's bearer token (from CreateRound) as the
 ``mpcnet-client-token`` metadata; ``mpcnet client`` reads the tokens from
@@ -57,7 +64,7 @@ import numpy.typing as npt
 
 from mpcnet.certs import CertError, Identity
 from mpcnet.core.ring import RingArray
-from mpcnet.errors import InvalidInput, MpcnetError
+from mpcnet.errors import InvalidInput, MpcnetError, PeerTimeout
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.crypto import OsRandom, SeededRandom
 from mpcnet.secagg.encoding import decode, encode
@@ -236,13 +243,16 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                      rpc_timeout_s: float = 30.0, want_result: bool = False,
                      tls: TlsFiles | None = None, attend: bool = True,
                      stop_at: Stage | None = None,
-                     hold: Callable[[Stage], Awaitable[None]] | None = None) -> ClientOutcome:
+                     hold: Callable[[Stage], Awaitable[None]] | None = None,
+                     session: bool = True) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
     returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``).
     ``stop_at``: a scripted dropout (conformance runs) -- leave before answering that stage, closing the
     channel and the presence stream as a crashed client would, and return state "stopped".
     ``hold``: awaited with each stage's request before the answer (`mpcnet agent --drill-hooks`: a drill
-    freezes chosen seats at a stage so that it can `docker kill` or partition them there)."""
+    freezes chosen seats at a stage so that it can `docker kill` or partition them there).
+    ``session``: after the join call, answer on one ``Session`` stream (also the presence signal) instead of
+    one ``Next`` call per stage plus an ``Attend`` stream; ``attend=False`` means neither stream."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
@@ -269,9 +279,16 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 raise InvalidInput(f"round {round_id} is active: client {client_id} needs its Ed25519 signing key "
                                    "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
+            bound = join_s + 5 * (stage_s + ANSWER_MARGIN_S)  # the whole round, all stages at their deadlines
+            if attend and session:
+                stream = stub.Session(timeout=bound, metadata=metadata)
+                try:
+                    return await _rounds(_session_call(stream, who, want_result), reply, params, client_id, inputs,
+                                         enc, signing_key, die_at, who, join_s, stage_s, stop_at, hold)
+                finally:
+                    stream.cancel()  # a no-op after the server closed it; else the coordinator sees the client leave
             presence = asyncio.get_running_loop().create_task(
-                _attend(stub, round_id, client_id, metadata, join_s + 5 * (stage_s + ANSWER_MARGIN_S))
-                if attend else asyncio.sleep(0))
+                _attend(stub, round_id, client_id, metadata, bound) if attend else asyncio.sleep(0))
             try:
                 return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
                                      join_s, stage_s, stop_at, hold)
@@ -283,6 +300,28 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                     pass
         except MpcnetError as exc:
             return ClientOutcome(client_id, "error", stage=stage.value, reason=str(exc))
+
+
+def _session_call(stream: grpc.aio.StreamStreamCall, who: str, want_result: bool
+                  ) -> Callable[[spb.SecAggNextRequest, float], Awaitable[spb.SecAggNextReply]]:
+    """``call(request, timeout)`` over a Session stream: write a Next request, read what Next would return."""
+
+    async def call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
+        req.want_result = want_result
+        try:
+            await stream.write(req)
+            async with asyncio.timeout(timeout):
+                reply = await stream.read()
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, who) from None
+        except TimeoutError:
+            raise PeerTimeout(f"{who}: no reply on the session within {timeout:g}s") from None
+        if reply is grpc.aio.EOF:
+            raise ProtocolViolation(f"{who}: the session ended without a reply to the {req.stage_answered} answer")
+        assert isinstance(reply, spb.SecAggNextReply)
+        return reply
+
+    return call
 
 
 async def _attend(stub: spbg.SecAggStub, round_id: str, client_id: int, metadata: tuple[tuple[str, str], ...],
@@ -339,13 +378,13 @@ async def run_clients(address: str, round_id: str, client_ids: Sequence[int], in
                       tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
                       die_at: Stage | None = None, rpc_timeout_s: float = 30.0,
                       want_result: bool = False, tls: TlsFiles | None = None,
-                      attend: bool = True) -> list[ClientOutcome]:
+                      attend: bool = True, session: bool = True) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
     keys = signing_keys or {}
     return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
                                                   signing_key=keys.get(cid), die_at=die_at,
                                                   rpc_timeout_s=rpc_timeout_s, want_result=want_result, tls=tls,
-                                                  attend=attend)
+                                                  attend=attend, session=session)
                                  for cid in client_ids)))
 
 
@@ -401,7 +440,7 @@ def client_main(args: argparse.Namespace) -> int:
         try:
             return await run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
                                      signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout, tls=tls,
-                                     attend=not args.no_attend)
+                                     attend=not args.no_attend, session=not args.no_session)
         finally:
             if bus is not None:
                 await bus.close()

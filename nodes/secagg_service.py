@@ -10,7 +10,8 @@ that stage's dropouts.  All protocol math (and every check of a message's
 content) is the pure core's; this module only decodes the canonical bytes,
 checks addressing, and keeps time.
 
-Presence: a client keeps an ``Attend`` stream open for the round; when it
+Presence: a client keeps an ``Attend`` stream -- or the ``Session`` stream
+that carries its Next messages -- open for the round; when it
 breaks before the round ends (the process died, the connection was reset)
 the client is *gone*: a dropout of the open stage at once, and no later
 stage waits for it.  A stage therefore closes when every addressed client
@@ -21,7 +22,9 @@ same ``_client_gone``.)
 
 ``Next`` records a client's answer, then waits -- bounded by the deadline of
 the stage it answered plus a margin, and by the caller's own RPC deadline --
-until the next stage opens, the round is done, or it aborted.
+until the next stage opens, the round is done, or it aborted.  ``Session``
+does the same for a stream of Next messages: one call per client for the
+round, where Next and Attend take one per stage plus the presence stream.
 :class:`~mpcnet.secagg.errors.InsufficientSurvivors` aborts the round with
 the core's message (it names the stage, survivors and threshold); every
 waiting and later caller gets it as an ``aborted`` reply.
@@ -90,6 +93,7 @@ MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 RESTART_REASON = ("the coordinator restarted during the round; a round is never resumed (its masks and keys were in "
                   "memory only): create a new round")
 STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
+SESSION_FIRST_MESSAGE_S = 30.0  # a client opens a Session with its message ready: the wait for it is short
 
 
 def _hash(token: str) -> bytes:
@@ -114,7 +118,7 @@ class _Round:
     responses: dict[Stage, dict[int, object]] = field(default_factory=dict)
     dropouts: dict[int, Stage] = field(default_factory=dict)
     gone: dict[int, str] = field(default_factory=dict)  # clients whose presence stream broke -> why
-    attending: set[int] = field(default_factory=set)  # clients with an open Attend stream
+    attending: set[int] = field(default_factory=set)  # clients with an open Attend or Session stream
     announced: set[int] = field(default_factory=set)  # clients whose dropout event was published
     done: spb.SecAggDone | None = None
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
@@ -310,6 +314,11 @@ class SecAggService(spbg.SecAggServicer):
         if cid not in rnd.params.client_ids:
             raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
         self._check_token(rnd, cid, context)
+        return await self._answer(rnd, cid, request, context)
+
+    async def _answer(self, rnd: _Round, cid: int, request: spb.SecAggNextRequest,
+                      context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
+        """One Next request of an authenticated, registered client: record its answer, wait for what comes next."""
         if rnd.state != "running":
             return self._outcome(rnd, request.want_result)
         if not request.stage_answered:
@@ -397,6 +406,64 @@ class SecAggService(spbg.SecAggServicer):
             if not ended and rnd.state == "running":
                 self._client_gone(rnd, cid, "presence stream ended (client process or connection gone)")
 
+    @stream_servicer_errors
+    async def Session(self, requests: AsyncIterator[spb.SecAggNextRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[spb.SecAggNextReply]:
+        """Next and Attend in one stream: one call per client instead of one per stage plus a presence stream
+        (each gRPC call costs the coordinator about as much CPU as its SecAgg work for that client)."""
+        incoming = aiter(requests)
+        first = await self._session_read(incoming, SESSION_FIRST_MESSAGE_S, "its first message")
+        if first is None:
+            return  # the client closed before saying anything: nothing to answer
+        rnd = self._round(first.round_id)
+        cid = first.client_id
+        if cid not in rnd.params.client_ids:
+            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
+        self._check_token(rnd, cid, context)
+        if rnd.state != "running":
+            yield self._outcome(rnd, first.want_result)
+            return
+        if cid in rnd.attending:
+            raise AlreadyExists(f"round {rnd.round_id}, client {cid}: a session or presence stream is open already")
+        if cid in rnd.gone:
+            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: declared gone ({rnd.gone[cid]}); "
+                                     "it takes no further part in this round")
+        rnd.attending.add(cid)
+        ended = False
+        try:
+            request: spb.SecAggNextRequest | None = first
+            while request is not None:
+                if request.round_id != rnd.round_id or request.client_id != cid:
+                    raise InvalidInput(f"round {rnd.round_id}, client {cid}: every message of a session must name "
+                                       "the round and client of its first message")
+                reply = await self._answer(rnd, cid, request, context)
+                if reply.WhichOneof("outcome") != "request":
+                    ended = True
+                    yield reply
+                    return
+                yield reply
+                # the client now computes its answer: bounded by the stage's deadline and the step margin
+                stage = parse_stage(reply.request.stage)
+                limit = (rnd.join_deadline_s if stage is rnd.stages[0] else rnd.stage_deadline_s) + STEP_MARGIN_S
+                request = await self._session_read(incoming, limit, f"its {stage.value} answer")
+            # the client closed its side with the round still running: it leaves the round
+        finally:
+            rnd.attending.discard(cid)
+            if not ended and rnd.state == "running":
+                self._client_gone(rnd, cid, "session ended (client process or connection gone)")
+
+    @staticmethod
+    async def _session_read(incoming: AsyncIterator[spb.SecAggNextRequest], limit: float,
+                            what: str) -> spb.SecAggNextRequest | None:
+        """The next message of a session (None: the client closed its side), waiting at most ``limit`` seconds."""
+        try:
+            async with asyncio.timeout(limit):  # no task per read, unlike wait_for: this runs per client and stage
+                return await anext(incoming)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise PeerTimeout(f"the session's client sent no {what} within {limit:g}s") from None
+
     def _client_gone(self, rnd: _Round, cid: int, why: str) -> None:
         """A client is known dead: a dropout of the open stage now, and not waited for by later stages."""
         if cid in rnd.gone or rnd.state != "running":
@@ -464,9 +531,8 @@ class SecAggService(spbg.SecAggServicer):
         if remaining is not None:
             limit = min(limit, max(0.0, remaining))
         try:
-            async with rnd.cond:
-                await asyncio.wait_for(
-                    rnd.cond.wait_for(lambda: rnd.state != "running" or rnd.open_index >= target), limit)
+            async with asyncio.timeout(limit), rnd.cond:
+                await rnd.cond.wait_for(lambda: rnd.state != "running" or rnd.open_index >= target)
         except TimeoutError:
             raise PeerTimeout(f"round {rnd.round_id}, client {cid}: the next stage did not open within "
                               f"{limit:g}s (call again with a longer deadline)") from None

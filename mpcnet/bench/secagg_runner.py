@@ -91,14 +91,39 @@ def worker_main(argv: list[str]) -> int:
         async def Next(self, req: Any, **kw: Any) -> Any:  # noqa: N802 - gRPC method name
             t0 = time.time()
             reply = await self._stub.Next(req, **kw)
-            calls.append({"cid": req.client_id, "stage": req.stage_answered, "t0": t0, "t1": time.time(),
-                          "up": req.ByteSize(), "down": reply.ByteSize(),
-                          "outcome": reply.WhichOneof("outcome") or "",
-                          "result": len(reply.done.sum) if reply.HasField("done") else 0})
+            record(req, reply, t0)
             return reply
 
         def Attend(self, req: Any, **kw: Any) -> Any:  # noqa: N802 - gRPC method name
             return self._stub.Attend(req, **kw)
+
+        def Session(self, **kw: Any) -> Any:  # noqa: N802 - gRPC method name
+            return CountingSession(self._stub.Session(**kw))
+
+    class CountingSession:
+        """A Session stream whose exchanges (a written answer, the reply read) are recorded as Next calls are."""
+
+        def __init__(self, stream: Any) -> None:
+            self._stream, self._sent = stream, (None, 0.0)
+
+        async def write(self, req: Any) -> None:
+            self._sent = (req, time.time())
+            await self._stream.write(req)
+
+        async def read(self) -> Any:
+            reply = await self._stream.read()
+            req, t0 = self._sent
+            if req is not None and hasattr(reply, "WhichOneof"):
+                record(req, reply, t0)
+            return reply
+
+        def cancel(self) -> bool:
+            return bool(self._stream.cancel())
+
+    def record(req: Any, reply: Any, t0: float) -> None:
+        calls.append({"cid": req.client_id, "stage": req.stage_answered, "t0": t0, "t1": time.time(),
+                      "up": req.ByteSize(), "down": reply.ByteSize(), "outcome": reply.WhichOneof("outcome") or "",
+                      "result": len(reply.done.sum) if reply.HasField("done") else 0})
 
     sc._step = timed_step  # type: ignore[assignment]
     sc.spbg = types.SimpleNamespace(SecAggStub=CountingStub)  # type: ignore[assignment]
@@ -311,7 +336,7 @@ def bench_mpcnet(clients: int, dim: int, dropout: float, graph: str, procs: int,
              f"{DIE_STAGE} (after ShareKeys; dropout set drawn {redraws}x to keep >= t survivors per "
              f"neighbourhood); {len(workers)} client processes ({n_drop_procs} dying), worker processes started "
              f"before CreateRound (start-up not timed); round_s = CreateRound to the first client's 'done' reply, "
-             f"dead clients are seen through their broken Attend streams (no stage-deadline wait; stage deadline "
+             f"dead clients are seen through their broken Session streams (no stage-deadline wait; stage deadline "
              f"{stage_deadline_s:g}s); "
              f"client_step_cpu = thread CPU of the core protocol steps per logical client (survivors); "
              f"client_process_cpu_per_client = worker process CPU during the round / its clients (adds the payload "

@@ -260,6 +260,12 @@ class MalformedRequestInterceptor(WrappingInterceptor):
             except Exception:  # noqa: BLE001 - any parse failure
                 return _Malformed()
 
+        async def checked(iterator: Any) -> Any:  # a streamed request: the servicer sees the error as it reads
+            async for item in iterator:
+                if isinstance(item, _Malformed):
+                    raise errors.InvalidInput(message)
+                yield item
+
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
@@ -282,16 +288,18 @@ class MalformedRequestInterceptor(WrappingInterceptor):
         if handler.stream_unary:
             inner_su = handler.stream_unary
 
-            async def checked(iterator: Any) -> Any:
-                async for item in iterator:
-                    if isinstance(item, _Malformed):
-                        raise errors.InvalidInput(message)
-                    yield item
-
             async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
                 return await inner_su(checked(request_iterator), context)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, safe, handler.response_serializer)
+        if handler.stream_stream:
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                async for item in inner_ss(checked(request_iterator), context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream, safe, handler.response_serializer)
         return handler
 
 

@@ -54,6 +54,11 @@ class SecAggStub:
                 request_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.SerializeToString,
                 response_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/mpcnet.v1.SecAgg/Session',
+                request_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggNextRequest.SerializeToString,
+                response_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggNextReply.FromString,
+                _registered_method=True)
 
 
 class SecAggServicer:
@@ -97,6 +102,21 @@ class SecAggServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Next and Attend in one stream (what `mpcnet client` uses after its join
+        call): each message the client writes is a Next request, and the server
+        writes back exactly what Next would return; after a `done` or `aborted`
+        reply the server closes the stream.  Every message must name the round
+        and client of the first; the token is checked once, on the first.  The
+        open stream is the client's presence, as Attend's is: if it breaks (or a
+        message is refused, which ends it with that status) while the round
+        runs, the client is a dropout of the open stage at once.  One stream
+        (Session or Attend) per client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecAggServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +139,11 @@ def add_SecAggServicer_to_server(servicer, server):
                     servicer.Attend,
                     request_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.FromString,
                     response_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggNextRequest.FromString,
+                    response_serializer=mpcnet_dot_v1_dot_secagg__pb2.SecAggNextReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +254,33 @@ class SecAgg:
             '/mpcnet.v1.SecAgg/Attend',
             mpcnet_dot_v1_dot_secagg__pb2.SecAggAttendRequest.SerializeToString,
             mpcnet_dot_v1_dot_secagg__pb2.SecAggPresence.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mpcnet.v1.SecAgg/Session',
+            mpcnet_dot_v1_dot_secagg__pb2.SecAggNextRequest.SerializeToString,
+            mpcnet_dot_v1_dot_secagg__pb2.SecAggNextReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,9 +72,10 @@ def create_round(cluster: LocalCluster, ids: Sequence[int], t: int, *, plus: boo
 
 def spawn(cluster: LocalCluster, rnd: Round, ids: Sequence[int], seed: str | None,
           die_at: str | None = None, *, input_file: Path | None = None, tokens_file: Path | None = None,
-          signing_keys_file: Path | None = None, tokens: str | None = None) -> subprocess.Popen[str]:
+          signing_keys_file: Path | None = None, tokens: str | None = None,
+          extra: Sequence[str] = ()) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", cluster.coordinator, "--round", rnd.id,
-           "--ids", ",".join(map(str, ids)), "--timeout", "20"]
+           "--ids", ",".join(map(str, ids)), "--timeout", "20", *extra]
     cmd += ["--input-seed", seed] if seed is not None else ["--input-file", str(input_file)]
     if die_at:
         cmd += ["--die-at", die_at]
@@ -154,15 +155,18 @@ def test_one_client_sigkilled(cluster: LocalCluster, stage: str, in_sum: list[in
     assert "threshold t = 3 of 5" in receipt["layers"][0] and receipt["state"] == "done"
 
 
-@pytest.mark.parametrize("stage", ["share_keys", "masked_input_collection", "unmasking"])
-def test_killed_client_is_seen_at_once_not_at_the_stage_deadline(cluster: LocalCluster, stage: str) -> None:
+@pytest.mark.parametrize("stage, transport", [("share_keys", "session"), ("masked_input_collection", "session"),
+                                              ("unmasking", "session"), ("masked_input_collection", "--no-session")])
+def test_killed_client_is_seen_at_once_not_at_the_stage_deadline(cluster: LocalCluster, stage: str,
+                                                                 transport: str) -> None:
     """With a 600 s stage deadline, the round still ends inside the 60 s process timeout: the killed client's
-    Attend stream breaks and the coordinator counts it as a dropout of the open stage at once."""
+    Session stream (or, with --no-session, its Attend stream) breaks and the coordinator counts it as a dropout
+    of the open stage at once."""
     ids = [1, 2, 3, 4, 5]
     rnd = create_round(cluster, ids, t=3, stage_s=600.0)
-    seed = f"presence-{stage}"
+    seed = f"presence-{stage}-{transport}"
     live = spawn(cluster, rnd, [1, 2, 3, 4], seed)
-    dying = spawn(cluster, rnd, [5], seed, die_at=stage)
+    dying = spawn(cluster, rnd, [5], seed, die_at=stage, extra=[transport] if transport != "session" else [])
     rc_dead, _, _ = finish(dying)
     rc, lines, err = finish(live)
     assert rc_dead == -9
@@ -546,6 +550,88 @@ def test_duplicate_ids_second_presence_and_late_join_refused(cluster: LocalClust
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "advertise_keys" in err.value.details()
     for c in (first, second):
         c.presence.cancel()
+
+
+def test_session_next_and_silent_clients_share_one_round(cluster: LocalCluster) -> None:
+    """The three client transports are one protocol: Session streams, Next calls with an Attend stream, and Next
+    calls alone give one exact sum together."""
+    ids = [1, 2, 3, 4, 5, 6]
+    rnd = create_round(cluster, ids, t=4)
+    procs = [spawn(cluster, rnd, [1, 2], "mixed"), spawn(cluster, rnd, [3, 4], "mixed", extra=["--no-session"]),
+             spawn(cluster, rnd, [5, 6], "mixed", extra=["--no-attend"])]
+    for proc in procs:
+        code, lines, err = finish(proc)
+        assert code == 0, err[-2000:]
+        assert [ln["state"] for ln in lines] == ["done", "done"]
+    res = result(cluster, rnd)
+    assert res.state == "done" and list(res.done.included) == ids
+    assert np.array_equal(aggregate_of(res.done), expected_sum("mixed", ids))
+
+
+def session_refusal(s: spbg.SecAggStub, messages: Sequence[spb.SecAggNextRequest],
+                    md: Sequence[tuple[str, str]]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        list(s.Session(iter(messages), timeout=10, metadata=md))
+    return err.value.code(), err.value.details()
+
+
+def test_session_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
+    import queue
+
+    from mpcnet.secagg.encoding import decode
+
+    s = stub(cluster)
+    rnd = create_round(cluster, [1, 2, 3], t=2, join_s=20.0)
+    md = {cid: (("mpcnet-client-token", tok),) for cid, tok in rnd.tokens.items()}
+    # the first message decides the round and client, and is checked as a Next call's would be
+    assert session_refusal(s, [spb.SecAggNextRequest(round_id="nope", client_id=1)], md[1])[0] == \
+        grpc.StatusCode.NOT_FOUND
+    code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=9)], md[1])
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "client 9" in msg
+    code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=2)], md[1])
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "mpcnet-client-token" in msg
+    # bytes that are no SecAggNextRequest at all
+    raw = grpc.insecure_channel(cluster.coordinator).stream_stream(
+        "/mpcnet.v1.SecAgg/Session", request_serializer=lambda b: b,
+        response_deserializer=spb.SecAggNextReply.FromString)
+    with pytest.raises(grpc.RpcError) as err:
+        list(raw(iter([b"\xff\xff\xff"]), timeout=10, metadata=md[1]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in err.value.details()
+
+    # client 3 holds an Attend stream: a Session of its own is a second presence, refused
+    third = ManualClient(cluster, rnd, 3)
+    code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=3)], md[3])
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "open already" in msg
+
+    # client 1 joins with Next and answers on a Session; clients 2 and 3 answer with Next
+    answers = {}
+    for cid in (1, 2):
+        joined = s.Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=cid), timeout=10, metadata=md[cid])
+        _, answers[cid] = advertise_keys.client_step(params_from_proto(joined.params), cid,
+                                                     decode(joined.request.payload))  # type: ignore[arg-type]
+    _, answers[3] = advertise_keys.client_step(third.params, 3, third.request())
+    outbox: queue.Queue[spb.SecAggNextRequest | None] = queue.Queue()
+    replies = s.Session(iter(outbox.get, None), timeout=60, metadata=md[1])
+    outbox.put(spb.SecAggNextRequest(round_id=rnd.id, client_id=1, stage_answered="advertise_keys",
+                                     response=encode(answers[1])))
+    others = [s.Next.future(spb.SecAggNextRequest(round_id=rnd.id, client_id=cid, stage_answered="advertise_keys",
+                                                  response=encode(answers[cid])), timeout=60, metadata=md[cid])
+              for cid in (2, 3)]
+    try:
+        assert next(replies).request.stage == "share_keys"  # the stage opened once all three answered
+        assert all(f.result(timeout=60).request.stage == "share_keys" for f in others)
+        # a later message naming another client ends the session with the reason ...
+        outbox.put(spb.SecAggNextRequest(round_id=rnd.id, client_id=2, stage_answered="share_keys", response=b"x"))
+        with pytest.raises(grpc.RpcError) as err:
+            next(replies)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "round and client of its first message" in err.value.details()
+    finally:
+        outbox.put(None)
+    # ... and the client is gone from the round at once (its presence ended)
+    code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=1)], md[1])
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "declared gone" in msg
+    third.presence.cancel()
 
 
 def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> None:
