@@ -203,9 +203,14 @@ def share_aad(round_id: str, sender: int, receiver: int) -> bytes:
     return LABEL_SHARE_AAD + lp(round_id.encode()) + id_bytes(sender) + id_bytes(receiver)
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes, rng: RandomSource | None = None) -> bytes:
-    """nonce (12 bytes) || AES-256-GCM ciphertext-and-tag."""
-    nonce = resolve(rng).random_bytes(NONCE_BYTES)
+def seal(key: bytes, plaintext: bytes, aad: bytes, rng: RandomSource | None = None,
+         nonce: bytes | None = None) -> bytes:
+    """nonce (12 bytes) || AES-256-GCM ciphertext-and-tag.  The nonce is drawn from ``rng`` unless given (a
+    caller sealing many messages draws their nonces at once: one OS call instead of one per message)."""
+    if nonce is None:
+        nonce = resolve(rng).random_bytes(NONCE_BYTES)
+    elif len(nonce) != NONCE_BYTES:
+        raise ValueError(f"an AES-GCM nonce is {NONCE_BYTES} bytes, got {len(nonce)}")
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 

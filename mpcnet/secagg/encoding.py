@@ -116,7 +116,11 @@ def _encode_parts(msg: object, with_words: bool = True) -> tuple[bytes, list[byt
     assert isinstance(body, dict)
     body["type"] = tag_of(msg)
     body["v"] = VERSION
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(), blobs or []
+    return _canonical_json(body).encode(), blobs or []
+
+
+def _canonical_json(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def encode(msg: object) -> bytes:
@@ -171,9 +175,12 @@ def _make_decoder(hint: Any) -> _Decoder:
     if hint is bytes:
         def hexbytes(value: Any, where: str, words: _Words) -> Any:
             try:
-                return bytes.fromhex(value)
+                out = bytes.fromhex(value)
             except (TypeError, ValueError):
                 raise ProtocolViolation(f"{where}: expected a hex string") from None
+            if out.hex() != value:  # fromhex also takes upper case and spaces
+                raise ProtocolViolation(f"{where}: bytes are not in canonical form (lowercase hex, no spaces)")
+            return out
         return hexbytes
     if isinstance(hint, type) and issubclass(hint, Enum):
         enum_cls = hint
@@ -189,7 +196,11 @@ def _make_decoder(hint: Any) -> _Decoder:
             if (not isinstance(value, dict) or set(value) != {"len", "word"} or value["word"] not in (4, 8)
                     or not isinstance(value["len"], int) or isinstance(value["len"], bool) or value["len"] < 0):
                 raise ProtocolViolation(f"{where}: expected a vector descriptor {{\"len\": n, \"word\": 4|8}}")
-            return words.take(value["len"], value["word"], where)
+            vec = words.take(value["len"], value["word"], where)
+            if value["word"] == 8 and _word_width(vec) == 4:
+                raise ProtocolViolation(f"{where}: bytes are not in canonical form (8-byte words for values below "
+                                        "2^32)")
+            return vec
         return vector
     if origin is tuple:
         args = typing.get_args(hint)
@@ -254,9 +265,16 @@ def _decode(data: bytes) -> object:
     if not 2 <= size <= min(MAX_HEADER_BYTES, len(data) - 4):
         raise ProtocolViolation("message header length out of range")
     try:
-        body = json.loads(data[4:4 + size].decode("ascii"))
+        header = data[4:4 + size].decode("ascii")
+        body = json.loads(header)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ProtocolViolation("message header is not canonical JSON") from None
+    # Canonical bytes: the header is the canonical JSON of what it parses to (checked here, by the C encoder),
+    # every value has one spelling (hex is lowercase without spaces, a vector's word width is the smallest that
+    # fits: the field decoders check these), and the vector words fill the rest exactly (checked below).
+    # Together that is "re-encoding the message gives the same bytes", without re-encoding it.
+    if _canonical_json(body) != header:
+        raise ProtocolViolation("message header is not in canonical form")
     if not isinstance(body, dict) or body.pop("v", None) != VERSION:
         raise ProtocolViolation(f"message is not a version-{VERSION} object")
     tag = body.pop("type", None)
@@ -267,8 +285,4 @@ def _decode(data: bytes) -> object:
     msg = _build(cls, body, str(tag), words)
     if words.offset != len(data):
         raise ProtocolViolation(f"{tag}: {len(data) - words.offset} trailing bytes after the vector words")
-    # The vector words were read verbatim and fill the rest exactly, so the bytes are canonical iff the header
-    # is (the header names each vector's width, and re-encoding picks the canonical one).
-    if _encode_parts(msg, with_words=False)[0] != data[4:4 + size]:
-        raise ProtocolViolation(f"{tag}: bytes are not in canonical form")
     return msg

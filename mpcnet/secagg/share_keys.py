@@ -104,13 +104,15 @@ def client_step(state: ClientState, request: ShareKeysRequest,
     b_shares = shamir.split(shamir.secret_to_int(b_u), params.threshold, ids, source)
     sk_shares = shamir.split(shamir.secret_to_int(crypto.x25519_raw(state.s_sk)), params.threshold, ids, source)
     out, keys = [], {}
-    for peer in request.peers:
+    # every nonce in one draw: the same bytes, in the same order, as one draw per seal
+    others = [peer for peer in request.peers if peer.client_id != u]
+    nonces = source.random_bytes(crypto.NONCE_BYTES * len(others))
+    for i, peer in enumerate(others):
         v = peer.client_id
-        if v == u:
-            continue
         key = keys[v] = crypto.share_key(state.c_sk, peer.c_pk, params.round_id)
         blob = crypto.seal(key, share_plaintext(u, v, b_shares[v], sk_shares[v]),
-                           crypto.share_aad(params.round_id, u, v), source)
+                           crypto.share_aad(params.round_id, u, v),
+                           nonce=nonces[crypto.NONCE_BYTES * i:crypto.NONCE_BYTES * (i + 1)])
         out.append(EncryptedShare(u, v, blob))
     new = state.replace(stage=Stage.SHARE_KEYS, peers={p.client_id: p for p in request.peers}, self_seed=b_u,
                         own_b_share=b_shares[u], own_sk_share=sk_shares[u], share_keys=keys)
