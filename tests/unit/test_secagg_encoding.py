@@ -91,3 +91,23 @@ MASKED = b'{"masked":{"len":2,"word":4},"round_id":"r","sender":1,"type":"secagg
 def test_malformed_or_non_canonical_bytes_are_refused(data: bytes) -> None:
     with pytest.raises(ProtocolViolation):
         decode(data)
+
+
+def test_one_spelling_per_value() -> None:
+    """Decoding checks canonical form field by field (the header is not re-encoded): any other spelling of the
+    same message -- upper-case or spaced hex, an escaped character, a repeated key, 8-byte words for small
+    values, an empty vector at width 8 -- is refused, and the canonical bytes still decode."""
+    msg = UnmaskingResponse("r", 2, (RevealedShare(1, b"\xab" * 66),), ())
+    data = encode(msg)
+    size = int.from_bytes(data[:4], "big")
+    header = data[4:4 + size]
+    assert decode(frame(header)) == msg
+    for other in (header.replace(b"ab" * 66, b"AB" * 66), header.replace(b"ab" * 66, b"ab " * 65 + b"ab"),
+                  header.replace(b'"r"', b'"\\u0072"'), header.replace(b',"sender":2', b',"sender":2,"sender":2')):
+        assert other != header
+        with pytest.raises(ProtocolViolation, match="canonical"):
+            decode(frame(other))
+    with pytest.raises(ProtocolViolation, match="canonical"):
+        decode(frame(MASKED.replace(b'"len":2,"word":4', b'"len":0,"word":8')))
+    empty = decode(frame(MASKED.replace(b'"len":2', b'"len":0')))
+    assert isinstance(empty, MaskedInputResponse) and empty.masked.size == 0
