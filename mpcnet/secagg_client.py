@@ -8,22 +8,21 @@ task::
     loop:  answer = core client_step(request)
            Next(round, id, stage_answered=stage, answer)  -> next request | done(sum) | aborted(reason)
 
-Every call carries a deadline: the join ``rpc_timeout_s``; an answer the
-deadline of the stage answered plus the server's step margin, because the
-coordinator holds the call until the next stage opens.
+Every wait for a reply is bounded: the join's by ``rpc_timeout_s``; an
+answer's by the deadline of the stage answered plus the server's step
+margin, because the coordinator holds the reply until the next stage opens.
 
-After the join call, each client answers on one ``Session`` stream: it
-writes each answer as a Next request and reads what Next would return, and
-the open stream is its presence for the round (deadline: the whole round's
-bound).  If the client's process dies, the kernel closes its connections,
-the stream breaks, and the coordinator counts the client as a dropout at
-once instead of waiting out the stage deadline.  One call per client per
-round instead of one per stage plus a presence stream: the coordinator's
-CPU per client is dominated by gRPC's per-call cost.  ``session=False``
-(``mpcnet client --no-session``) answers with Next calls and holds an
-``Attend`` presence stream instead; ``attend=False`` (``--no-attend``) uses
-Next calls and no presence stream (the MQTT last will, if any, is then the
-only early dropout signal).
+Each client joins and answers on one ``Session`` stream: it writes the
+join and each answer as a Next request and reads what Next would return,
+and the open stream is its presence for the round.  If the client's process
+dies, the kernel closes its connections, the stream breaks, and the
+coordinator counts the client as a dropout at once instead of waiting out
+the stage deadline.  One call per client per round instead of one per stage
+plus a presence stream: the coordinator's CPU per client is dominated by
+gRPC's per-call cost.  ``session=False`` (``mpcnet client --no-session``)
+answers with Next calls and holds an ``Attend`` presence stream instead;
+``attend=False`` (``--no-attend``) uses Next calls and no presence stream
+(the MQTT last will, if any, is then the only early dropout signal).
 
 Every call carries the client's bearer token (from CreateRound) as the
 ``mpcnet-client-token`` metadata; ``mpcnet client`` reads the tokens from
@@ -72,7 +71,7 @@ from mpcnet.secagg.errors import ProtocolViolation
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
-from mpcnet.secagg_wire import (FEDAVG, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
+from mpcnet.secagg_wire import (FEDAVG, MAX_DEADLINE_S, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
                                 topic_level, will_proof,
                                 aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
@@ -251,14 +250,14 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
     channel and the presence stream as a crashed client would, and return state "stopped".
     ``hold``: awaited with each stage's request before the answer (`mpcnet agent --drill-hooks`: a drill
     freezes chosen seats at a stage so that it can `docker kill` or partition them there).
-    ``session``: after the join call, answer on one ``Session`` stream (also the presence signal) instead of
-    one ``Next`` call per stage plus an ``Attend`` stream; ``attend=False`` means neither stream."""
+    ``session``: join and answer on one ``Session`` stream (also the presence signal) instead of one ``Next``
+    call per stage plus an ``Attend`` stream; ``attend=False`` means Next calls and neither stream."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
         stub = spbg.SecAggStub(channel)
 
-        async def call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
+        async def next_call(req: spb.SecAggNextRequest, timeout: float) -> spb.SecAggNextReply:
             req.want_result = want_result
             try:
                 reply: spb.SecAggNextReply = await stub.Next(req, timeout=timeout, metadata=metadata)
@@ -266,6 +265,12 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc, who) from None
 
+        # The session's deadline is set before the join reply tells the round's deadlines: it is the longest
+        # round any coordinator accepts, a backstop only -- the join waits rpc_timeout_s, every later wait its
+        # stage's deadline, and the whole round the bound below.
+        stream = (stub.Session(timeout=rpc_timeout_s + 5 * (MAX_DEADLINE_S + ANSWER_MARGIN_S), metadata=metadata)
+                  if attend and session else None)
+        call = _session_call(stream, who, want_result) if stream is not None else next_call
         stage = Stage.SETUP
         try:
             reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
@@ -280,13 +285,14 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                                    "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
             bound = join_s + 5 * (stage_s + ANSWER_MARGIN_S)  # the whole round, all stages at their deadlines
-            if attend and session:
-                stream = stub.Session(timeout=bound, metadata=metadata)
+            if stream is not None:
                 try:
-                    return await _rounds(_session_call(stream, who, want_result), reply, params, client_id, inputs,
-                                         enc, signing_key, die_at, who, join_s, stage_s, stop_at, hold)
-                finally:
-                    stream.cancel()  # a no-op after the server closed it; else the coordinator sees the client leave
+                    async with asyncio.timeout(bound):
+                        return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
+                                             join_s, stage_s, stop_at, hold)
+                except TimeoutError:
+                    raise PeerTimeout(f"{who}: round {round_id} still running after {bound:g}s, the longest its "
+                                      "deadlines allow") from None
             presence = asyncio.get_running_loop().create_task(
                 _attend(stub, round_id, client_id, metadata, bound) if attend else asyncio.sleep(0))
             try:
@@ -300,6 +306,9 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                     pass
         except MpcnetError as exc:
             return ClientOutcome(client_id, "error", stage=stage.value, reason=str(exc))
+        finally:
+            if stream is not None:
+                stream.cancel()  # a no-op after the server closed it; else the coordinator sees the client leave
 
 
 def _session_call(stream: grpc.aio.StreamStreamCall, who: str, want_result: bool

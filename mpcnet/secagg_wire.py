@@ -26,6 +26,7 @@ from mpcnet.secagg.stage import Stage
 from mpcnet.v1 import secagg_pb2 as spb
 
 DEFAULT_BITS = 32
+MAX_DEADLINE_S = 3600.0  # the longest stage or join deadline a coordinator accepts
 
 REQUEST_TYPES: dict[Stage, type] = {
     Stage.ADVERTISE_KEYS: advertise_keys.AdvertiseKeysRequest,

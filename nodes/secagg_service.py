@@ -69,7 +69,7 @@ from mpcnet.secagg.graph import GraphKind
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
-from mpcnet.secagg_wire import (REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
+from mpcnet.secagg_wire import (MAX_DEADLINE_S, REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
                                 params_to_proto, parse_stage, topic_level, will_proof)
 from mpcnet.transport.rpc import (CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors,
                                   stream_servicer_errors)
@@ -88,7 +88,6 @@ MAX_CLIENTS = 5000
 # limit: 500,000 elements are 2 MB (bits <= 32) or 4 MB (wider rings are refused above 500,000 / 2 + margin).
 MAX_VECTOR_LENGTH = 500_000
 MAX_WIDE_VECTOR_LENGTH = 400_000
-MAX_DEADLINE_S = 3600.0
 MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 RESTART_REASON = ("the coordinator restarted during the round; a round is never resumed (its masks and keys were in "
                   "memory only): create a new round")

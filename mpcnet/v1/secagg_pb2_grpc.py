@@ -103,11 +103,12 @@ class SecAggServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
-        """Next and Attend in one stream (what `mpcnet client` uses after its join
-        call): each message the client writes is a Next request, and the server
-        writes back exactly what Next would return; after a `done` or `aborted`
-        reply the server closes the stream.  Every message must name the round
-        and client of the first; the token is checked once, on the first.  The
+        """Next and Attend in one stream (what `mpcnet client` uses): each message
+        the client writes is a Next request (the first one usually the join),
+        and the server writes back exactly what Next would return; after a
+        `done` or `aborted` reply the server closes the stream.  Every message
+        must name the round and client of the first; the token is checked once,
+        on the first.  The
         open stream is the client's presence, as Attend's is: if it breaks (or a
         message is refused, which ends it with that status) while the round
         runs, the client is a dropout of the open stage at once.  One stream
