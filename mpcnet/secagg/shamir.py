@@ -94,13 +94,14 @@ def _inverses(values: list[int], prime: int) -> list[int]:
 @lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     """v_i = 1 / prod_{j != i} (x_i - x_j) mod prime."""
+    exact = len(xs) <= _EXACT_MAX_HOLDERS  # a few machine-word factors: one reduction, not one per factor
     dens = []
     for i, xi in enumerate(xs):
         d = 1
         for j, xj in enumerate(xs):
             if i != j:
-                d = d * (xi - xj) % prime
-        dens.append(d)
+                d = d * (xi - xj) if exact else d * (xi - xj) % prime
+        dens.append(d % prime)
     return tuple(_inverses(dens, prime))
 
 
@@ -111,6 +112,12 @@ def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
     if at in xs:
         return tuple(int(x == at) for x in xs)
     v = _barycentric(xs, prime)
+    if len(xs) <= _EXACT_MAX_HOLDERS and 0 <= at < 2**32 and max(xs) < 2**32:
+        # prod_{j != i} (at - x_j) = Q / (at - x_i) with Q the exact product of small factors: no reduction per factor
+        q = 1
+        for x in xs:
+            q *= at - x
+        return tuple(q // (at - x) % prime * v[i] % prime for i, x in enumerate(xs))
     diffs = [(at - x) % prime for x in xs]
     suffix = [1] * (len(xs) + 1)
     for i in range(len(xs) - 1, -1, -1):
@@ -123,6 +130,9 @@ def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
 
 
 _SMALL_FIELD = 2**64
+# Holder sets up to this size (SecAgg+ neighbourhoods) multiply their small id differences exactly and reduce
+# once; larger ones (the complete graph: one set per round, cached) reduce after every factor.
+_EXACT_MAX_HOLDERS = 64
 
 
 @lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
@@ -134,12 +144,13 @@ def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple
         return tuple(tuple(v[i] * pow(x, k, prime) % prime for i, x in enumerate(xs)) for k in range(extra))
     # one random combination g(X) = sum_k r_k X^k of the m - t equations
     r = [secrets.randbelow(prime) for _ in range(extra)]
+    exact = len(xs) <= _EXACT_MAX_HOLDERS and max(xs) < 2**32  # g(x) grows by one small factor per step
     row = []
     for i, x in enumerate(xs):
         g = 0
         for c in reversed(r):
-            g = (g * x + c) % prime
-        row.append(v[i] * g % prime)
+            g = g * x + c if exact else (g * x + c) % prime
+        row.append(v[i] * (g % prime) % prime)
     return (tuple(row),)
 
 

@@ -106,3 +106,37 @@ def test_split_argument_checks() -> None:
         shamir.split(1, 2, [0, 1])
     with pytest.raises(ValueError):
         shamir.split(shamir.FIELD_PRIME, 2, [1, 2])
+
+
+def _weights(xs: tuple[int, ...], at: int, exact_max: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(barycentric weights, Lagrange coefficients at ``at``) with exact products allowed up to ``exact_max``."""
+    saved = shamir._EXACT_MAX_HOLDERS
+    shamir._EXACT_MAX_HOLDERS = exact_max
+    for cached in (shamir._barycentric, shamir._lagrange, shamir._dual_checks):
+        cached.cache_clear()
+    try:
+        return shamir._barycentric(xs, shamir.FIELD_PRIME), shamir._lagrange(xs, at, shamir.FIELD_PRIME)
+    finally:
+        shamir._EXACT_MAX_HOLDERS = saved
+        for cached in (shamir._barycentric, shamir._lagrange, shamir._dual_checks):
+            cached.cache_clear()
+
+
+@SETTINGS
+@given(st.lists(st.integers(min_value=1, max_value=2**31 - 1), min_size=1, max_size=70, unique=True),
+       st.integers(min_value=0, max_value=2**32 - 1))
+def test_exact_small_set_weights_equal_the_reduced_ones(ids: list[int], at: int) -> None:
+    """Small holder sets multiply their id differences exactly and reduce once; larger ones reduce per factor.
+    Both give the same field elements."""
+    xs = tuple(sorted(ids))
+    assert _weights(xs, at, exact_max=10**6) == _weights(xs, at, exact_max=0)
+
+
+def test_large_holder_sets_reconstruct_and_cross_check() -> None:
+    """Above the exact-products size (a complete-graph round): reconstruction and the consistency check."""
+    ids = list(range(1, 81))
+    shares = shamir.split(12345, 50, ids)
+    assert len(ids) > shamir._EXACT_MAX_HOLDERS and shamir.reconstruct(shares, 50) == 12345
+    shares[7] = (shares[7] + 1) % shamir.FIELD_PRIME
+    with pytest.raises(InconsistentShares):
+        shamir.reconstruct(shares, 50)
