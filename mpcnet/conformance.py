@@ -276,6 +276,9 @@ class Suite:
             ("unknown SecAgg round", C.NOT_FOUND,
              lambda: sec.Next(spb.SecAggNextRequest(round_id="conformance-none", client_id=1), timeout=t,
                               metadata=((CLIENT_TOKEN_KEY, "x"),))),
+            ("unknown SecAgg round on a Session stream", C.NOT_FOUND,
+             lambda: list(sec.Session(iter([spb.SecAggNextRequest(round_id="conformance-none", client_id=1)]),
+                                      timeout=t, metadata=((CLIENT_TOKEN_KEY, "x"),)))),
         ]
         job = coord.CreateJob(pb.CreateJobRequest(name="neg"), timeout=t, metadata=md).job_id
         spec = pb.SecretSpec(name="x", shape=[2], frac_bits=0, bound=8.0)
