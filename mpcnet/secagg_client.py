@@ -71,7 +71,8 @@ from mpcnet.secagg.errors import ProtocolViolation
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
-from mpcnet.secagg_wire import (FEDAVG, MAX_DEADLINE_S, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize, encoding_from_proto,
+from mpcnet.secagg_wire import (FEDAVG, MAX_DEADLINE_S, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize,
+                                encoding_from_proto,
                                 topic_level, will_proof,
                                 aggregate_of, params_from_proto, parse_stage)
 from mpcnet.transport.rpc import CLIENT_TOKEN_KEY, from_rpc_error, insecure_channel
@@ -88,6 +89,7 @@ TOKENS_ENV = "MPCNET_CLIENT_TOKENS"
 # The server holds an answering call up to the stage deadline plus its step margin
 # (nodes.secagg_service.STEP_MARGIN_S = 30 s); the client allows a little more.
 ANSWER_MARGIN_S = 35.0
+SESSION_CLOSE_WAIT_S = 5.0  # for the server's status after the final reply (it is sent at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,8 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
     ``hold``: awaited with each stage's request before the answer (`mpcnet agent --drill-hooks`: a drill
     freezes chosen seats at a stage so that it can `docker kill` or partition them there).
     ``session``: join and answer on one ``Session`` stream (also the presence signal) instead of one ``Next``
-    call per stage plus an ``Attend`` stream; ``attend=False`` means Next calls and neither stream."""
+    call per stage plus an ``Attend`` stream (what the client falls back to when the coordinator answers the
+    Session with UNIMPLEMENTED); ``attend=False`` means Next calls and neither stream."""
     who = f"SecAgg coordinator at {address}"
     metadata = ((CLIENT_TOKEN_KEY, token),)
     async with insecure_channel(address, tls=tls, expect=COORDINATOR if tls else None) as channel:
@@ -273,7 +276,13 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
         call = _session_call(stream, who, want_result) if stream is not None else next_call
         stage = Stage.SETUP
         try:
-            reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
+            try:
+                reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
+            except _SessionUnsupported:  # a coordinator from before Session: Next calls and an Attend stream
+                assert stream is not None
+                stream.cancel()
+                stream, call = None, next_call
+                reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
             if not reply.HasField("params"):
                 raise ProtocolViolation(f"{who}: the join reply carries no round parameters")
             params = params_from_proto(reply.params)
@@ -288,11 +297,14 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
             if stream is not None:
                 try:
                     async with asyncio.timeout(bound):
-                        return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
-                                             join_s, stage_s, stop_at, hold)
+                        outcome = await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at,
+                                                who, join_s, stage_s, stop_at, hold)
                 except TimeoutError:
                     raise PeerTimeout(f"{who}: round {round_id} still running after {bound:g}s, the longest its "
                                       "deadlines allow") from None
+                if outcome.state in ("done", "aborted"):
+                    await _close_session(stream)
+                return outcome
             presence = asyncio.get_running_loop().create_task(
                 _attend(stub, round_id, client_id, metadata, bound) if attend else asyncio.sleep(0))
             try:
@@ -311,6 +323,20 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 stream.cancel()  # a no-op after the server closed it; else the coordinator sees the client leave
 
 
+class _SessionUnsupported(Exception):
+    """The coordinator answered the join on a Session with UNIMPLEMENTED: it predates Session."""
+
+
+async def _close_session(stream: grpc.aio.StreamStreamCall) -> None:
+    """After the final reply: take the server's status (it closes the session right after that reply), so
+    that the session ends OK rather than cancelled by this client."""
+    try:
+        async with asyncio.timeout(SESSION_CLOSE_WAIT_S):
+            await stream.code()
+    except (grpc.RpcError, TimeoutError):
+        pass  # the outcome is in hand: a late or failed close costs nothing but the call's status
+
+
 def _session_call(stream: grpc.aio.StreamStreamCall, who: str, want_result: bool
                   ) -> Callable[[spb.SecAggNextRequest, float], Awaitable[spb.SecAggNextReply]]:
     """``call(request, timeout)`` over a Session stream: write a Next request, read what Next would return."""
@@ -322,6 +348,8 @@ def _session_call(stream: grpc.aio.StreamStreamCall, who: str, want_result: bool
             async with asyncio.timeout(timeout):
                 reply = await stream.read()
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED and not req.stage_answered:
+                raise _SessionUnsupported() from None
             raise from_rpc_error(exc, who) from None
         except TimeoutError:
             raise PeerTimeout(f"{who}: no reply on the session within {timeout:g}s") from None

@@ -30,8 +30,9 @@ the core's message (it names the stage, survivors and threshold); every
 waiting and later caller gets it as an ``aborted`` reply.
 
 Clients authenticate with bearer tokens: ``CreateRound`` draws one per
-client id (returned once, kept only as SHA-256 hashes); ``Next`` needs the
-caller's own token as ``mpcnet-client-token`` metadata, ``GetResult`` the
+client id (returned once, kept only as SHA-256 hashes); ``Next``,
+``Attend`` and ``Session`` (checked on its first message) need the caller's
+own token as ``mpcnet-client-token`` metadata, ``GetResult`` the
 cluster secret or any token of the round (compared with hmac.compare_digest).
 
 Events (on the :class:`~mpcnet.events.EventBus`):
@@ -51,7 +52,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import grpc
 
@@ -69,7 +70,8 @@ from mpcnet.secagg.graph import GraphKind
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
-from mpcnet.secagg_wire import (MAX_DEADLINE_S, REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto, params_from_proto,
+from mpcnet.secagg_wire import (MAX_DEADLINE_S, REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto,
+                                params_from_proto,
                                 params_to_proto, parse_stage, topic_level, will_proof)
 from mpcnet.transport.rpc import (CLIENT_TOKEN_KEY, CLUSTER_AUTH_KEY, metadata_value, servicer_errors,
                                   stream_servicer_errors)
@@ -92,7 +94,10 @@ MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 RESTART_REASON = ("the coordinator restarted during the round; a round is never resumed (its masks and keys were in "
                   "memory only): create a new round")
 STEP_MARGIN_S = 30.0  # on top of a stage deadline: time for the server step before a waiting Next gives up
-SESSION_FIRST_MESSAGE_S = 30.0  # a client opens a Session with its message ready: the wait for it is short
+# A client opens a Session with its first message ready, and no token is checked before that message: the
+# wait for it is short.
+SESSION_FIRST_MESSAGE_S = 10.0
+_ROUND_ENDED = object()  # what _session_read returns when the round ends before the client's next message
 
 
 def _hash(token: str) -> bytes:
@@ -124,6 +129,8 @@ class _Round:
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     # set once the round is done or aborted: what presence streams wait for (not woken at every stage change)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # the timeouts of sessions now waiting for their client's next message: the round's end fires them at once
+    session_reads: set[asyncio.Timeout] = field(default_factory=set, repr=False)
     _params_proto: spb.SecAggRoundParams | None = field(default=None, repr=False)
     aborted_stage: str = ""
     reason: str = ""
@@ -228,8 +235,8 @@ class SecAggService(spbg.SecAggServicer):
 
         The broker is not trusted with this: each client in the will must carry its proof
         HMAC-SHA256(SHA-256(token), "mpcnet-will" | round | id) (:func:`will_proof`), which only the token's
-        holder and this server (it keeps the hash) can make; a client with an open Attend stream is alive
-        whatever the will says; and the topic must name the round the payload names."""
+        holder and this server (it keeps the hash) can make; a client with an open Attend or Session stream is
+        alive whatever the will says; and the topic must name the round the payload names."""
         if event.get("state") != "gone":
             return
         round_id = str(event.get("round", ""))
@@ -247,8 +254,8 @@ class SecAggService(spbg.SecAggServicer):
                 self._client_gone(rnd, cid, "its process's MQTT last will (client process gone)")
 
     def _deadline(self, value: float, what: str) -> float:
-        if value == 0:
-            return float(self.cfg.stage_timeout_s)
+        if value == 0:  # the role's default, within the bound every client's Session deadline assumes
+            return min(float(self.cfg.stage_timeout_s), MAX_DEADLINE_S)
         if not 0 < value <= MAX_DEADLINE_S:
             raise InvalidInput(f"{what} must be in (0, {MAX_DEADLINE_S:g}] seconds, got {value:g}")
         return value
@@ -411,7 +418,7 @@ class SecAggService(spbg.SecAggServicer):
         """Next and Attend in one stream: one call per client instead of one per stage plus a presence stream
         (each gRPC call costs the coordinator about as much CPU as its SecAgg work for that client)."""
         incoming = aiter(requests)
-        first = await self._session_read(incoming, SESSION_FIRST_MESSAGE_S, "its first message")
+        first = await self._session_read(incoming, SESSION_FIRST_MESSAGE_S, "first message")
         if first is None:
             return  # the client closed before saying anything: nothing to answer
         rnd = self._round(first.round_id)
@@ -430,37 +437,57 @@ class SecAggService(spbg.SecAggServicer):
         rnd.attending.add(cid)
         ended = False
         try:
-            request: spb.SecAggNextRequest | None = first
-            while request is not None:
+            request = first
+            while True:
                 if request.round_id != rnd.round_id or request.client_id != cid:
                     raise InvalidInput(f"round {rnd.round_id}, client {cid}: every message of a session must name "
                                        "the round and client of its first message")
+                want_result = request.want_result
                 reply = await self._answer(rnd, cid, request, context)
                 if reply.WhichOneof("outcome") != "request":
                     ended = True
                     yield reply
                     return
                 yield reply
-                # the client now computes its answer: bounded by the stage's deadline and the step margin
+                # the client now computes its answer: bounded by the stage's deadline and the step margin, and
+                # cut short if the round ends meanwhile (the client then hears the outcome, as on Attend)
                 stage = parse_stage(reply.request.stage)
                 limit = (rnd.join_deadline_s if stage is rnd.stages[0] else rnd.stage_deadline_s) + STEP_MARGIN_S
-                request = await self._session_read(incoming, limit, f"its {stage.value} answer")
-            # the client closed its side with the round still running: it leaves the round
+                got = await self._session_read(incoming, limit, f"{stage.value} answer", rnd)
+                if got is _ROUND_ENDED or (got is None and rnd.state != "running"):
+                    ended = True
+                    yield self._outcome(rnd, want_result)
+                    return
+                if got is None:
+                    raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: the session was closed before "
+                                             "the round ended; the client is a dropout of this round")
+                request = got
         finally:
             rnd.attending.discard(cid)
             if not ended and rnd.state == "running":
                 self._client_gone(rnd, cid, "session ended (client process or connection gone)")
 
     @staticmethod
-    async def _session_read(incoming: AsyncIterator[spb.SecAggNextRequest], limit: float,
-                            what: str) -> spb.SecAggNextRequest | None:
-        """The next message of a session (None: the client closed its side), waiting at most ``limit`` seconds."""
+    async def _session_read(incoming: AsyncIterator[spb.SecAggNextRequest], limit: float, what: str,
+                            rnd: _Round | None = None) -> Any:
+        """The next message of a session; None when the client closed its side, :data:`_ROUND_ENDED` when
+        ``rnd`` ended first (its end fires this wait's timeout at once).  At most ``limit`` seconds."""
         try:
-            async with asyncio.timeout(limit):  # no task per read, unlike wait_for: this runs per client and stage
-                return await anext(incoming)
+            async with asyncio.timeout(limit) as timeout:
+                if rnd is None:
+                    return await anext(incoming)
+                if rnd.state != "running":
+                    return _ROUND_ENDED
+                rnd.session_reads.add(timeout)
+                try:
+                    return await anext(incoming)
+                finally:
+                    rnd.session_reads.discard(timeout)
         except StopAsyncIteration:
             return None
         except TimeoutError:
+            if rnd is not None and rnd.state != "running":
+                return _ROUND_ENDED
             raise PeerTimeout(f"the session's client sent no {what} within {limit:g}s") from None
 
     def _client_gone(self, rnd: _Round, cid: int, why: str) -> None:
@@ -506,8 +533,9 @@ class SecAggService(spbg.SecAggServicer):
             raise InvalidInput(f"{where}: expected a {want.__name__} payload, got {tag_of(msg)}")
         if getattr(msg, "round_id", None) != rnd.round_id or getattr(msg, "sender", None) != cid:
             raise InvalidInput(f"{where}: the payload names another round or sender")
-        # the core's own per-answer check, now, so that the client hears why (its answer is not kept and it
-        # may send a corrected one while the stage is open); the server step applies the same check again
+        # the core's own per-answer check, now, so that the client hears why (its answer is not kept; with Next
+        # it may send a corrected one while the stage is open, on a Session the refusal ends the session and the
+        # client is a dropout); the server step applies the same check again
         problem = MODULES[stage].check_response(rnd.server, cid, msg)
         if problem is not None:
             raise InvalidInput(f"{where}: {problem}; answer refused")
@@ -557,6 +585,9 @@ class SecAggService(spbg.SecAggServicer):
                 setattr(rnd, name, value)
             if rnd.state != "running":
                 rnd.ended.set()
+                now = asyncio.get_running_loop().time()
+                for waiting in rnd.session_reads:
+                    waiting.reschedule(now)
             if "open_index" in changes or "state" in changes:  # what waiting Next calls wait for
                 rnd.cond.notify_all()
 

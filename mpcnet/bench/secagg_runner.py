@@ -117,6 +117,9 @@ def worker_main(argv: list[str]) -> int:
                 record(req, reply, t0)
             return reply
 
+        async def code(self) -> Any:
+            return await self._stream.code()
+
         def cancel(self) -> bool:
             return bool(self._stream.cancel())
 

@@ -193,8 +193,8 @@ def _make_decoder(hint: Any) -> _Decoder:
         return enum
     if origin is np.ndarray:
         def vector(value: Any, where: str, words: _Words) -> Any:
-            if (not isinstance(value, dict) or set(value) != {"len", "word"} or value["word"] not in (4, 8)
-                    or not isinstance(value["len"], int) or isinstance(value["len"], bool) or value["len"] < 0):
+            if (not isinstance(value, dict) or set(value) != {"len", "word"} or type(value["word"]) is not int
+                    or value["word"] not in (4, 8) or type(value["len"]) is not int or value["len"] < 0):
                 raise ProtocolViolation(f"{where}: expected a vector descriptor {{\"len\": n, \"word\": 4|8}}")
             vec = words.take(value["len"], value["word"], where)
             if value["word"] == 8 and _word_width(vec) == 4:
@@ -267,7 +267,7 @@ def _decode(data: bytes) -> object:
     try:
         header = data[4:4 + size].decode("ascii")
         body = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, or an integer too long to convert
         raise ProtocolViolation("message header is not canonical JSON") from None
     # Canonical bytes: the header is the canonical JSON of what it parses to (checked here, by the C encoder),
     # every value has one spelling (hex is lowercase without spaces, a vector's word width is the smallest that
@@ -275,7 +275,7 @@ def _decode(data: bytes) -> object:
     # Together that is "re-encoding the message gives the same bytes", without re-encoding it.
     if _canonical_json(body) != header:
         raise ProtocolViolation("message header is not in canonical form")
-    if not isinstance(body, dict) or body.pop("v", None) != VERSION:
+    if not isinstance(body, dict) or type(version := body.pop("v", None)) is not int or version != VERSION:
         raise ProtocolViolation(f"message is not a version-{VERSION} object")
     tag = body.pop("type", None)
     cls = _REGISTRY.get(tag) if isinstance(tag, str) else None

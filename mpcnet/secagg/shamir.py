@@ -112,7 +112,7 @@ def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
     if at in xs:
         return tuple(int(x == at) for x in xs)
     v = _barycentric(xs, prime)
-    if len(xs) <= _EXACT_MAX_HOLDERS and 0 <= at < 2**32 and max(xs) < 2**32:
+    if xs and len(xs) <= _EXACT_MAX_HOLDERS and 0 <= at < 2**32 and max(xs) < 2**32:
         # prod_{j != i} (at - x_j) = Q / (at - x_i) with Q the exact product of small factors: no reduction per factor
         q = 1
         for x in xs:
@@ -144,7 +144,7 @@ def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple
         return tuple(tuple(v[i] * pow(x, k, prime) % prime for i, x in enumerate(xs)) for k in range(extra))
     # one random combination g(X) = sum_k r_k X^k of the m - t equations
     r = [secrets.randbelow(prime) for _ in range(extra)]
-    exact = len(xs) <= _EXACT_MAX_HOLDERS and max(xs) < 2**32  # g(x) grows by one small factor per step
+    exact = 0 < len(xs) <= _EXACT_MAX_HOLDERS and max(xs) < 2**32  # g(x) grows by one small factor per step
     row = []
     for i, x in enumerate(xs):
         g = 0

@@ -176,7 +176,9 @@ class _DuplicateRefused(Exception):
 
 class FaultInterceptor(grpc.aio.ServerInterceptor):
     """Apply a :class:`FaultSchedule` to calls with a unary or client-streamed request (every protocol message:
-    Prepare, Execute, Exchange, ProvideInput, Enroll, Next, ...); server-streamed replies pass untouched."""
+    Prepare, Execute, Exchange, ProvideInput, Enroll, Next, ...); server-streamed replies pass untouched, and so
+    do bidirectional SecAgg Sessions (a drill that puts faults on SecAgg answers runs `mpcnet client
+    --no-session`, whose answers are Next calls)."""
 
     def __init__(self, schedule: FaultSchedule, role: str = "") -> None:
         self.schedule = schedule
@@ -185,7 +187,7 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
         if handler is None or not (handler.unary_unary or handler.stream_unary):
-            return handler  # server-streaming replies (Reveal, FetchCorrections, Attend) pass untouched
+            return handler  # server-streaming replies (Reveal, FetchCorrections, Attend) and Sessions pass untouched
         method = details.method
         deserialize = handler.request_deserializer
 

@@ -109,5 +109,10 @@ def test_one_spelling_per_value() -> None:
             decode(frame(other))
     with pytest.raises(ProtocolViolation, match="canonical"):
         decode(frame(MASKED.replace(b'"len":2,"word":4', b'"len":0,"word":8')))
+    # floats where integers belong, and an integer too long to parse
+    for other in (MASKED.replace(b'"v":2', b'"v":2.0'), MASKED.replace(b'"word":4', b'"word":4.0'),
+                  MASKED.replace(b'"len":2', b'"len":2.0'), MASKED.replace(b'"sender":1', b'"sender":' + b"9" * 5000)):
+        with pytest.raises(ProtocolViolation):
+            decode(frame(other, bytes(8)))
     empty = decode(frame(MASKED.replace(b'"len":2', b'"len":0')))
     assert isinstance(empty, MaskedInputResponse) and empty.masked.size == 0
