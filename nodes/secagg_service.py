@@ -215,6 +215,30 @@ class SecAggService(spbg.SecAggServicer):
             raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
         return rnd
 
+    def _client_round(self, round_id: str, cid: int, context: grpc.aio.ServicerContext) -> _Round:
+        """The round a client's call names, once the client is known to be registered and to hold its token."""
+        rnd = self._round(round_id)
+        if cid not in rnd.params.client_ids:
+            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
+        self._check_token(rnd, cid, context)
+        return rnd
+
+    @staticmethod
+    def _open_presence(rnd: _Round, cid: int) -> None:
+        """An Attend or Session stream opens: one per client, and none for a client declared gone."""
+        if cid in rnd.attending:
+            raise AlreadyExists(f"round {rnd.round_id}, client {cid}: a session or presence stream is open already")
+        if cid in rnd.gone:
+            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: declared gone ({rnd.gone[cid]}); "
+                                     "it takes no further part in this round")
+        rnd.attending.add(cid)
+
+    def _close_presence(self, rnd: _Round, cid: int, ended: bool, why: str) -> None:
+        """The stream closed: unless it saw the round end, the client is gone (a dropout at once)."""
+        rnd.attending.discard(cid)
+        if not ended and rnd.state == "running":
+            self._client_gone(rnd, cid, why)
+
     @staticmethod
     def _check_token(rnd: _Round, cid: int, context: grpc.aio.ServicerContext) -> None:
         if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
@@ -315,12 +339,8 @@ class SecAggService(spbg.SecAggServicer):
 
     @servicer_errors
     async def Next(self, request: spb.SecAggNextRequest, context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
-        rnd = self._round(request.round_id)
-        cid = request.client_id
-        if cid not in rnd.params.client_ids:
-            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        self._check_token(rnd, cid, context)
-        return await self._answer(rnd, cid, request, context)
+        rnd = self._client_round(request.round_id, request.client_id, context)
+        return await self._answer(rnd, request.client_id, request, context)
 
     async def _answer(self, rnd: _Round, cid: int, request: spb.SecAggNextRequest,
                       context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
@@ -384,20 +404,12 @@ class SecAggService(spbg.SecAggServicer):
     @stream_servicer_errors
     async def Attend(self, request: spb.SecAggAttendRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[spb.SecAggPresence]:
-        rnd = self._round(request.round_id)
         cid = request.client_id
-        if cid not in rnd.params.client_ids:
-            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        self._check_token(rnd, cid, context)
+        rnd = self._client_round(request.round_id, cid, context)
         if rnd.state != "running":
             yield spb.SecAggPresence(state=rnd.state, stage=rnd.stage.value)
             return
-        if cid in rnd.attending:
-            raise AlreadyExists(f"round {rnd.round_id}, client {cid}: a presence stream is open already")
-        if cid in rnd.gone:
-            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: declared gone ({rnd.gone[cid]}); "
-                                     "it takes no further part in this round")
-        rnd.attending.add(cid)
+        self._open_presence(rnd, cid)
         ended = False
         try:
             yield spb.SecAggPresence(state="attending", stage=rnd.stage.value)
@@ -408,9 +420,7 @@ class SecAggService(spbg.SecAggServicer):
             ended = True
             yield spb.SecAggPresence(state=rnd.state, stage=rnd.stage.value)
         finally:
-            rnd.attending.discard(cid)
-            if not ended and rnd.state == "running":
-                self._client_gone(rnd, cid, "presence stream ended (client process or connection gone)")
+            self._close_presence(rnd, cid, ended, "presence stream ended (client process or connection gone)")
 
     @stream_servicer_errors
     async def Session(self, requests: AsyncIterator[spb.SecAggNextRequest],
@@ -421,20 +431,12 @@ class SecAggService(spbg.SecAggServicer):
         first = await self._session_read(incoming, SESSION_FIRST_MESSAGE_S, "first message")
         if first is None:
             return  # the client closed before saying anything: nothing to answer
-        rnd = self._round(first.round_id)
         cid = first.client_id
-        if cid not in rnd.params.client_ids:
-            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        self._check_token(rnd, cid, context)
+        rnd = self._client_round(first.round_id, cid, context)
         if rnd.state != "running":
             yield self._outcome(rnd, first.want_result)
             return
-        if cid in rnd.attending:
-            raise AlreadyExists(f"round {rnd.round_id}, client {cid}: a session or presence stream is open already")
-        if cid in rnd.gone:
-            raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: declared gone ({rnd.gone[cid]}); "
-                                     "it takes no further part in this round")
-        rnd.attending.add(cid)
+        self._open_presence(rnd, cid)
         ended = False
         try:
             request = first
@@ -463,9 +465,7 @@ class SecAggService(spbg.SecAggServicer):
                                              "the round ended; the client is a dropout of this round")
                 request = got
         finally:
-            rnd.attending.discard(cid)
-            if not ended and rnd.state == "running":
-                self._client_gone(rnd, cid, "session ended (client process or connection gone)")
+            self._close_presence(rnd, cid, ended, "session ended (client process or connection gone)")
 
     @staticmethod
     async def _session_read(incoming: AsyncIterator[spb.SecAggNextRequest], limit: float, what: str,

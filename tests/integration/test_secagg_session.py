@@ -5,6 +5,7 @@ coordinator that predates Session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, AsyncIterator
 
 import grpc
@@ -33,13 +34,21 @@ class NoSessionService(SecAggService):
         yield  # pragma: no cover - an async generator, like the real method
 
 
-async def serve(service_cls: type[SecAggService] = SecAggService) -> tuple[RoleServer, SecAggService, str]:
+@contextlib.asynccontextmanager
+async def coordinator(service_cls: type[SecAggService] = SecAggService
+                      ) -> AsyncIterator[tuple[SecAggService, spbg.SecAggStub, str]]:
+    """A SecAgg service on a loopback port of this process: (service, stub, address)."""
     metrics = RoleMetrics("coordinator")
     server = RoleServer("coordinator", "127.0.0.1:0", SECRET, None, metrics)
     service = service_cls(Config(cluster_secret=SECRET), None, metrics)
     spbg.add_SecAggServicer_to_server(service, server.server)
-    port = await server.start()
-    return server, service, f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{await server.start()}"
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            yield service, spbg.SecAggStub(channel), address
+    finally:
+        await service.close()
+        await server.server.stop(0)
 
 
 async def create(stub: spbg.SecAggStub, ids: list[int], t: int, join_s: float, stage_s: float = 20.0,
@@ -60,69 +69,51 @@ def test_round_end_reaches_a_session_waiting_for_its_client() -> None:
     deadline (1 s).  The waiting session hears the abort then, not when its read limit (31 s) runs out."""
 
     async def main() -> None:
-        server, service, address = await serve()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = spbg.SecAggStub(channel)
-                rid, tokens = await create(stub, [1, 2, 3], 3, join_s=1.0)
-                call = stub.Session(timeout=60, metadata=md(tokens[1]))
-                await call.write(spb.SecAggNextRequest(round_id=rid, client_id=1))
-                joined = await asyncio.wait_for(call.read(), WAIT_S)
-                assert joined.request.stage == "advertise_keys"
-                outcome = await asyncio.wait_for(call.read(), WAIT_S)
-                assert outcome.WhichOneof("outcome") == "aborted"
-                assert outcome.aborted.stage == "advertise_keys" and "threshold 3" in outcome.aborted.reason
-                assert await asyncio.wait_for(call.code(), WAIT_S) == grpc.StatusCode.OK
-                assert service.rounds[rid].attending == set()
-        finally:
-            await service.close()
-            await server.server.stop(0)
+        async with coordinator() as (service, stub, address):
+            rid, tokens = await create(stub, [1, 2, 3], 3, join_s=1.0)
+            call = stub.Session(timeout=60, metadata=md(tokens[1]))
+            await call.write(spb.SecAggNextRequest(round_id=rid, client_id=1))
+            joined = await asyncio.wait_for(call.read(), WAIT_S)
+            assert joined.request.stage == "advertise_keys"
+            outcome = await asyncio.wait_for(call.read(), WAIT_S)
+            assert outcome.WhichOneof("outcome") == "aborted"
+            assert outcome.aborted.stage == "advertise_keys" and "threshold 3" in outcome.aborted.reason
+            assert await asyncio.wait_for(call.code(), WAIT_S) == grpc.StatusCode.OK
+            assert service.rounds[rid].attending == set()
 
     asyncio.run(main())
 
 
 def test_closing_the_session_mid_round_is_a_dropout_with_a_status() -> None:
     async def main() -> None:
-        server, service, address = await serve()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = spbg.SecAggStub(channel)
-                rid, tokens = await create(stub, [1, 2, 3], 2, join_s=30.0)
-                call = stub.Session(timeout=60, metadata=md(tokens[1]))
-                await call.write(spb.SecAggNextRequest(round_id=rid, client_id=1))
+        async with coordinator() as (service, stub, address):
+            rid, tokens = await create(stub, [1, 2, 3], 2, join_s=30.0)
+            call = stub.Session(timeout=60, metadata=md(tokens[1]))
+            await call.write(spb.SecAggNextRequest(round_id=rid, client_id=1))
+            await asyncio.wait_for(call.read(), WAIT_S)
+            await call.done_writing()
+            with pytest.raises(grpc.aio.AioRpcError) as err:
                 await asyncio.wait_for(call.read(), WAIT_S)
-                await call.done_writing()
-                with pytest.raises(grpc.aio.AioRpcError) as err:
-                    await asyncio.wait_for(call.read(), WAIT_S)
-                assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-                assert "closed before the round ended" in (err.value.details() or "")
-                rnd = service.rounds[rid]
-                assert 1 in rnd.gone and rnd.attending == set()
-        finally:
-            await service.close()
-            await server.server.stop(0)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "closed before the round ended" in (err.value.details() or "")
+            rnd = service.rounds[rid]
+            assert 1 in rnd.gone and rnd.attending == set()
 
     asyncio.run(main())
 
 
 def test_client_falls_back_to_next_calls_on_a_coordinator_without_session() -> None:
     async def main() -> None:
-        server, service, address = await serve(NoSessionService)
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = spbg.SecAggStub(channel)
-                ids = [1, 2, 3]
-                rid, tokens = await create(stub, ids, 2, join_s=30.0, length=8)
-                outcomes = await asyncio.wait_for(run_clients(address, rid, ids, seeded_inputs("fallback"),
-                                                              tokens=tokens, want_result=True), 60)
-                assert [o.state for o in outcomes] == ["done"] * 3, [o.reason for o in outcomes]
-                expected = sum(derive_input("fallback", c, 8, 32) for c in ids) & np.uint64(2**32 - 1)
-                assert all(np.array_equal(o.sum, expected) for o in outcomes)
-                result = await stub.GetResult(spb.SecAggGetResultRequest(round_id=rid), timeout=10,
-                                              metadata=((CLUSTER_AUTH_KEY, SECRET),))
-                assert np.array_equal(aggregate_of(result.done), expected)
-        finally:
-            await service.close()
-            await server.server.stop(0)
+        async with coordinator(NoSessionService) as (service, stub, address):
+            ids = [1, 2, 3]
+            rid, tokens = await create(stub, ids, 2, join_s=30.0, length=8)
+            outcomes = await asyncio.wait_for(run_clients(address, rid, ids, seeded_inputs("fallback"),
+                                                          tokens=tokens, want_result=True), 60)
+            assert [o.state for o in outcomes] == ["done"] * 3, [o.reason for o in outcomes]
+            expected = sum(derive_input("fallback", c, 8, 32) for c in ids) & np.uint64(2**32 - 1)
+            assert all(np.array_equal(o.sum, expected) for o in outcomes)
+            result = await stub.GetResult(spb.SecAggGetResultRequest(round_id=rid), timeout=10,
+                                          metadata=((CLUSTER_AUTH_KEY, SECRET),))
+            assert np.array_equal(aggregate_of(result.done), expected)
 
     asyncio.run(main())
