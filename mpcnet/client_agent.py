@@ -6,7 +6,7 @@ with the operator's one-shot ``mpcnet round create --tokens-out
 DIR/<round>.tokens.json``.  Each agent watches the directory, and for every
 new round claims one free seat by creating ``<round>.seat-<id>`` with
 O_CREAT|O_EXCL (atomic on one file system, so two agents never take the same
-id), reads that id's token and takes part, holding the Attend presence stream
+id), reads that id's token and takes part on a Session stream (its presence)
 so that a killed container is a dropout at once.  How the round ended for
 the seat is written to ``<round>.seat-<id>.json`` (state, stage, included
 ids; never the aggregate, which the agent does not ask for).  One seat per
