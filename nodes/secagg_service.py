@@ -126,6 +126,9 @@ class _Round:
     announced: set[int] = field(default_factory=set)  # clients whose dropout event was published
     done: spb.SecAggDone | None = None
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
+    # clients of the open stage still to answer (neither answered nor gone), kept as answers arrive: the stage
+    # closes when it empties (recomputing it per answer would cost O(n) each, O(n^2) a stage)
+    awaiting: set[int] = field(default_factory=set)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     # set once the round is done or aborted: what presence streams wait for (not woken at every stage change)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -168,13 +171,8 @@ class _Round:
         """Longest a running round can last: join, every stage's deadline and server-step margin."""
         return self.join_deadline_s + len(self.stages) * (self.stage_deadline_s + STEP_MARGIN_S) + STEP_MARGIN_S
 
-    def pending(self) -> set[int]:
-        """Clients of the open stage still to answer (neither answered nor gone)."""
-        stage = self.stage
-        return set(self.requests.get(stage, {})) - set(self.responses.get(stage, {})) - set(self.gone)
-
     def check_all_in(self) -> None:
-        if self.accepting and not self.pending():
+        if self.accepting and not self.awaiting:
             self.all_in.set()
 
 
@@ -500,6 +498,7 @@ class SecAggService(spbg.SecAggServicer):
             rnd.announced.add(cid)
             self._publish("dropped", rnd, client=cid, stage=stage.value, why=why)
             log.info("secagg round %s: client %d gone at %s (%s)", rnd.round_id, cid, stage.value, why)
+        rnd.awaiting.discard(cid)
         rnd.check_all_in()
 
     # ------------------------------------------------------------------ Next internals
@@ -540,6 +539,7 @@ class SecAggService(spbg.SecAggServicer):
         if problem is not None:
             raise InvalidInput(f"{where}: {problem}; answer refused")
         rnd.responses[stage][cid] = msg
+        rnd.awaiting.discard(cid)
         rnd.check_all_in()
 
     def _outcome(self, rnd: _Round, want_result: bool = True) -> spb.SecAggNextReply:
@@ -612,6 +612,7 @@ class SecAggService(spbg.SecAggServicer):
                 requests = module.server_request(rnd.server)
                 rnd.requests[stage] = {cid: encode(req) for cid, req in requests.items()}
                 rnd.responses[stage] = {}
+                rnd.awaiting = set(requests) - set(rnd.gone)
                 rnd.all_in = asyncio.Event()
                 await self._set(rnd, open_index=index, accepting=True)
                 for cid in sorted(set(requests) & set(rnd.gone) - rnd.announced):
