@@ -275,14 +275,15 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                   if attend and session else None)
         call = _session_call(stream, who, want_result) if stream is not None else next_call
         stage = Stage.SETUP
+        join = spb.SecAggNextRequest(round_id=round_id, client_id=client_id)
         try:
             try:
-                reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
+                reply = await call(join, rpc_timeout_s)
             except _SessionUnsupported:  # a coordinator from before Session: Next calls and an Attend stream
                 assert stream is not None
                 stream.cancel()
                 stream, call = None, next_call
-                reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id), rpc_timeout_s)
+                reply = await call(join, rpc_timeout_s)
             if not reply.HasField("params"):
                 raise ProtocolViolation(f"{who}: the join reply carries no round parameters")
             params = params_from_proto(reply.params)
@@ -294,28 +295,27 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                                    "(--signing-keys-file)")
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
             bound = join_s + 5 * (stage_s + ANSWER_MARGIN_S)  # the whole round, all stages at their deadlines
-            if stream is not None:
-                try:
-                    async with asyncio.timeout(bound):
-                        outcome = await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at,
-                                                who, join_s, stage_s, stop_at, hold)
-                except TimeoutError:
-                    raise PeerTimeout(f"{who}: round {round_id} still running after {bound:g}s, the longest its "
-                                      "deadlines allow") from None
-                if outcome.state in ("done", "aborted"):
-                    await _close_session(stream)
-                return outcome
-            presence = asyncio.get_running_loop().create_task(
+            # presence: the session itself, else an Attend stream held beside the Next calls (or none)
+            presence = None if stream is not None else asyncio.get_running_loop().create_task(
                 _attend(stub, round_id, client_id, metadata, bound) if attend else asyncio.sleep(0))
             try:
-                return await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
-                                     join_s, stage_s, stop_at, hold)
+                # the Next calls carry gRPC deadlines of their own; the session's one is only a backstop
+                async with asyncio.timeout(bound if stream is not None else None):
+                    outcome = await _rounds(call, reply, params, client_id, inputs, enc, signing_key, die_at, who,
+                                            join_s, stage_s, stop_at, hold)
+            except TimeoutError:
+                raise PeerTimeout(f"{who}: round {round_id} still running after {bound:g}s, the longest its "
+                                  "deadlines allow") from None
             finally:
-                presence.cancel()
-                try:
-                    await presence
-                except asyncio.CancelledError:
-                    pass
+                if presence is not None:
+                    presence.cancel()
+                    try:
+                        await presence
+                    except asyncio.CancelledError:
+                        pass
+            if stream is not None and outcome.state in ("done", "aborted"):
+                await _close_session(stream)
+            return outcome
         except MpcnetError as exc:
             return ClientOutcome(client_id, "error", stage=stage.value, reason=str(exc))
         finally:
@@ -354,7 +354,8 @@ def _session_call(stream: grpc.aio.StreamStreamCall, who: str, want_result: bool
         except TimeoutError:
             raise PeerTimeout(f"{who}: no reply on the session within {timeout:g}s") from None
         if reply is grpc.aio.EOF:
-            raise ProtocolViolation(f"{who}: the session ended without a reply to the {req.stage_answered} answer")
+            raise ProtocolViolation(f"{who}: the session ended without a reply to the "
+                                    f"{req.stage_answered + ' answer' if req.stage_answered else 'join'}")
         assert isinstance(reply, spb.SecAggNextReply)
         return reply
 

@@ -444,11 +444,10 @@ class SecAggService(spbg.SecAggServicer):
                                        "the round and client of its first message")
                 want_result = request.want_result
                 reply = await self._answer(rnd, cid, request, context)
-                if reply.WhichOneof("outcome") != "request":
-                    ended = True
-                    yield reply
-                    return
+                ended = reply.WhichOneof("outcome") != "request"  # done or aborted: the session's last reply
                 yield reply
+                if ended:
+                    return
                 # the client now computes its answer: bounded by the stage's deadline and the step margin, and
                 # cut short if the round ends meanwhile (the client then hears the outcome, as on Attend)
                 stage = parse_stage(reply.request.stage)
@@ -472,15 +471,15 @@ class SecAggService(spbg.SecAggServicer):
         ``rnd`` ended first (its end fires this wait's timeout at once).  At most ``limit`` seconds."""
         try:
             async with asyncio.timeout(limit) as timeout:
-                if rnd is None:
-                    return await anext(incoming)
-                if rnd.state != "running":
-                    return _ROUND_ENDED
-                rnd.session_reads.add(timeout)
+                if rnd is not None:
+                    if rnd.state != "running":
+                        return _ROUND_ENDED
+                    rnd.session_reads.add(timeout)
                 try:
                     return await anext(incoming)
                 finally:
-                    rnd.session_reads.discard(timeout)
+                    if rnd is not None:
+                        rnd.session_reads.discard(timeout)
         except StopAsyncIteration:
             return None
         except TimeoutError:

@@ -94,7 +94,7 @@ def _inverses(values: list[int], prime: int) -> list[int]:
 @lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _barycentric(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     """v_i = 1 / prod_{j != i} (x_i - x_j) mod prime."""
-    exact = len(xs) <= _EXACT_MAX_HOLDERS  # a few machine-word factors: one reduction, not one per factor
+    exact = _exact_products(xs)  # a few machine-word factors: one reduction, not one per factor
     dens = []
     for i, xi in enumerate(xs):
         d = 1
@@ -112,7 +112,7 @@ def _lagrange(xs: tuple[int, ...], at: int, prime: int) -> tuple[int, ...]:
     if at in xs:
         return tuple(int(x == at) for x in xs)
     v = _barycentric(xs, prime)
-    if xs and len(xs) <= _EXACT_MAX_HOLDERS and 0 <= at < 2**32 and max(xs) < 2**32:
+    if _exact_products(xs) and 0 <= at < 2**32:
         # prod_{j != i} (at - x_j) = Q / (at - x_i) with Q the exact product of small factors: no reduction per factor
         q = 1
         for x in xs:
@@ -135,6 +135,11 @@ _SMALL_FIELD = 2**64
 _EXACT_MAX_HOLDERS = 64
 
 
+def _exact_products(xs: tuple[int, ...]) -> bool:
+    """Whether products over ``xs`` stay small enough to compute exactly and reduce once."""
+    return 0 < len(xs) <= _EXACT_MAX_HOLDERS and max(xs) < 2**32
+
+
 @lru_cache(maxsize=256)  # a few holder sets per round; bounded (m = 5000 -> ~0.5 MB each)
 def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple[int, ...], ...]:
     """Rows w with sum_i w_i y_i = 0 for every degree < t polynomial's shares y (see the module docstring)."""
@@ -144,7 +149,7 @@ def _dual_checks(xs: tuple[int, ...], threshold: int, prime: int) -> tuple[tuple
         return tuple(tuple(v[i] * pow(x, k, prime) % prime for i, x in enumerate(xs)) for k in range(extra))
     # one random combination g(X) = sum_k r_k X^k of the m - t equations
     r = [secrets.randbelow(prime) for _ in range(extra)]
-    exact = 0 < len(xs) <= _EXACT_MAX_HOLDERS and max(xs) < 2**32  # g(x) grows by one small factor per step
+    exact = _exact_products(xs)  # g(x) grows by one small factor per step
     row = []
     for i, x in enumerate(xs):
         g = 0
