@@ -51,6 +51,12 @@ def test_rfc5869_test_case_1() -> None:
                          "34007208d5b887185865")
 
 
+def test_rfc5869_test_case_3_no_salt_empty_info() -> None:
+    okm = crypto.hkdf_sha256(bytes([0x0B] * 22), b"", 42)
+    assert okm.hex() == ("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+                         "9d201395faa4b61a96c8")
+
+
 def test_labels_are_distinct() -> None:
     labels = [getattr(crypto, n) for n in dir(crypto) if n.startswith("LABEL_")]
     assert len(labels) == len(set(labels)) >= 10
