@@ -2,13 +2,17 @@
 averaging, in the same run, for several client counts; and the accuracy gap at epsilon = infinity (what
 quantization costs).  Results in benchmarks/results/fedavg-<dataset>-<model>-<stamp>.json.
 
-Three rounds are timed, with the same clients, training and seeds:
+Four kinds of round are timed, with the same clients, training and seeds:
 
 * *in memory*: the updates averaged with numpy in this process -- no network at all, the floor;
 * *plain over gRPC*: each client sends its update in the clear to an averaging server in its own process
   (mpcnet/bench/plain_average.py), which answers with the weighted mean -- a federated round without
   privacy, the baseline the overhead ratio is quoted against;
-* *SecAgg*: a SecAgg round on the coordinator of a local cluster (FEDAVG quantization).
+* *SecAgg*: a SecAgg round on the coordinator of a local cluster (FEDAVG quantization);
+* *SecAgg math in memory*: the same SecAgg round (graph, threshold, quantization) as function calls in this
+  process -- every client's and the server's steps, no encoding, no gRPC, no coordinator process: the part of
+  the SecAgg round no transport can remove (key agreement, masks, shares, Shamir), so the table shows how much
+  of the overhead is the protocol's arithmetic and how much is moving its messages.
 
 A round's wall time counts everything the round does on this machine: local training of the sampled clients
 (sequential here, in parallel on real devices), and for the networked rounds every client's channel and calls
@@ -25,14 +29,54 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from mpcnet.bench.plain_average import NetworkPlainAggregator, PlainAverageProcess
 from mpcnet.bench.secagg_runner import proc_cpu_seconds
+from mpcnet.errors import InvalidInput
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models
+from mpcnet.fl.fedavg import RoundOutcome, Update, clear_round, secagg_threshold
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+class SecAggMathAggregator:
+    """A FedAvg round's SecAgg as function calls in this process (:func:`mpcnet.secagg.driver.run_round`): the
+    networked round's graph, threshold and FEDAVG quantization, with OS entropy, and no transport.  The bench's
+    floor under the networked SecAgg round; not a way to run FedAvg (the sum is computed where the inputs are)."""
+
+    name = "secagg-in-memory"
+
+    def __init__(self, clip: float, max_total_samples: int, graph: str, threshold_fraction: float = 2 / 3,
+                 bits: int = 32) -> None:
+        from mpcnet.secagg.quantization import WeightedEncoder
+        if graph not in ("full", "sparse"):
+            raise InvalidInput("graph must be full (SecAgg) or sparse (SecAgg+)")
+        self.graph, self.threshold_fraction, self.bits = graph, threshold_fraction, bits
+        self.encoder = WeightedEncoder(clip, max_total_samples, bits)
+
+    def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
+        from mpcnet.secagg.driver import run_round
+        from mpcnet.secagg.graph import GraphKind
+        from mpcnet.secagg.params import SecAggParams
+        from mpcnet.secagg.stage import Stage
+        if any(u.integer for u in updates):
+            raise InvalidInput("the in-memory SecAgg floor takes real-valued updates only (no distributed DP)")
+        out, kept = clear_round(round_no, updates, drop)
+        if out.skipped or len(updates) < 2:
+            out.skipped = out.skipped or f"{len(updates)} client(s) sampled: SecAgg needs at least 2"
+            return out
+        ids = tuple(sorted(u.client for u in updates))
+        params = SecAggParams(f"bench-r{round_no}", ids, secagg_threshold(len(ids), self.graph,
+                                                                          self.threshold_fraction),
+                              len(updates[0].delta) + 1, self.bits,
+                              GraphKind.REGULAR if self.graph == "sparse" else GraphKind.COMPLETE,
+                              graph_seed=SecAggParams.fresh_graph_seed())
+        inputs = {u.client: self.encoder.encode(u.delta, u.samples) for u in updates}
+        total = run_round(inputs, params, {Stage.MASKED_INPUT_COLLECTION: set(drop)})
+        out.mean, out.total_samples = self.encoder.decode(total)
+        return out
 
 
 def _server_cpu_per_round(pid: int, run: Any, rounds: int) -> tuple[Any, float | None]:
@@ -51,7 +95,7 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     from rich.table import Table
 
     from mpcnet.cluster import LocalCluster
-    console = Console(width=max(Console().width, 130))
+    console = Console(width=max(Console().width, 150))
     ds = fldata.load(dataset)
     model = models.make_model(model_kind, ds.n_features, ds.n_classes, hidden)
     trainer = models.SgdTrainer(model, epochs=epochs, lr=0.05)
@@ -65,32 +109,39 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
             with console.status(f"{n} clients: plain averaging over gRPC ..."):
                 plain, plain_cpu = _server_cpu_per_round(plain_server.pid, lambda: fedavg.run_fedavg(
                     model, trainer, ds, parts, cfg, NetworkPlainAggregator(plain_server.address)), rounds)
+            round_graph = graph if n > 20 else "full"
             agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=cfg.clip,
-                                          max_total_samples=len(ds.y_train), graph=graph if n > 20 else "full")
+                                          max_total_samples=len(ds.y_train), graph=round_graph)
             with console.status(f"{n} clients: SecAgg ..."):
                 secure, coordinator_cpu = _server_cpu_per_round(cluster.procs["coordinator"].pid, lambda: fedavg.run_fedavg(
                     model, trainer, ds, parts, cfg, agg), rounds)
+            with console.status(f"{n} clients: SecAgg's arithmetic in memory ..."):
+                math_only = fedavg.run_fedavg(model, trainer, ds, parts, cfg, SecAggMathAggregator(
+                    cfg.clip, len(ds.y_train), round_graph))
             m_s = statistics.median(r.seconds for r in memory.rounds)
             p_s = statistics.median(r.seconds for r in plain.rounds)
             s_s = statistics.median(r.seconds for r in secure.rounds)
+            a_s = statistics.median(r.seconds for r in math_only.rounds)
             rows.append({"clients": n, "params": model.n_params, "graph": agg.graph, "memory_round_s": m_s,
                          "plain_round_s": p_s, "secure_round_s": s_s, "overhead_ratio": s_s / p_s,
                          "overhead_ratio_vs_memory": s_s / m_s, "secagg_added_s": s_s - p_s,
+                         "secagg_math_round_s": a_s, "secagg_math_ratio": a_s / p_s,
+                         "secagg_math_accuracy": math_only.accuracy[-1],
                          "plain_server_cpu_s": plain_cpu, "coordinator_cpu_s": coordinator_cpu,
                          "plain_accuracy": plain.accuracy[-1], "memory_accuracy": memory.accuracy[-1],
                          "secure_accuracy": secure.accuracy[-1],
                          "accuracy_gap_points": 100 * abs(secure.accuracy[-1] - plain.accuracy[-1])})
     table = Table(title=f"FedAvg round, {dataset} {model_kind} ({rows[0]['params']} parameters), {epochs} local "
-                        f"epochs, median of {rounds} rounds", width=130)
+                        f"epochs, median of {rounds} rounds", width=150)
     for col in ("clients", "graph", "in memory s", "plain gRPC s", "SecAgg s", "SecAgg / plain gRPC",
-                "SecAgg / in memory", "server CPU s: plain / SecAgg", "accuracy plain", "accuracy SecAgg",
-                "gap (points)"):
+                "SecAgg / in memory", "SecAgg math in memory s (/ plain gRPC)", "server CPU s: plain / SecAgg",
+                "accuracy plain", "accuracy SecAgg", "gap (points)"):
         table.add_column(col)
     for r in rows:
         table.add_row(str(r["clients"]), r["graph"], f"{r['memory_round_s']:.3f}", f"{r['plain_round_s']:.3f}",
                       f"{r['secure_round_s']:.3f}", f"{r['overhead_ratio']:.2f}x", f"{r['overhead_ratio_vs_memory']:.2f}x",
-                      _cpu_pair(r), f"{r['plain_accuracy']:.4f}", f"{r['secure_accuracy']:.4f}",
-                      f"{r['accuracy_gap_points']:.2f}")
+                      f"{r['secagg_math_round_s']:.3f} ({r['secagg_math_ratio']:.2f}x)", _cpu_pair(r),
+                      f"{r['plain_accuracy']:.4f}", f"{r['secure_accuracy']:.4f}", f"{r['accuracy_gap_points']:.2f}")
     console.print(table)
     out = Path(out_dir) if out_dir else DEFAULT_OUT
     out.mkdir(parents=True, exist_ok=True)
@@ -107,4 +158,4 @@ def _cpu_pair(row: dict[str, Any]) -> str:
     return "" if plain is None or secure is None else f"{plain:.3f} / {secure:.3f}"
 
 
-__all__ = ["run_fedavg_bench"]
+__all__ = ["SecAggMathAggregator", "run_fedavg_bench"]

@@ -99,6 +99,14 @@ class PlainAggregator:
         return out
 
 
+def secagg_threshold(n: int, graph: str, fraction: float) -> int:
+    """The Shamir threshold of a FedAvg round of ``n`` clients: ``fraction`` of each client's share holders (all
+    n on the complete graph; on SecAgg+'s, its neighbours and itself), at least 2."""
+    from mpcnet.secagg.graph import default_degree
+    holders = n if graph == "full" or n < 4 else default_degree(n) + 1
+    return max(2, min(holders, math.ceil(fraction * holders)))
+
+
 class SecAggAggregator:
     """One SecAgg round (FEDAVG quantization) per FedAvg round on the coordinator at ``address``.
 
@@ -137,10 +145,7 @@ class SecAggAggregator:
         ids = [u.client for u in updates]
         by_id = {u.client: u for u in updates}
         n = len(ids)
-        from mpcnet.secagg.graph import default_degree
-        # SecAgg+: each client's shares go to its neighbours (and itself), so t counts within that set
-        holders = n if self.graph == "full" or n < 4 else default_degree(n) + 1
-        t = max(2, min(holders, math.ceil(self.threshold_fraction * holders)))
+        t = secagg_threshold(n, self.graph, self.threshold_fraction)
         out = RoundOutcome(round_no, ids, [], [])
         if n < 2:
             out.skipped = f"{n} client(s) sampled: SecAgg needs at least 2"
@@ -305,4 +310,4 @@ def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = 
 
 
 __all__ = ["Aggregator", "FedAvgConfig", "History", "PlainAggregator", "RoundOutcome", "SecAggAggregator", "Update",
-           "centralised", "clear_round", "clip_l2", "run_fedavg", "weighted_mean"]
+           "centralised", "clear_round", "clip_l2", "run_fedavg", "secagg_threshold", "weighted_mean"]

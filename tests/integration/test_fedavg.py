@@ -122,6 +122,9 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
         assert r["plain_accuracy"] == r["memory_accuracy"] and r["memory_round_s"] > 0
         assert r["overhead_ratio"] == pytest.approx(r["secure_round_s"] / r["plain_round_s"])
         assert r["coordinator_cpu_s"] > 0 and r["plain_server_cpu_s"] >= 0  # Linux: read from /proc
+        # SecAgg's arithmetic without transport: a quantized aggregate like the network's (quantization only)
+        assert r["secagg_math_round_s"] > 0 and 100 * abs(r["secagg_math_accuracy"] - r["plain_accuracy"]) < 0.5
+        assert r["secagg_math_ratio"] == pytest.approx(r["secagg_math_round_s"] / r["plain_round_s"])
 
 
 def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_added_noise(tmp_path: Path) -> None:

@@ -133,3 +133,20 @@ def test_dp_fedavg_at_epsilon_8_stays_near_non_private_accuracy() -> None:
                               fedavg.PlainAggregator())
     assert noisy.params is not None and base.params is not None
     assert float(np.linalg.norm(noisy.params - base.params)) > 3.0
+
+
+@pytest.mark.parametrize("graph", ["full", "sparse"])
+def test_the_bench_in_memory_secagg_floor_computes_the_weighted_mean_of_who_stayed(graph: str) -> None:
+    from mpcnet.bench.fedavg_bench import SecAggMathAggregator
+    rng = np.random.default_rng(7)  # test data, not key material
+    updates = [fedavg.Update(cid, rng.uniform(-1, 1, 40), int(rng.integers(1, 30))) for cid in range(1, 32)]
+    secure = SecAggMathAggregator(clip=2.0, max_total_samples=1000, graph=graph).aggregate(4, updates, [2, 9])
+    clear = fedavg.PlainAggregator().aggregate(4, updates, [2, 9])
+    assert secure.included == clear.included and secure.dropped == [2, 9]
+    assert secure.total_samples == clear.total_samples
+    step = 2 * 2.0 / ((2**32 - 1) // 1000)  # the quantization step: the weighted mean is within one
+    assert secure.mean is not None and clear.mean is not None
+    assert np.max(np.abs(secure.mean - clear.mean)) < step
+    with pytest.raises(InvalidInput, match="real-valued"):
+        SecAggMathAggregator(2.0, 1000, graph).aggregate(5, [fedavg.Update(1, np.zeros(3), 1, integer=True),
+                                                             fedavg.Update(2, np.zeros(3), 1, integer=True)], [])
