@@ -36,6 +36,27 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
     }
 
 
+def job_receipt_for_party(receipt: Mapping[str, Any], party: str) -> dict[str, Any]:
+    """The job receipt as party ``party`` gets it: each DP release's remaining budget only for the party's own
+    data (``party:<name>``).  What another owner's data has left tells what it spent in jobs this party was not
+    in, so that stays with that owner and the operator (`mpcnet receipt --job`, `mpcnet ledger show`)."""
+    out = dict(receipt)
+    dp = receipt.get("differential_privacy")
+    if isinstance(dp, Mapping) and isinstance(dp.get("releases"), list):
+        own = f"party:{party}"
+        releases = []
+        for rel in dp["releases"]:
+            rel = dict(rel)
+            balances = rel.get("ledger_remaining")
+            if isinstance(balances, Mapping):
+                rel["ledger_remaining"] = {d: v for d, v in balances.items() if d == own}
+                if len(balances) > len(rel["ledger_remaining"]):
+                    rel["ledger_remaining_note"] = "other owners' balances are shown to them and the operator only"
+            releases.append(rel)
+        out["differential_privacy"] = {**dp, "releases": releases}
+    return out
+
+
 def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clients: int, dp: Any,
                    ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3) -> dict[str, Any]:
     """Which layers protected a released FedAvg model, who took part, what it cost in epsilon, whom it trusts.

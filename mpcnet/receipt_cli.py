@@ -109,7 +109,8 @@ def render(r: dict[str, Any]) -> list[str]:
     if isinstance(dp, dict):
         out.append(f"  differential privacy: {dp.get('mechanism', '?')}")
         for rel in dp.get("releases", []):
-            left = ", ".join(f"{d} {v:g} left" for d, v in rel.get("ledger_remaining", {}).items())
+            left = (", ".join(f"{d} {v:g} left" for d, v in rel.get("ledger_remaining", {}).items())
+                    or rel.get("ledger_remaining_note", "-"))
             out.append(f"    {rel['output']} ({rel['statistic']} of {rel['source']}): epsilon {rel['epsilon']:g}, "
                        f"delta {rel['delta']:g}, sensitivity {rel['sensitivity']:g}, noise scale "
                        f"{rel['noise_scale']:.4g}; ledger: {left}")

@@ -31,7 +31,7 @@ from mpcnet.errors import (
     Unauthenticated,
 )
 from mpcnet.journal import CoordinatorJournal
-from mpcnet.receipt import job_receipt
+from mpcnet.receipt import job_receipt, job_receipt_for_party
 from mpcnet.transport.rpc import (
     CLUSTER_AUTH_KEY, PARTY_TOKEN_KEY, RoleServer, from_rpc_error, insecure_channel, metadata_value, servicer_errors, token_hash,
 )
@@ -65,13 +65,18 @@ class CoordinatorJob:
                                                    s.dp_only), s.owner)
                                for s in info.inputs}, list(info.outputs), info.error, info.receipt_json)
 
-    def info(self) -> pb.JobInfo:
+    def info(self, reader: str | None = None) -> pb.JobInfo:
+        """The job as the journal keeps it (``reader`` None: the operator's view), or as party ``reader`` sees
+        it: the receipt without other owners' ledger balances."""
+        receipt = self.receipt
+        if reader is not None and receipt:
+            receipt = json.dumps(job_receipt_for_party(json.loads(receipt), reader), indent=2)
         return pb.JobInfo(
             job_id=self.job_id, name=self.name, state=self.state, parties=self.parties,
             inputs=[pb.SecretSpec(name=k, shape=t.shape, frac_bits=t.frac_bits, owner=o, bound=t.bound or 0.0,
                                   nonnegative=t.nonnegative, dp_only=t.dp_only)
                     for k, (t, o) in self.inputs.items()],
-            outputs=self.outputs, error=self.error, receipt_json=self.receipt)
+            outputs=self.outputs, error=self.error, receipt_json=receipt)
 
 
 class CoordinatorService(pbg.CoordinatorServicer):
@@ -241,7 +246,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
             if job is None:
                 raise NotFound(f"unknown job '{request.job_id}'")
             return job.info()
-        return self.job(request.job_id, self.caller(context)).info()
+        caller = self.caller(context)
+        return self.job(request.job_id, caller).info(caller)
 
     async def create_batch(self, job: CoordinatorJob, plan: Plan) -> pb.CreateBatchResponse:
         req = pb.CreateBatchRequest(job_id=job.job_id, items=[material_to_proto(m) for m in plan.material])
@@ -383,7 +389,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
             rep.preprocessing_s = prep.preprocessing_s
         log.info("job %s done in %.3fs (%d layers)", job.job_id, total, plan.layers)
         return pb.RunJobResponse(
-            job=job.info(), preprocessing_s=max(r.preprocessing_s for r in reports),
+            job=job.info(caller), preprocessing_s=max(r.preprocessing_s for r in reports),
             online_s=max(r.online_s for r in reports), total_s=total, layers=plan.layers,
             bytes_exchanged=sum(r.bytes_sent for r in reports), nodes=reports)
 

@@ -108,3 +108,34 @@ def test_receipt_cli_shows_a_jobs_receipt_to_the_operator_only(cluster: LocalClu
     with pytest.raises(PermissionDenied):
         bob.job(job)
     assert json.loads(alice.job(job).receipt_json)["differential_privacy"]["releases"][0]["output"] == "s"
+
+
+def test_a_party_sees_only_its_own_ledger_balance_and_the_operator_all(cluster: LocalCluster) -> None:
+    from mpcnet.transport.rpc import sync_channel
+    from mpcnet.v1 import mpc_pb2 as pb
+    from mpcnet.v1 import mpc_pb2_grpc as pbg
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"))
+    bob = mpcnet.connect(cluster.coordinator, unique("bob"))
+    job = alice.create_job(parties=[bob.name])
+    alice.share(job, "x", np.arange(10.0), bound=16.0, nonnegative=True, dp_only=True)
+    bob.share(job, "y", np.arange(10.0), bound=16.0, nonnegative=True, dp_only=True)
+    res = alice.run(job, mpcnet.Program().dp_sum("sx", "x", 0.5).dp_sum("sy", "y", 0.25)
+                    .output("sx", to=[alice.name, bob.name]).output("sy", to=[alice.name, bob.name]))
+    a, b = f"party:{alice.name}", f"party:{bob.name}"
+
+    def balances(receipt: dict) -> dict:
+        return {r["output"]: r["ledger_remaining"] for r in receipt["differential_privacy"]["releases"]}
+
+    # each release is charged to its owner's data; each party is told its own data's balance only (what the
+    # other's data has left would tell what it spent in jobs this party was not in)
+    assert [r["datasets"] for r in res.receipt["differential_privacy"]["releases"]] == [[a], [b]]
+    assert balances(res.receipt) == {"sx": {a: pytest.approx(9.5)}, "sy": {}}
+    assert "operator" in res.receipt["differential_privacy"]["releases"][1]["ledger_remaining_note"]
+    assert balances(json.loads(alice.job(job).receipt_json)) == {"sx": {a: pytest.approx(9.5)}, "sy": {}}
+    assert balances(json.loads(bob.job(job).receipt_json)) == {"sx": {}, "sy": {b: pytest.approx(9.75)}}
+    with sync_channel(cluster.coordinator) as channel:  # the operator (cluster secret): every balance
+        info = pbg.CoordinatorStub(channel).GetJob(pb.GetJobRequest(job_id=job), metadata=cluster.auth_metadata,
+                                                   timeout=30)
+    operator_view = json.loads(info.receipt_json)
+    assert balances(operator_view) == {"sx": {a: pytest.approx(9.5)}, "sy": {b: pytest.approx(9.75)}}
+    assert all("ledger_remaining_note" not in r for r in operator_view["differential_privacy"]["releases"])

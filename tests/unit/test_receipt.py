@@ -1,0 +1,46 @@
+"""The party view of a job receipt: its own data's ledger balance, nobody else's; everything else unchanged."""
+
+from __future__ import annotations
+
+import copy
+
+from mpcnet.receipt import job_receipt_for_party
+from mpcnet.receipt_cli import render
+
+STORED = {
+    "job_id": "job-1",
+    "differential_privacy": {
+        "mechanism": "discrete Laplace",
+        "releases": [
+            {"output": "sx", "statistic": "sum", "source": "x", "epsilon": 0.5, "delta": 0.0, "sensitivity": 16.0,
+             "noise_scale": 32.0, "datasets": ["party:alice"], "ledger_remaining": {"party:alice": 9.5}},
+            {"output": "sy", "statistic": "sum", "source": "y", "epsilon": 0.25, "delta": 0.0, "sensitivity": 16.0,
+             "noise_scale": 64.0, "datasets": ["party:bob"], "ledger_remaining": {"party:bob": 3.0}},
+        ],
+    },
+}
+
+
+def test_a_party_keeps_its_own_balance_and_loses_the_others() -> None:
+    before = copy.deepcopy(STORED)
+    view = job_receipt_for_party(STORED, "alice")
+    assert STORED == before  # the stored receipt (the operator's view) is not touched
+    sx, sy = view["differential_privacy"]["releases"]
+    assert sx == STORED["differential_privacy"]["releases"][0]  # its own release: exactly as stored
+    assert sy["ledger_remaining"] == {} and "operator" in sy["ledger_remaining_note"]
+    assert {k: v for k, v in sy.items() if not k.startswith("ledger")} == \
+        {k: v for k, v in STORED["differential_privacy"]["releases"][1].items() if not k.startswith("ledger")}
+    assert "3" not in str(sy["ledger_remaining"]) and "bob" not in str(sy["ledger_remaining"])
+
+
+def test_a_reader_who_owns_no_data_sees_no_balance_and_receipts_without_dp_pass_through() -> None:
+    view = job_receipt_for_party(STORED, "carol")
+    assert all(r["ledger_remaining"] == {} for r in view["differential_privacy"]["releases"])
+    exact = {"job_id": "job-2", "differential_privacy": "none (exact result)"}
+    assert job_receipt_for_party(exact, "alice") == exact
+
+
+def test_the_cli_says_why_a_balance_is_missing() -> None:
+    text = "\n".join(render(job_receipt_for_party(STORED, "alice")))
+    assert "party:alice 9.5 left" in text and "party:bob" not in text.split("sy (")[1].split("\n")[0]
+    assert "shown to them and the operator only" in text
