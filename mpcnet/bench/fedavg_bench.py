@@ -58,6 +58,7 @@ class SecAggMathAggregator:
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
         from mpcnet.secagg.driver import run_round
+        from mpcnet.secagg.errors import InsufficientSurvivors
         from mpcnet.secagg.graph import GraphKind
         from mpcnet.secagg.params import SecAggParams
         from mpcnet.secagg.stage import Stage
@@ -74,7 +75,11 @@ class SecAggMathAggregator:
                               GraphKind.REGULAR if self.graph == "sparse" else GraphKind.COMPLETE,
                               graph_seed=SecAggParams.fresh_graph_seed())
         inputs = {u.client: self.encoder.encode(u.delta, u.samples) for u in updates}
-        total = run_round(inputs, params, {Stage.MASKED_INPUT_COLLECTION: set(drop)})
+        try:
+            total = run_round(inputs, params, {Stage.MASKED_INPUT_COLLECTION: set(drop)})
+        except InsufficientSurvivors as exc:  # as the networked round: below threshold, the model is kept
+            out.skipped = f"SecAgg round aborted: {exc}"
+            return out
         out.mean, out.total_samples = self.encoder.decode(total)
         return out
 
