@@ -118,7 +118,9 @@ class _Round:
     state: str = "running"  # running | done | aborted
     open_index: int = -1  # index in ``stages`` of the open (or last opened) stage
     accepting: bool = False  # the open stage still takes answers
-    requests: dict[Stage, dict[int, bytes]] = field(default_factory=dict)
+    # each stage's request per client, encoded when the client reads it: the first clients get theirs while
+    # the coordinator would otherwise still be encoding everyone's (the stage barrier's latency)
+    requests: dict[Stage, dict[int, object]] = field(default_factory=dict)
     responses: dict[Stage, dict[int, object]] = field(default_factory=dict)
     dropouts: dict[int, Stage] = field(default_factory=dict)
     gone: dict[int, str] = field(default_factory=dict)  # clients whose presence stream broke -> why
@@ -568,13 +570,13 @@ class SecAggService(spbg.SecAggServicer):
         if target < rnd.open_index or (target == rnd.open_index and not rnd.accepting):
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: {stage.value} closed already; "
                                      "the client is a dropout of this round")
-        payload = rnd.requests.get(stage, {}).get(cid)
-        if payload is None:
+        request = rnd.requests.get(stage, {}).get(cid)
+        if request is None:
             prev = rnd.stages[target - 1] if target > 0 else Stage.SETUP
             why = rnd.server.rejected.get(cid, "no valid answer before the deadline")
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: not a survivor of {prev.value} ({why}); "
                                      "it takes no further part in this round")
-        return spb.SecAggNextReply(request=spb.SecAggStageRequest(stage=stage.value, payload=payload))
+        return spb.SecAggNextReply(request=spb.SecAggStageRequest(stage=stage.value, payload=encode(request)))
 
     # ------------------------------------------------------------------ the round driver
 
@@ -609,7 +611,7 @@ class SecAggService(spbg.SecAggServicer):
             for index, stage in enumerate(rnd.stages):
                 module = MODULES[stage]
                 requests = module.server_request(rnd.server)
-                rnd.requests[stage] = {cid: encode(req) for cid, req in requests.items()}
+                rnd.requests[stage] = dict(requests)
                 rnd.responses[stage] = {}
                 rnd.awaiting = set(requests) - set(rnd.gone)
                 rnd.all_in = asyncio.Event()
