@@ -35,7 +35,13 @@ def default_path() -> Path:
 
 
 class BudgetExceeded(InvalidInput):
-    """The release would spend more than the dataset's remaining budget."""
+    """The release would spend more than the dataset's remaining budget (``dataset``, ``release`` and the
+    ``remaining`` (epsilon, delta) kept apart from the message, for a caller who may not see the balance)."""
+
+    def __init__(self, message: str, dataset: str = "", release: str = "",
+                 remaining: tuple[float, float] = (0.0, 0.0)) -> None:
+        super().__init__(message)
+        self.dataset, self.release, self.remaining = dataset, release, remaining
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ class EpsilonLedger:
                 if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
                     raise BudgetExceeded(
                         f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
-                        f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left")
+                        f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left",
+                        dataset, name, (max(eps_left, 0.0), max(dl_left, 0.0)))
                 at = time.time()
                 cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?)",

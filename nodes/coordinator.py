@@ -269,8 +269,13 @@ class CoordinatorService(pbg.CoordinatorServicer):
             return Path(self.cfg.ledger)
         return Path(self.cfg.state_dir) / "epsilon-ledger.sqlite" if self.cfg.state_dir else default_path()
 
-    async def charge_releases(self, job: CoordinatorJob, plan: Plan) -> list[dict[str, Any]]:
+    async def charge_releases(self, job: CoordinatorJob, plan: Plan, caller: str) -> list[dict[str, Any]]:
         """Check each release's epsilon with dp-accounting and charge it to the data it reads.
+
+        A refusal tells ``caller`` the remaining budget of its own data; of another owner's data only that it is
+        too small (its balance is that owner's and the operator's to see, as in the receipts).  Each refusal
+        still answers "enough or not" for one amount: a party of the job could bisect another owner's balance by
+        retrying, and the coordinator logs every refusal so an operator can see it.
 
         The ledger's key is the data, not the job: each input owner's data is the dataset ``party:<owner>``, so
         the same statistic asked again under another job name (or input name) spends again.  All charges of a
@@ -307,7 +312,13 @@ class CoordinatorService(pbg.CoordinatorServicer):
         try:
             balances = await asyncio.to_thread(charge)
         except BudgetExceeded as exc:
-            raise ResourceExhausted(f"job '{job.job_id}': {exc}") from None
+            log.warning("job %s: a DP release refused for %s (run by %s): over its epsilon budget", job.job_id,
+                        exc.dataset, caller)
+            if exc.dataset == f"party:{caller}":
+                raise ResourceExhausted(f"job '{job.job_id}': {exc}") from None
+            raise ResourceExhausted(f"job '{job.job_id}': refused: {exc.release!r} would spend more epsilon of "
+                                    f"dataset {exc.dataset!r} than it has left (its owner and the operator can "
+                                    "see the balance: `mpcnet ledger show`)") from None
         except InvalidInput as exc:  # no budget set and no default
             raise FailedPrecondition(f"job '{job.job_id}': {exc}") from None
         for item in out:
@@ -337,7 +348,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         if plan.releases:
             job.state = "charging"
             try:
-                privacy = await self.charge_releases(job, plan)
+                privacy = await self.charge_releases(job, plan, caller)
             except BaseException:
                 job.state = "open"
                 raise

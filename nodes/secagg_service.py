@@ -576,7 +576,14 @@ class SecAggService(spbg.SecAggServicer):
             why = rnd.server.rejected.get(cid, "no valid answer before the deadline")
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: not a survivor of {prev.value} ({why}); "
                                      "it takes no further part in this round")
-        return spb.SecAggNextReply(request=spb.SecAggStageRequest(stage=stage.value, payload=encode(request)))
+        try:
+            payload = encode(request)
+        except Exception as exc:  # a coordinator bug, not the client's: a dropout now, so no stage waits for it
+            log.error("secagg round %s: the %s request of client %d did not encode (%s)", rnd.round_id, stage.value,
+                      cid, type(exc).__name__)
+            self._client_gone(rnd, cid, f"its {stage.value} request did not encode (coordinator error)")
+            raise
+        return spb.SecAggNextReply(request=spb.SecAggStageRequest(stage=stage.value, payload=payload))
 
     # ------------------------------------------------------------------ the round driver
 

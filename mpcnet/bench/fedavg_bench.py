@@ -67,6 +67,7 @@ class SecAggMathAggregator:
         out, kept = clear_round(round_no, updates, drop)
         if out.skipped or len(updates) < 2:
             out.skipped = out.skipped or f"{len(updates)} client(s) sampled: SecAgg needs at least 2"
+            out.included = []  # as the networked round: nobody's update is in a skipped round
             return out
         ids = tuple(sorted(u.client for u in updates))
         params = SecAggParams(f"bench-r{round_no}", ids, secagg_threshold(len(ids), self.graph,
@@ -78,7 +79,7 @@ class SecAggMathAggregator:
         try:
             total = run_round(inputs, params, {Stage.MASKED_INPUT_COLLECTION: set(drop)})
         except InsufficientSurvivors as exc:  # as the networked round: below threshold, the model is kept
-            out.skipped = f"SecAgg round aborted: {exc}"
+            out.skipped, out.included = f"SecAgg round aborted: {exc}", []
             return out
         out.mean, out.total_samples = self.encoder.decode(total)
         return out

@@ -139,3 +139,14 @@ def test_a_party_sees_only_its_own_ledger_balance_and_the_operator_all(cluster: 
     operator_view = json.loads(info.receipt_json)
     assert balances(operator_view) == {"sx": {a: pytest.approx(9.5)}, "sy": {b: pytest.approx(9.75)}}
     assert all("ledger_remaining_note" not in r for r in operator_view["differential_privacy"]["releases"])
+
+    # a refusal tells the balance to the data's owner only: bob asks too much of alice's data (9.5 left)
+    job2 = alice.create_job(parties=[bob.name])
+    alice.share(job2, "x", np.arange(10.0), bound=16.0, nonnegative=True, dp_only=True)
+    too_much = mpcnet.Program().dp_sum("sx", "x", 9.75).output("sx", to=[alice.name, bob.name])
+    with pytest.raises(ResourceExhausted) as refused:
+        bob.run(job2, too_much)
+    assert "than it has left" in str(refused.value) and a in str(refused.value)
+    assert "9.5" not in str(refused.value)
+    with pytest.raises(ResourceExhausted, match=r"which has epsilon 9\.5, delta 0 left"):
+        alice.run(job2, too_much)

@@ -1,6 +1,6 @@
 """How a SecAgg Session stream ends, against an in-process coordinator service (no subprocesses): the round
 ending while the server waits for the client, a client closing its side mid-round, and a client meeting a
-coordinator that predates Session."""
+coordinator that predates Session; and a stage request the coordinator fails to encode."""
 
 from __future__ import annotations
 
@@ -115,5 +115,36 @@ def test_client_falls_back_to_next_calls_on_a_coordinator_without_session() -> N
             result = await stub.GetResult(spb.SecAggGetResultRequest(round_id=rid), timeout=10,
                                           metadata=((CLUSTER_AUTH_KEY, SECRET),))
             assert np.array_equal(aggregate_of(result.done), expected)
+
+    asyncio.run(main())
+
+
+def test_a_request_that_fails_to_encode_makes_its_client_a_dropout_not_a_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator fault encoding one client's ShareKeys request: that client gets an error and is a dropout
+    at once -- also with Next calls alone, where no presence stream would report it -- so the stage does not
+    wait out its deadline (120 s, beyond this test's 60 s bound); the round finishes with the other three."""
+    import nodes.secagg_service as service_module
+    from mpcnet.secagg.share_keys import ShareKeysRequest
+    real_encode = service_module.encode
+
+    def faulty_encode(msg: object) -> bytes:
+        if isinstance(msg, ShareKeysRequest) and msg.recipient == 2:
+            raise RuntimeError("injected encoder fault")
+        return real_encode(msg)
+
+    monkeypatch.setattr(service_module, "encode", faulty_encode)
+
+    async def main() -> None:
+        async with coordinator() as (service, stub, address):
+            ids = [1, 2, 3, 4]
+            rid, tokens = await create(stub, ids, 3, join_s=30.0, stage_s=120.0, length=8)
+            outcomes = await asyncio.wait_for(run_clients(address, rid, ids, seeded_inputs("encode-fault"),
+                                                          tokens=tokens, want_result=True, attend=False), 60)
+            by_id = {o.client_id: o for o in outcomes}
+            assert by_id[2].state == "error" and "injected" not in by_id[2].reason
+            assert [by_id[c].state for c in (1, 3, 4)] == ["done"] * 3, [o.reason for o in outcomes]
+            expected = sum(derive_input("encode-fault", c, 8, 32) for c in (1, 3, 4)) & np.uint64(2**32 - 1)
+            assert all(np.array_equal(by_id[c].sum, expected) for c in (1, 3, 4))
+            assert "did not encode" in service.rounds[rid].gone[2]
 
     asyncio.run(main())

@@ -147,9 +147,11 @@ def test_the_bench_in_memory_secagg_floor_computes_the_weighted_mean_of_who_stay
     step = 2 * 2.0 / ((2**32 - 1) // 1000)  # the quantization step: the weighted mean is within one
     assert secure.mean is not None and clear.mean is not None
     assert np.max(np.abs(secure.mean - clear.mean)) < step
-    # below the threshold (21 of 31 on the complete graph): the round is skipped, as the networked one
-    below = SecAggMathAggregator(2.0, 1000, "full").aggregate(5, updates, list(range(1, 12)))
+    # below the threshold (21 of 31 on the complete graph, 8 of 11 in a SecAgg+ neighbourhood): the round is
+    # skipped with nobody included, as the networked one
+    below = SecAggMathAggregator(2.0, 1000, graph).aggregate(5, updates, list(range(1, 25)))
     assert below.skipped.startswith("SecAgg round aborted") and below.mean is None
+    assert below.included == [] and below.dropped == list(range(1, 25))
     with pytest.raises(InvalidInput, match="real-valued"):
         SecAggMathAggregator(2.0, 1000, graph).aggregate(5, [fedavg.Update(1, np.zeros(3), 1, integer=True),
                                                              fedavg.Update(2, np.zeros(3), 1, integer=True)], [])
