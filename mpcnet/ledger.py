@@ -35,13 +35,12 @@ def default_path() -> Path:
 
 
 class BudgetExceeded(InvalidInput):
-    """The release would spend more than the dataset's remaining budget (``dataset``, ``release`` and the
-    ``remaining`` (epsilon, delta) kept apart from the message, for a caller who may not see the balance)."""
+    """The release would spend more than the dataset's remaining budget (``dataset`` and ``release`` kept apart
+    from the message, which states the balance, for a caller who may not see it)."""
 
-    def __init__(self, message: str, dataset: str = "", release: str = "",
-                 remaining: tuple[float, float] = (0.0, 0.0)) -> None:
+    def __init__(self, message: str, dataset: str = "", release: str = "") -> None:
         super().__init__(message)
-        self.dataset, self.release, self.remaining = dataset, release, remaining
+        self.dataset, self.release = dataset, release
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ class EpsilonLedger:
                     raise BudgetExceeded(
                         f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
                         f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left",
-                        dataset, name, (max(eps_left, 0.0), max(dl_left, 0.0)))
+                        dataset, name)
                 at = time.time()
                 cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -618,7 +618,7 @@ class SecAggService(spbg.SecAggServicer):
             for index, stage in enumerate(rnd.stages):
                 module = MODULES[stage]
                 requests = module.server_request(rnd.server)
-                rnd.requests[stage] = dict(requests)
+                rnd.requests[stage] = requests
                 rnd.responses[stage] = {}
                 rnd.awaiting = set(requests) - set(rnd.gone)
                 rnd.all_in = asyncio.Event()
