@@ -30,8 +30,29 @@ ARGS_HANDLERS = {"client": ("mpcnet.secagg_client", "client_main"),
                  **{name: (module, handler) for name, (module, handler, _) in MODULE_COMMANDS.items()}}
 
 
+def client_counts(text: str) -> list[int]:
+    """``--fedavg-clients``: comma-separated client counts, each at least 2 (SecAgg sums two or more)."""
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated whole numbers, e.g. 20,100") from None
+    if any(c < 2 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every client count must be at least 2 (SecAgg sums two or more)")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``mpcnet <command>``; bad input (:class:`~mpcnet.errors.InvalidInput`) is a one-line message, exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from mpcnet.errors import InvalidInput
+    try:
+        return _main(argv)
+    except InvalidInput as exc:
+        print(f"mpcnet {argv[0] if argv else ''}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mpcnet", description="mpcnet: privacy-preserving computation over gRPC")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for role in ("coordinator", "dealer", "node"):
@@ -49,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
     b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     fb = b.add_argument_group("fedavg (time per round through SecAgg against plain averaging)")
-    fb.add_argument("--fedavg-clients", default="20,100", help="client counts, comma-separated")
+    fb.add_argument("--fedavg-clients", type=client_counts, default="20,100", help="client counts, comma-separated")
     fb.add_argument("--rounds", type=int, default=3)
     fb.add_argument("--epochs", type=int, default=5, help="local epochs per round")
     fb.add_argument("--model", choices=["logreg", "mlp"], default="mlp")
@@ -135,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo()
     if args.command == "bench" and args.workload == "fedavg":
         from mpcnet.bench.fedavg_bench import run_fedavg_bench
-        return run_fedavg_bench([int(c) for c in args.fedavg_clients.split(",")], rounds=args.rounds,
+        return run_fedavg_bench(args.fedavg_clients, rounds=args.rounds,
                                 model_kind=args.model, hidden=args.hidden, epochs=args.epochs, graph=args.graph,
                                 out_dir=args.out)
     if args.command == "bench" and args.workload == "secagg":

@@ -47,6 +47,7 @@ class SecAggMathAggregator:
     floor under the networked SecAgg round; not a way to run FedAvg (the sum is computed where the inputs are)."""
 
     name = "secagg-in-memory"
+    min_clients = 2
 
     def __init__(self, clip: float, max_total_samples: int, graph: str, threshold_fraction: float = 2 / 3,
                  bits: int = 32) -> None:
@@ -102,14 +103,21 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
 
     from mpcnet.cluster import LocalCluster
     console = Console(width=max(Console().width, 150))
+    # every argument checked before any process starts
+    if not clients or min(clients) < 2:
+        raise InvalidInput(f"client counts {list(clients)}: give at least one, each at least 2 (SecAgg sums two or "
+                           "more)")
     ds = fldata.load(dataset)
+    if max(clients) > len(ds.y_train):
+        raise InvalidInput(f"{max(clients)} clients for {len(ds.y_train)} training samples: at most one client per "
+                           "sample")
     model = models.make_model(model_kind, ds.n_features, ds.n_classes, hidden)
     trainer = models.SgdTrainer(model, epochs=epochs, lr=0.05)
+    cfg = fedavg.FedAvgConfig(rounds=rounds)
     rows: list[dict[str, Any]] = []
     with LocalCluster(3) as cluster, PlainAverageProcess() as plain_server:
         for n in clients:
             parts = fldata.split_iid(len(ds.y_train), n)
-            cfg = fedavg.FedAvgConfig(rounds=rounds)
             with console.status(f"{n} clients: averaging in memory ..."):
                 memory = fedavg.run_fedavg(model, trainer, ds, parts, cfg, fedavg.PlainAggregator())
             with console.status(f"{n} clients: plain averaging over gRPC ..."):

@@ -59,6 +59,10 @@ def fedavg_main(args: argparse.Namespace) -> int:
     from mpcnet.errors import MpcnetError
     console = Console()
     try:
+        fixed_sample = args.epsilon is None or args.dp == "distributed"  # (central DP samples Poisson)
+        if args.aggregator != "plain" and fixed_sample and 0 < (args.per_round or args.clients) < 2:
+            raise ValueError("SecAgg needs at least 2 clients a round: raise --clients/--per-round, or average in "
+                             "the clear with --aggregator plain")
         ds = fldata.load(args.dataset, seed=args.seed)
         model = models.make_model(args.model, ds.n_features, ds.n_classes, args.hidden)
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)

@@ -123,7 +123,8 @@ def calibrate_distributed(epsilon: float, delta: float, rounds: int, clip: float
     """The smallest aggregate Skellam parameter mu (to 0.1 %) for (epsilon, delta) after ``rounds`` rounds, with
     a scale gamma that keeps every sum of ``max_clients`` noisy vectors inside Z_(2^bits) with a wide margin."""
     if not (0 < epsilon < math.inf and 0 < delta < 1 and rounds >= 1 and clip > 0 and dim >= 1):
-        raise InvalidInput("distributed DP needs a finite epsilon > 0, 0 < delta < 1, rounds >= 1, clip > 0")
+        raise InvalidInput("distributed DP needs a finite epsilon > 0, 0 < delta < 1, rounds >= 1, clip > 0; got "
+                           f"epsilon {epsilon:g}, delta {delta:g}, rounds {rounds}, clip {clip:g}")
     if not 1 <= min_contributors <= max_clients:
         raise InvalidInput(f"min_contributors must be in [1, {max_clients}]")
     s = scaled_clip

@@ -58,6 +58,8 @@ class RoundOutcome:
 
 
 class Aggregator(Protocol):
+    """Computes a round's weighted mean.  An aggregator may set ``min_clients`` (default 1): a run whose rounds
+    sample fewer clients is refused before it starts."""
     name: str
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome: ...
@@ -116,6 +118,7 @@ class SecAggAggregator:
     bound W >= sum n_k the quantization needs (the training set size)."""
 
     name = "secagg"
+    min_clients = 2  # one client's "sum" is its own update
 
     def __init__(self, address: str, operator_metadata: tuple[tuple[str, str], ...], clip: float,
                  max_total_samples: int, threshold_fraction: float = 2 / 3, bits: int = 32,
@@ -219,6 +222,17 @@ class FedAvgConfig:
     ddp: DistributedDp | None = None
     weight_cap: int = 0  # 0 = the mean client size
 
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")
+        if self.clients_per_round < 0 or self.weight_cap < 0:
+            raise InvalidInput("clients per round and the weight cap must be >= 0 (0: every client, the mean size)")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise InvalidInput(f"the clip (L2 bound on each update) must be finite and > 0, got {self.clip:g}")
+        if not 0 <= self.dropout < 1:
+            raise InvalidInput(f"dropout is the fraction of each round's clients that leave mid-round: in [0, 1), "
+                               f"got {self.dropout:g}")
+
 
 @dataclass
 class History:
@@ -232,14 +246,16 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                config: FedAvgConfig, aggregator: Aggregator,
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
-    if config.rounds < 1:
-        raise InvalidInput("rounds must be >= 1")
     draws = Draws.seeded(config.seed, "fedavg")
     params = model.init(Draws.seeded(config.seed, "init"))
     clients = list(range(1, len(parts) + 1))
     per_round = config.clients_per_round or len(clients)
     if not 1 <= per_round <= len(clients):
         raise InvalidInput(f"clients_per_round must be in [1, {len(clients)}]")
+    fewest = getattr(aggregator, "min_clients", 1)
+    if config.dp is None and per_round < fewest:  # (under Poisson sampling a small round is skipped and logged)
+        raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run has "
+                           f"{per_round} a round (plain averaging takes one)")
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
     dp, ddp = config.dp, config.ddp
     if dp is not None and ddp is not None:

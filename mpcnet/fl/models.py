@@ -11,12 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
+from mpcnet.errors import InvalidInput
 from mpcnet.fl.sampling import Draws
 
 Vector = npt.NDArray[np.float64]
+
+
+def _check_shape(n_features: int, n_classes: int) -> None:
+    if n_features < 1 or n_classes < 2:
+        raise InvalidInput(f"a classifier needs at least 1 feature and 2 classes, got {n_features} and {n_classes}")
 
 
 def _softmax(z: Vector) -> Vector:
@@ -50,6 +58,9 @@ class SoftmaxRegression:
     n_features: int
     n_classes: int
 
+    def __post_init__(self) -> None:
+        _check_shape(self.n_features, self.n_classes)
+
     @property
     def n_params(self) -> int:
         return (self.n_features + 1) * self.n_classes
@@ -76,6 +87,11 @@ class Mlp:
     n_features: int
     n_classes: int
     hidden: int = 32
+
+    def __post_init__(self) -> None:
+        _check_shape(self.n_features, self.n_classes)
+        if self.hidden < 1:
+            raise InvalidInput(f"the MLP needs at least 1 hidden unit, got {self.hidden}")
 
     @property
     def n_params(self) -> int:
@@ -111,7 +127,7 @@ def make_model(kind: str, n_features: int, n_classes: int, hidden: int = 32) -> 
         return SoftmaxRegression(n_features, n_classes)
     if kind == "mlp":
         return Mlp(n_features, n_classes, hidden)
-    raise ValueError(f"unknown model {kind!r}: logreg or mlp")
+    raise InvalidInput(f"unknown model {kind!r}: logreg or mlp")
 
 
 class LocalTrainer(Protocol):
@@ -126,6 +142,14 @@ class SgdTrainer:
     lr: float = 0.1
     batch_size: int = 16
     l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidInput(f"local training needs epochs >= 1 and batch size >= 1, got {self.epochs} and "
+                               f"{self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0) or not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise InvalidInput(f"local training needs a learning rate > 0 and weight decay >= 0, got lr {self.lr:g}"
+                               f" and l2 {self.l2:g}")
 
     def train(self, params: Vector, x: Vector, y: npt.NDArray[np.int64], draws: Draws) -> Vector:
         p = params.copy()

@@ -13,11 +13,23 @@ from typing import Any
 
 import numpy as np
 
+from mpcnet.errors import InvalidInput
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models, privacy
 from mpcnet.fl.distributed_dp import calibrate_distributed
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def epsilon_list(text: str) -> list[float]:
+    """``--epsilons``: comma-separated, each a number > 0 or inf (no noise: clipping and DP weighting only)."""
+    try:
+        out = [math.inf if e.strip() in ("inf", "∞") else float(e) for e in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers or inf, e.g. 0.5,1,2,8,inf") from None
+    if any(not e > 0 for e in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: every epsilon must be > 0 (or inf)")
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=0.25,
                    help="L2 bound on each update (0.25: best of a few tried at eps 8)")
     p.add_argument("--delta", type=float, default=1e-5)
-    p.add_argument("--epsilons", default="0.5,1,2,8,inf")
+    p.add_argument("--epsilons", type=epsilon_list, default="0.5,1,2,8,inf",
+                   help="comma-separated epsilons, each > 0 or inf")
     p.add_argument("--seeds", type=int, default=3, help="runs per epsilon (the noise differs; the mean is shown)")
     p.add_argument("--split", choices=("iid", "dirichlet"), default="iid")
     p.add_argument("--alpha", type=float, default=0.5)
@@ -45,7 +58,11 @@ def sweep_main(args: argparse.Namespace) -> int:
 
     from mpcnet.cluster import LocalCluster
     console = Console()
-    epsilons = [math.inf if e.strip() in ("inf", "∞") else float(e) for e in args.epsilons.split(",")]
+    epsilons = args.epsilons
+    if args.seeds < 1:
+        raise InvalidInput(f"--seeds {args.seeds}: at least one run per epsilon")
+    if args.aggregator == "secagg" and args.clients < 2:
+        raise InvalidInput(f"--clients {args.clients}: SecAgg needs at least 2 (or --aggregator plain)")
     ds = fldata.load(args.dataset)
     model = models.make_model(args.model, ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(model, epochs=1, lr=0.05)
@@ -53,19 +70,21 @@ def sweep_main(args: argparse.Namespace) -> int:
              fldata.split_dirichlet(ds.y_train, args.clients, args.alpha))
     curves: dict[str, list[float]] = {}
     noise: dict[str, float] = {}
+    fedavg.FedAvgConfig(rounds=args.rounds, clip=args.clip)  # checks both before anything runs
+    plans: list[tuple[float | None, Any, Any]] = []  # (epsilon, central DP, distributed DP), calibrated up front
+    for eps in [None, *epsilons]:  # None: no DP at all (FedAvg weights, no clipping weights)
+        if eps is not None and args.dp == "distributed" and not math.isinf(eps):
+            plans.append((eps, None, calibrate_distributed(eps, args.delta, args.rounds, args.clip, model.n_params,
+                                                           max(2, math.ceil(2 / 3 * args.clients)), args.clients)))
+        else:
+            plans.append((eps, None if eps is None else privacy.calibrate(eps, args.delta, args.rounds, 1.0,
+                                                                          args.clip), None))
     cluster = LocalCluster(3).start() if args.aggregator == "secagg" else None
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("sweep", total=(len(epsilons) + 1) * args.seeds)
-            for eps in [None, *epsilons]:  # None: no DP at all (FedAvg weights, no clipping weights)
+            for eps, dp, ddp in plans:
                 label = "non-private" if eps is None else f"eps={eps:g}"
-                dp: Any = None
-                ddp = None
-                if eps is not None and args.dp == "distributed" and not math.isinf(eps):
-                    ddp = calibrate_distributed(eps, args.delta, args.rounds, args.clip, model.n_params,
-                                                max(2, math.ceil(2 / 3 * args.clients)), args.clients)
-                elif eps is not None:
-                    dp = privacy.calibrate(eps, args.delta, args.rounds, 1.0, args.clip)
                 runs = []
                 for s in range(args.seeds):
                     agg: Any = fedavg.PlainAggregator() if cluster is None else fedavg.SecAggAggregator(

@@ -155,3 +155,52 @@ def test_the_bench_in_memory_secagg_floor_computes_the_weighted_mean_of_who_stay
     with pytest.raises(InvalidInput, match="real-valued"):
         SecAggMathAggregator(2.0, 1000, graph).aggregate(5, [fedavg.Update(1, np.zeros(3), 1, integer=True),
                                                              fedavg.Update(2, np.zeros(3), 1, integer=True)], [])
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda: models.make_model("mlp", 30, 2, hidden=0), "hidden unit"),
+    (lambda: models.make_model("logreg", 30, 1), "2 classes"),
+    (lambda: models.make_model("cnn", 30, 2), "unknown model"),
+    (lambda: models.SgdTrainer(models.make_model("logreg", 3, 2), epochs=0), "epochs >= 1"),
+    (lambda: models.SgdTrainer(models.make_model("logreg", 3, 2), batch_size=0), "batch size >= 1"),
+    (lambda: models.SgdTrainer(models.make_model("logreg", 3, 2), lr=-0.1), "learning rate > 0"),
+    (lambda: models.SgdTrainer(models.make_model("logreg", 3, 2), lr=float("nan")), "learning rate > 0"),
+    (lambda: fedavg.FedAvgConfig(rounds=0), "rounds must be >= 1"),
+    (lambda: fedavg.FedAvgConfig(dropout=1.0), "in [0, 1)"),
+    (lambda: fedavg.FedAvgConfig(dropout=-0.1), "in [0, 1)"),
+    (lambda: fedavg.FedAvgConfig(clip=0.0), "clip"),
+    (lambda: fedavg.FedAvgConfig(clip=float("inf")), "clip"),
+    (lambda: fedavg.FedAvgConfig(clients_per_round=-1), ">= 0"),
+])
+def test_fedavg_settings_that_cannot_work_are_refused_when_made(build: object, words: str) -> None:
+    """Before this check, hidden=0 was a ZeroDivisionError deep in init, and dropout 1.5 or a negative learning
+    rate ran to the end."""
+    with pytest.raises(InvalidInput, match=words.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        build()  # type: ignore[operator]
+
+
+def test_a_secagg_run_with_one_client_a_round_is_refused_before_it_starts() -> None:
+    from mpcnet.bench.fedavg_bench import SecAggMathAggregator
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    trainer = models.SgdTrainer(m, epochs=1, lr=0.05)
+    parts = data.split_iid(len(ds.y_train), 4)
+    trained: list[int] = []
+
+    class Counting(models.SgdTrainer):
+        def train(self, *a: object, **k: object) -> np.ndarray:  # type: ignore[override]
+            trained.append(1)
+            return super().train(*a, **k)  # type: ignore[arg-type]
+
+    counting = Counting(m, epochs=1, lr=0.05)
+    with pytest.raises(InvalidInput, match="at least 2 clients in a round; this run has 1"):
+        fedavg.run_fedavg(m, counting, ds, parts, fedavg.FedAvgConfig(rounds=2, clients_per_round=1),
+                          SecAggMathAggregator(5.0, len(ds.y_train), "full"))
+    assert trained == []  # refused before any client trained
+    # plain averaging takes a round of one; SecAgg takes two
+    one = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=1, clients_per_round=1),
+                            fedavg.PlainAggregator())
+    assert one.rounds[0].included and not one.rounds[0].skipped
+    two = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=1, clients_per_round=2),
+                            SecAggMathAggregator(5.0, len(ds.y_train), "full"))
+    assert len(two.rounds[0].included) == 2 and not two.rounds[0].skipped

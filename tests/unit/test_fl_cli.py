@@ -1,0 +1,45 @@
+"""`mpcnet fedavg`, `mpcnet fedavg-sweep` and `mpcnet bench fedavg` with settings that cannot work: one line that
+says what to change, exit status 2, and nothing started (every case here fails before a cluster would start)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpcnet import cli
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["fedavg", "--clients", "1"], "SecAgg needs at least 2 clients a round"),
+    (["fedavg", "--per-round", "1", "--aggregator", "secagg"], "--aggregator plain"),
+    (["fedavg", "--dropout", "1.5"], "in [0, 1), got 1.5"),
+    (["fedavg", "--lr", "-1"], "learning rate > 0"),
+    (["fedavg", "--model", "mlp", "--hidden", "0"], "at least 1 hidden unit"),
+    (["fedavg", "--epochs", "0"], "epochs >= 1"),
+    (["fedavg", "--clip", "0"], "must be finite and > 0"),
+    (["fedavg", "--epsilon", "1", "--delta", "2"], "got epsilon 1, delta 2"),
+    (["fedavg-sweep", "--clients", "1"], "SecAgg needs at least 2"),
+    (["fedavg-sweep", "--seeds", "0"], "at least one run per epsilon"),
+    (["fedavg-sweep", "--rounds", "0"], "rounds must be >= 1"),
+    (["fedavg-sweep", "--epsilons", "1", "--delta", "0"], "delta 0"),
+    (["bench", "fedavg", "--rounds", "0", "--fedavg-clients", "5"], "rounds must be >= 1"),
+    (["bench", "fedavg", "--hidden", "0", "--fedavg-clients", "5"], "at least 1 hidden unit"),
+    (["bench", "fedavg", "--fedavg-clients", "5000"], "at most one client per sample"),
+])
+def test_a_setting_that_cannot_work_is_one_line_and_exit_2(argv: list[str], words: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    out = capsys.readouterr()
+    text = " ".join((out.out + out.err).split())  # rich wraps long lines
+    assert words in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["fedavg-sweep", "--epsilons", "1,x"], "comma-separated numbers or inf"),
+    (["fedavg-sweep", "--epsilons", "0,1"], "every epsilon must be > 0"),
+    (["bench", "fedavg", "--fedavg-clients", "20,x"], "comma-separated whole numbers"),
+    (["bench", "fedavg", "--fedavg-clients", "1,20"], "at least 2"),
+])
+def test_a_malformed_list_is_a_usage_error(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
