@@ -254,7 +254,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
         raise InvalidInput(f"clients_per_round must be in [1, {len(clients)}]")
     fewest = getattr(aggregator, "min_clients", 1)
     if config.dp is None and per_round < fewest:  # (under Poisson sampling a small round is skipped and logged)
-        raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run has "
+        raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run samples "
                            f"{per_round} a round (plain averaging takes one)")
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
     dp, ddp = config.dp, config.ddp

@@ -193,7 +193,7 @@ def test_a_secagg_run_with_one_client_a_round_is_refused_before_it_starts() -> N
             return super().train(*a, **k)  # type: ignore[arg-type]
 
     counting = Counting(m, epochs=1, lr=0.05)
-    with pytest.raises(InvalidInput, match="at least 2 clients in a round; this run has 1"):
+    with pytest.raises(InvalidInput, match="at least 2 clients in a round; this run samples 1"):
         fedavg.run_fedavg(m, counting, ds, parts, fedavg.FedAvgConfig(rounds=2, clients_per_round=1),
                           SecAggMathAggregator(5.0, len(ds.y_train), "full"))
     assert trained == []  # refused before any client trained
