@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS releases (id INTEGER PRIMARY KEY AUTOINCREMENT, datas
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("MPCNET_LEDGER", Path.home() / ".mpcnet" / "epsilon-ledger.sqlite"))
+    return Path(os.environ.get("MPCNET_LEDGER") or Path.home() / ".mpcnet" / "epsilon-ledger.sqlite")
 
 
 class BudgetExceeded(InvalidInput):
@@ -56,13 +56,29 @@ class Release:
 
 
 class EpsilonLedger:
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    """The ledger at ``path`` (default: MPCNET_LEDGER, else ~/.mpcnet/epsilon-ledger.sqlite).  ``create=False``
+    (reading commands): a missing file is an error rather than a new empty ledger, so a mistyped path is not
+    mistaken for a dataset that spent nothing.  A file that is not an SQLite ledger, or cannot be opened, is an
+    InvalidInput naming the path."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
         self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        if not create and not self.path.is_file():
+            raise InvalidInput(f"no epsilon ledger at {self.path}: setting a budget (`mpcnet ledger budget`) or the "
+                               "first DP release makes one; --ledger or MPCNET_LEDGER chooses another file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
+        except (OSError, sqlite3.Error) as exc:
+            raise InvalidInput(f"cannot open the epsilon ledger {self.path}: {exc}") from None
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise InvalidInput(f"cannot use {self.path} as the epsilon ledger ({exc}): is it an SQLite file this "
+                               "user can write?") from None
 
     def close(self) -> None:
         self.db.close()
@@ -75,8 +91,9 @@ class EpsilonLedger:
 
     def set_budget(self, dataset: str, epsilon: float, delta: float) -> None:
         """Set (or change) the budget; a budget below what is already spent is refused."""
-        if not (epsilon > 0 and 0 <= delta < 1):
-            raise InvalidInput("a budget needs epsilon > 0 and 0 <= delta < 1")
+        if not (0 < epsilon < math.inf and 0 <= delta < 1):
+            raise InvalidInput(f"a budget needs a finite epsilon > 0 and 0 <= delta < 1, got epsilon {epsilon:g}, "
+                               f"delta {delta:g}")
         eps, dl = self.spent(dataset)
         if eps > epsilon or dl > delta:
             raise InvalidInput(f"dataset {dataset!r} has already spent epsilon {eps:g}, delta {dl:g}: the budget "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import time
 
 from mpcnet.errors import MpcnetError
@@ -13,7 +14,7 @@ from mpcnet.ledger import EpsilonLedger
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ledger", default=None,
                    help="SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)")
-    sub = p.add_subparsers(dest="ledger_command", required=True)
+    sub = p.add_subparsers(dest="ledger_command", metavar="{show,budget}", required=True)
     show = sub.add_parser("show", help="budgets, spending and every release")
     show.add_argument("--dataset", default=None)
     show.add_argument("--json", action="store_true")
@@ -28,7 +29,7 @@ def ledger_main(args: argparse.Namespace) -> int:
     from rich.table import Table
     console = Console()
     try:
-        with EpsilonLedger(args.ledger) as ledger:
+        with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
                 ledger.set_budget(args.dataset, args.epsilon, args.delta)
                 eps, dl = ledger.remaining(args.dataset)
@@ -57,6 +58,10 @@ def ledger_main(args: argparse.Namespace) -> int:
             return 0
     except MpcnetError as exc:
         console.print(f"[red]mpcnet ledger: {exc}[/]")
+        return 2
+    except sqlite3.Error as exc:  # a file that opened as SQLite but holds something else
+        console.print(f"[red]mpcnet ledger: {args.ledger or 'the ledger'} cannot be read as an epsilon ledger: "
+                      f"{exc}[/]")
         return 2
 
 

@@ -49,3 +49,38 @@ def test_ledger_cli_shows_budgets_and_releases(tmp_path: Path) -> None:
     bad = subprocess.run([*run, "budget", "--dataset", "cohort-a", "--epsilon", "0.1", "--delta", "0"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert bad.returncode == 2 and "cannot go below" in bad.stdout
+
+
+def test_a_ledger_path_that_is_not_a_ledger_is_a_message_naming_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not an sqlite file " * 200)
+    with pytest.raises(InvalidInput, match=f"cannot use {garbage} as the epsilon ledger"):
+        EpsilonLedger(garbage)
+    with pytest.raises(InvalidInput, match="cannot open the epsilon ledger"):
+        EpsilonLedger(tmp_path)  # a directory
+    missing = tmp_path / "typo" / "ledger.sqlite"
+    with pytest.raises(InvalidInput, match=f"no epsilon ledger at {missing}"):
+        EpsilonLedger(missing, create=False)  # what `ledger show` opens: a typo does not make a new, empty ledger
+    assert not missing.parent.exists()
+    with pytest.raises(InvalidInput, match="finite epsilon"):
+        with EpsilonLedger(tmp_path / "l.sqlite") as led:
+            led.set_budget("d", float("inf"), 0.0)
+    monkeypatch.setenv("MPCNET_LEDGER", "")  # set but empty: the default file, not the working directory
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with EpsilonLedger() as led:
+        assert led.path == tmp_path / "home" / ".mpcnet" / "epsilon-ledger.sqlite"
+
+
+def test_ledger_cli_on_a_bad_file_says_so_in_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"\x00\xff" * 2000)
+    for argv in (["show"], ["budget", "--dataset", "d", "--epsilon", "1", "--delta", "0"]):
+        out = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(garbage), *argv],
+                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "as the epsilon ledger" in " ".join(out.stdout.split())
+    missing = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(tmp_path / "nope"),
+                              "show"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert missing.returncode == 2 and "no epsilon ledger at" in missing.stdout
+    assert not (tmp_path / "nope").exists()
