@@ -63,6 +63,10 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if args.aggregator != "plain" and fixed_sample and 0 < (args.per_round or args.clients) < 2:
             raise ValueError("SecAgg needs at least 2 clients a round: raise --clients/--per-round, or average in "
                              "the clear with --aggregator plain")
+        if args.out and not Path(args.out).parent.is_dir():
+            raise ValueError(f"--out {args.out}: the directory {Path(args.out).parent} does not exist")
+        if args.out and Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out} is a directory: give a file name for the run's JSON")
         ds = fldata.load(args.dataset, seed=args.seed)
         model = models.make_model(args.model, ds.n_features, ds.n_classes, args.hidden)
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
@@ -107,30 +111,36 @@ def fedavg_main(args: argparse.Namespace) -> int:
         console.print(f"central DP: epsilon {dp.epsilon:g}, delta {dp.delta:g} over {dp.rounds} rounds at sampling "
                       f"rate {dp.sampling_rate:g}: noise multiplier {dp.noise_multiplier:.3f} (std "
                       f"{dp.noise_std:.3g} on the sum of clipped updates), by dp-accounting's RDP accountant")
-    if dp is not None and dp.noise_multiplier > 0:
-        try:
-            ledger_state = _charge(args, dp, kinds, console)
-        except MpcnetError as exc:
-            console.print(f"[red]mpcnet fedavg: {exc}[/]")
-            return 3
-    central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
-                                                          batch_size=args.batch_size), ds, args.seed)
     histories: dict[str, fedavg.History] = {}
     cluster = None
     try:
+        aggregators: dict[str, Any] = {}
         for kind in kinds:
-            agg: Any
             if kind == "plain":
-                agg = fedavg.PlainAggregator()
-            else:
-                address, md, tls, admin = _coordinator(args)
-                if address is None:
-                    from mpcnet.cluster import LocalCluster
-                    cluster = LocalCluster(3)
-                    cluster.start()
-                    address, md = cluster.coordinator, cluster.auth_metadata
-                agg = fedavg.SecAggAggregator(address, md, clip=args.clip, max_total_samples=len(ds.y_train),
-                                              tls=tls, admin_tls=admin, graph=args.graph)
+                aggregators[kind] = fedavg.PlainAggregator()
+                continue
+            # the coordinator is started or checked before the ledger is charged: a run that cannot start spends
+            # no epsilon
+            address, md, tls, admin = _coordinator(args)
+            if address is None:
+                from mpcnet.cluster import LocalCluster
+                cluster = LocalCluster(3)
+                cluster.start()
+                address, md = cluster.coordinator, cluster.auth_metadata
+            secure = fedavg.SecAggAggregator(address, md, clip=args.clip, max_total_samples=len(ds.y_train), tls=tls,
+                                             admin_tls=admin, graph=args.graph)
+            if args.coordinator:
+                secure.check_reachable()
+            aggregators[kind] = secure
+        if dp is not None and dp.noise_multiplier > 0:
+            try:
+                ledger_state = _charge(args, dp, kinds, console)
+            except MpcnetError as exc:
+                console.print(f"[red]mpcnet fedavg: {exc}[/]")
+                return 3
+        central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
+                                                              batch_size=args.batch_size), ds, args.seed)
+        for kind, agg in aggregators.items():
             shortfall = _ShortfallRecorder(args, kind, ddp, console) if ddp is not None and ledger_state else None
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"FedAvg ({kind})", total=args.rounds)

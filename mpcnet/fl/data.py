@@ -67,8 +67,8 @@ def split_dirichlet(y: npt.NDArray[np.int64], clients: int, alpha: float, seed: 
                     min_size: int = 2) -> list[npt.NDArray[np.int64]]:
     """Label skew: each class's samples are divided among the clients in Dirichlet(alpha) proportions.
     Redrawn (bounded) until every client has at least ``min_size`` samples."""
-    if alpha <= 0:
-        raise InvalidInput("the Dirichlet alpha must be > 0")
+    if not 0 < alpha < np.inf:
+        raise InvalidInput(f"the Dirichlet alpha must be finite and > 0, got {alpha}")
     if not 1 <= clients <= len(y) // max(min_size, 1):
         raise InvalidInput(f"cannot split {len(y)} samples over {clients} clients with >= {min_size} each")
     draws = Draws.seeded(seed, f"dirichlet/{alpha}")

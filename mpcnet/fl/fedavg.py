@@ -133,6 +133,30 @@ class SecAggAggregator:
         self.tag = secrets.token_hex(3)
         self._rounds_run = 0  # round ids stay unique when one aggregator serves several runs
 
+    def check_reachable(self, timeout_s: float = 10.0) -> None:
+        """Raise the MpcnetError a round would meet if the coordinator is unreachable or refuses the operator's
+        credentials, before anything is spent (epsilon) on a run that cannot start.  The probe is a CreateRound
+        whose vector is longer than any round takes: the coordinator checks the credentials first, then refuses
+        the parameters (INVALID_ARGUMENT, the healthy answer) and creates nothing."""
+        import grpc
+
+        from mpcnet.transport.rpc import from_rpc_error, sync_channel
+        from mpcnet.transport.tls import Identity
+        from mpcnet.v1 import secagg_pb2 as spb
+        from mpcnet.v1 import secagg_pb2_grpc as spbg
+        probe = spb.SecAggRoundParams(round_id=f"fedavg-probe-{self.tag}", client_ids=[1, 2], threshold=2,
+                                      vector_length=2**32 - 1)
+        with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
+            try:
+                spbg.SecAggStub(channel).CreateRound(spb.SecAggCreateRoundRequest(params=probe), timeout=timeout_s,
+                                                     metadata=self.md)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise from_rpc_error(exc, f"SecAgg coordinator at {self.address}") from None
+                return
+        raise InvalidInput(f"SecAgg coordinator at {self.address} accepted a round of 2^32 - 1 elements: it is not "
+                           "a coordinator this client can drive")
+
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
         import grpc
 

@@ -56,8 +56,8 @@ class Draws:
 
     def gamma(self, shape: float, n: int) -> FloatArray:
         """Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 through the U^(1/shape) boost."""
-        if shape <= 0:
-            raise ValueError("gamma shape must be > 0")
+        if not 0 < shape < np.inf:  # NaN or inf would never pass the rejection step below: a hang
+            raise ValueError(f"gamma shape must be finite and > 0, got {shape}")
         boost = shape < 1
         a = shape + 1.0 if boost else shape
         d = a - 1.0 / 3.0

@@ -63,6 +63,11 @@ def sweep_main(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--seeds {args.seeds}: at least one run per epsilon")
     if args.aggregator == "secagg" and args.clients < 2:
         raise InvalidInput(f"--clients {args.clients}: SecAgg needs at least 2 (or --aggregator plain)")
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    try:  # before the sweep, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"--out {out}: cannot make that directory ({exc.strerror})") from None
     ds = fldata.load(args.dataset)
     model = models.make_model(args.model, ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(model, epochs=1, lr=0.05)
@@ -107,8 +112,6 @@ def sweep_main(args: argparse.Namespace) -> int:
     for label, curve in curves.items():
         table.add_row(label, f"{noise[label]:.3f}", f"{curve[-1]:.4f}", f"{100 * (curve[-1] - base):+.2f}")
     console.print(table)
-    out = Path(args.out) if args.out else DEFAULT_OUT
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     stem = out / f"fedavg-privacy-{args.dataset}-{'' if args.dp == 'central' else 'distributed-'}{stamp}"
     stem.with_suffix(".json").write_text(json.dumps({"when": stamp, "args": vars(args), "curves": curves,

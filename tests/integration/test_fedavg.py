@@ -4,6 +4,7 @@ are SecAgg dropouts, a round below threshold is skipped with the model unchanged
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from mpcnet.cluster import REPO_ROOT, LocalCluster
 from mpcnet.fl import data, fedavg, models
+from mpcnet.ledger import EpsilonLedger
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -151,3 +153,33 @@ def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_ad
     assert shown.returncode == 0, shown.stderr
     assert "differential privacy: skellam (distributed)" in shown.stdout
     assert shown.stdout.count("noise shares") == 3 and "epsilon 4, delta 1e-05" in shown.stdout
+
+
+def test_a_dp_run_that_cannot_reach_its_coordinator_spends_nothing(tmp_path: Path, cluster: LocalCluster) -> None:
+    """The coordinator is checked before the ledger is charged (it used to be charged first: every mistyped
+    address or missing secret cost epsilon)."""
+    ledger = tmp_path / "ledger.sqlite"
+    base = [sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "2", "--clients", "6", "--clip", "0.5",
+            "--epsilon", "2", "--aggregator", "secagg", "--ledger", str(ledger), "--budget", "5", "1e-4"]
+    secret = tmp_path / "secret"
+    secret.write_text(cluster.cluster_secret)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPCNET_CLUSTER_SECRET")}
+    for coordinator, extra_env, words in (
+            ("127.0.0.1:1", {"MPCNET_CLUSTER_SECRET_FILE": str(secret)}, "is unreachable"),
+            (cluster.coordinator, {}, "needs the cluster secret"),
+            (cluster.coordinator, {"MPCNET_CLUSTER_SECRET": "not-the-secret"}, "SecAgg coordinator at")):
+        proc = subprocess.run([*base, "--coordinator", coordinator], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=120, env={**env, **extra_env})
+        assert proc.returncode == 1 and words in " ".join(proc.stdout.split()), proc.stdout[-2000:] + proc.stderr
+        assert _spent(ledger) == []
+    ok = subprocess.run([*base, "--coordinator", cluster.coordinator], cwd=REPO_ROOT, capture_output=True, text=True,
+                        timeout=240, env={**env, "MPCNET_CLUSTER_SECRET_FILE": str(secret)})
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert _spent(ledger) == [2.0]
+
+
+def _spent(path: Path) -> list[float]:
+    if not path.exists():
+        return []
+    with EpsilonLedger(path, create=False) as ledger:
+        return [r.epsilon for r in ledger.releases()]

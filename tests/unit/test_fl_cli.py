@@ -17,6 +17,11 @@ from mpcnet import cli
     (["fedavg", "--epochs", "0"], "epochs >= 1"),
     (["fedavg", "--clip", "0"], "must be finite and > 0"),
     (["fedavg", "--epsilon", "1", "--delta", "2"], "got epsilon 1, delta 2"),
+    (["fedavg", "--out", "/nonexistent-mpcnet-dir/run.json"], "the directory /nonexistent-mpcnet-dir does not exist"),
+    (["fedavg", "--out", "/proc"], "is a directory"),
+    (["fedavg-sweep", "--out", "/proc/version"], "cannot make that directory"),
+    (["fedavg", "--split", "dirichlet", "--alpha", "nan"], "alpha must be finite and > 0, got nan"),  # was a hang
+    (["fedavg-sweep", "--split", "dirichlet", "--alpha", "inf"], "alpha must be finite and > 0, got inf"),
     (["fedavg-sweep", "--clients", "1"], "SecAgg needs at least 2"),
     (["fedavg-sweep", "--seeds", "0"], "at least one run per epsilon"),
     (["fedavg-sweep", "--rounds", "0"], "rounds must be >= 1"),
