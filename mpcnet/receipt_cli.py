@@ -41,17 +41,31 @@ def receipt_main(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(receipt, indent=1, default=str))
             continue
+        try:
+            lines = render(receipt)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign file
+            where = args.file or args.job or args.round_id
+            print(f"mpcnet receipt: {where}{f' ({title})' if title else ''} is not a receipt this version can show: "
+                  f"{type(exc).__name__} {exc} (--json prints it as it is)", file=sys.stderr)
+            return 2
         if title:
             print(f"== {title}")
-        for line in render(receipt):
+        for line in lines:
             print(line)
     return 0
 
 
 def _from_file(path: Path) -> dict[str, dict[str, Any]]:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path} is not JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("runs"), dict):  # mpcnet fedavg --out
-        return {k: v["receipt"] for k, v in data["runs"].items() if isinstance(v, dict) and "receipt" in v}
+        found = {k: v["receipt"] for k, v in data["runs"].items()
+                 if isinstance(v, dict) and isinstance(v.get("receipt"), dict)}
+        if not found:
+            raise InvalidInput(f"{path} is a run file with no privacy receipt in it")
+        return found
     if isinstance(data, dict) and isinstance(data.get("receipt"), dict):
         return {"": data["receipt"]}
     if isinstance(data, dict) and ("layers" in data or "trust_assumptions" in data):

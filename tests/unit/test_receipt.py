@@ -1,8 +1,12 @@
-"""The party view of a job receipt: its own data's ledger balance, nobody else's; everything else unchanged."""
+"""Receipts: the party view of a job receipt (its own data's ledger balance, nobody else's; everything else
+unchanged), and `mpcnet receipt --file` on files that hold no receipt."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+
+import pytest
 
 from mpcnet.receipt import job_receipt_for_party
 from mpcnet.receipt_cli import render
@@ -43,3 +47,21 @@ def test_the_cli_says_why_a_balance_is_missing() -> None:
     text = "\n".join(render(job_receipt_for_party(STORED, "alice")))
     assert "party:alice 9.5 left" in text and "party:bob" not in text.split("sy (")[1].split("\n")[0]
     assert "shown to them and the operator only" in text
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "is not JSON"),
+    ('{"runs": {}}', "run file with no privacy receipt"),
+    ('{"runs": {"a": 1}}', "run file with no privacy receipt"),
+    ('{"layers": 5}', "is not a receipt this version can show: TypeError"),
+    ('{"layers": [], "inputs": [{"x": 1}]}', "is not a receipt this version can show: KeyError"),
+    ('{"layers": [], "differential_privacy": {"epsilon": "x"}}', "is not a receipt this version can show"),
+])
+def test_receipt_cli_on_a_file_that_is_no_receipt_says_so(tmp_path: Path, content: str, words: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnet import cli
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    assert cli.main(["receipt", "--file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and words in err and "Traceback" not in err
