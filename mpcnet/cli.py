@@ -42,12 +42,15 @@ def client_counts(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``mpcnet <command>``; bad input (:class:`~mpcnet.errors.InvalidInput`) is a one-line message, exit 2."""
+    """Run ``mpcnet <command>``; bad input (:class:`~mpcnet.errors.InvalidInput`, or configuration or certificate
+    material that cannot be used) is a one-line message, exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from mpcnet.certs import CertError
+    from mpcnet.config import ConfigError
     from mpcnet.errors import InvalidInput
     try:
         return _main(argv)
-    except InvalidInput as exc:
+    except (InvalidInput, ConfigError, CertError) as exc:
         print(f"mpcnet {argv[0] if argv else ''}: {exc}", file=sys.stderr)
         return 2
 

@@ -62,6 +62,12 @@ class Suite:
         self.coordinator_identity = Identity("coordinator", "main")
 
     # -- plumbing
+    def reachable(self) -> None:
+        """The target's health service answers (its status is the service group's check): else the RpcError."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        with self.channel() as ch:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout_s)
+
     def channel(self, admin: bool = False) -> grpc.Channel:
         from mpcnet.transport.rpc import sync_channel
         tls = self.admin_tls if admin else self.client_tls
@@ -327,14 +333,35 @@ def run_conformance(target: str, tls_dir: str | None = None, secret_file: str | 
     from rich.console import Console
     from rich.table import Table
 
-    secret = Path(secret_file).read_text().strip() if secret_file else ""
+    from mpcnet.errors import InvalidInput
+    from mpcnet.transport.rpc import from_rpc_error
+    if not timeout_s > 0:
+        raise InvalidInput(f"--timeout {timeout_s:g}: each call needs a deadline > 0 seconds")
+    if json_out and not Path(json_out).parent.is_dir():
+        raise InvalidInput(f"--json {json_out}: the directory {Path(json_out).parent} does not exist")
+    try:
+        secret = Path(secret_file).read_text().strip() if secret_file else ""
+        suite = Suite(target, tls_dir, secret, timeout_s)
+    except OSError as exc:
+        raise InvalidInput(f"--secret-file {secret_file}: {exc.strerror}") from None
+    except ValueError as exc:  # CertError: the --tls-dir material
+        raise InvalidInput(str(exc)) from None
     console = Console(width=max(Console().width, 140))
     t0 = time.monotonic()
-    suite = Suite(target, tls_dir, secret, timeout_s)
     try:
+        try:  # one line, not a table of failures each waiting out its deadline, when nothing answers
+            suite.reachable()
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                console.print(f"[red]mpcnet conformance: {from_rpc_error(exc, f'the target {target}')}[/]")
+                return 1
         with console.status(f"conformance of {target} ..."):
             for group in (suite.service, suite.mpc, suite.secagg, suite.negative):
-                group()
+                try:
+                    group()
+                except Exception as exc:  # a group whose set-up breaks fails; the others still run
+                    suite.checks.append(Check(group.__name__, "set-up", "completes",
+                                              f"{type(exc).__name__}: {exc}"[:200]))
     finally:
         suite.close()
     table = Table(title=f"conformance of {target} ({time.monotonic() - t0:.1f} s)")

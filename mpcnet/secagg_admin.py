@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error, sync_channel
 from mpcnet.transport.tls import TlsFiles
 from mpcnet.v1 import secagg_pb2 as spb
 from mpcnet.v1 import secagg_pb2_grpc as spbg
+
+MAX_UINT32 = 2**32 - 1  # the proto's integer fields
 
 
 def parse_ids(text: str) -> list[int]:
@@ -91,8 +94,30 @@ def operator_connection(args: argparse.Namespace) -> tuple[str, tuple[tuple[str,
     return args.coordinator or cfg.coordinator, ((CLUSTER_AUTH_KEY, cfg.cluster_secret),), tls
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """What the coordinator would refuse anyway, or could not be sent or saved: refused before the call, so that
+    no round is created whose tokens cannot be written."""
+    if not 0 < args.timeout < math.inf:
+        raise InvalidInput(f"--timeout {args.timeout:g}: the call's deadline must be > 0 seconds")
+    out = args.tokens_out if args.round_command == "create" else args.sum_out
+    if out and (Path(out).is_dir() or not Path(out).parent.is_dir()):
+        flag = "--tokens-out" if args.round_command == "create" else "--sum-out"
+        raise InvalidInput(f"{flag} {out}: " + ("a directory, not a file" if Path(out).is_dir() else
+                                                f"the directory {Path(out).parent} does not exist"))
+    if args.round_command != "create":
+        return
+    for flag, value, lo, hi in (("--threshold", args.threshold, 1, MAX_UINT32), ("--dim", args.dim, 1, MAX_UINT32),
+                                ("--bits", args.bits, 1, 64), ("--degree", args.degree, 0, MAX_UINT32)):
+        if not lo <= value <= hi:
+            raise InvalidInput(f"{flag} {value}: must be from {lo} to {hi}")
+    for flag, seconds in (("--stage-deadline", args.stage_deadline), ("--join-deadline", args.join_deadline)):
+        if not 0 <= seconds < math.inf:
+            raise InvalidInput(f"{flag} {seconds:g}: seconds >= 0 (0: the coordinator's default)")
+
+
 def round_main(args: argparse.Namespace) -> int:
     try:
+        _check_args(args)
         address, metadata, tls = operator_connection(args)
         with sync_channel(address, tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)

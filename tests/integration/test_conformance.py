@@ -51,3 +51,16 @@ def test_a_broken_cluster_fails_the_suite() -> None:
     assert "Beaver products (1000 integers)" in failed and "node 3" in text
     assert {ch["status"] for ch in checks if ch["group"] == "secagg"} == {"skip"}
     assert all(ch["status"] == "pass" for ch in checks if ch["group"] == "negative")
+
+
+def test_an_unreachable_target_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "mpcnet.cli", "conformance", "--target", "127.0.0.1:1", "--timeout",
+                          "60"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 1 and "the target 127.0.0.1:1 is unreachable" in text and "Traceback" not in text
+    for args, words in ((["--secret-file", str(tmp_path / "missing")], "No such file"),
+                        (["--tls-dir", str(tmp_path)], "missing"), (["--timeout", "0"], "deadline > 0"),
+                        (["--json", str(tmp_path / "no" / "x.json")], "does not exist")):
+        bad = subprocess.run([sys.executable, "-m", "mpcnet.cli", "conformance", "--target", "127.0.0.1:1", *args],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

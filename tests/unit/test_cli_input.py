@@ -1,11 +1,16 @@
-"""`mpcnet fedavg`, `mpcnet fedavg-sweep` and `mpcnet bench fedavg` with settings that cannot work: one line that
-says what to change, exit status 2, and nothing started (every case here fails before a cluster would start)."""
+"""CLI commands with settings that cannot work (`mpcnet fedavg`, `fedavg-sweep`, `bench fedavg`, `round`): one
+line that says what to change, exit status 2, and nothing started or created (every case here fails before a
+cluster would start or a coordinator be called)."""
 
 from __future__ import annotations
 
 import pytest
 
 from mpcnet import cli
+
+# a round that would be created on an unreachable coordinator, were its settings not refused first
+_ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4", "--threshold", "3", "--dim", "5",
+          "--tokens-out", "/tmp/mpcnet-never-written.json"]
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -29,6 +34,13 @@ from mpcnet import cli
     (["bench", "fedavg", "--rounds", "0", "--fedavg-clients", "5"], "rounds must be >= 1"),
     (["bench", "fedavg", "--hidden", "0", "--fedavg-clients", "5"], "at least 1 hidden unit"),
     (["bench", "fedavg", "--fedavg-clients", "5000"], "at most one client per sample"),
+    (_ROUND + ["--threshold", "-1"], "--threshold -1: must be from 1 to 4294967295"),  # was a protobuf traceback
+    (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
+    (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
+    (_ROUND + ["--timeout", "-1"], "deadline must be > 0"),
+    (_ROUND + ["--stage-deadline", "nan"], "--stage-deadline nan"),
+    (_ROUND + ["--tokens-out", "/nonexistent-mpcnet-dir/t.json"], "/nonexistent-mpcnet-dir does not exist"),
+    (["round", "result", "--round", "r", "--coordinator", "127.0.0.1:1", "--sum-out", "/proc"], "a directory"),
 ])
 def test_a_setting_that_cannot_work_is_one_line_and_exit_2(argv: list[str], words: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
