@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -63,7 +64,7 @@ import numpy.typing as npt
 
 from mpcnet.certs import CertError, Identity
 from mpcnet.core.ring import RingArray
-from mpcnet.errors import InvalidInput, MpcnetError, PeerTimeout
+from mpcnet.errors import FailedPrecondition, InvalidInput, MpcnetError, PeerTimeout
 from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.crypto import OsRandom, SeededRandom
 from mpcnet.secagg.encoding import decode, encode
@@ -126,9 +127,11 @@ def seeded_inputs(seed: str) -> InputSource:
     return source
 
 
-def file_inputs(path: str | os.PathLike[str]) -> InputSource:
+def file_inputs(path: str | os.PathLike[str], ids: Sequence[int] = ()) -> InputSource:
     """Inputs from a JSON object mapping client id to a list of numbers, or (FedAvg) to
-    ``{"vector": [float, ...], "weight": n_k}``; encoded as the round's quantization says."""
+    ``{"vector": [float, ...], "weight": n_k}``; encoded as the round's quantization says.  Checked now, before
+    any client joins: every id of ``ids`` has a vector, every number is finite (what depends on the round --
+    length, range, weights -- is checked when the round's parameters arrive)."""
     table: dict[int, tuple[list[float | int], int | None]] = {}
     try:
         raw = json.loads(Path(path).read_text())
@@ -146,6 +149,14 @@ def file_inputs(path: str | os.PathLike[str]) -> InputSource:
         raise InvalidInput(f"input file {path}: expected a JSON object {{\"<id>\": [number, ...]}} or "
                            f"{{\"<id>\": {{\"vector\": [number, ...], \"weight\": int}}}} "
                            f"({type(exc).__name__})") from None
+    missing = [cid for cid in ids if cid not in table]
+    if missing:
+        raise InvalidInput(f"input file {path} has no vector for client(s) {', '.join(map(str, missing))}")
+    bad = [cid for cid, (values, _) in table.items()
+           if any(isinstance(x, float) and not math.isfinite(x) for x in values)]
+    if bad:
+        raise InvalidInput(f"input file {path}: client(s) {', '.join(map(str, sorted(bad)))} have NaN or infinite "
+                           "values")
 
     def source(cid: int, params: SecAggParams, enc: ValueEncoding) -> RingArray:
         if cid not in table:
@@ -182,11 +193,14 @@ def _id_table(path: str | None, env_value: str | None, what: str) -> dict[int, s
     where = path if path else "$" + TOKENS_ENV
     try:
         text = Path(path).read_text() if path else (env_value or "")
+    except OSError as exc:
+        raise InvalidInput(f"{what} {where}: {exc.strerror}") from None
+    try:
         raw = json.loads(text)
         if not isinstance(raw, dict) or any(not isinstance(v, str) for v in raw.values()):
             raise TypeError
         return {int(k): v for k, v in raw.items()}
-    except (OSError, ValueError, TypeError):
+    except (ValueError, TypeError):
         raise InvalidInput(f"{what} {where}: expected a JSON object {{\"<id>\": \"<string>\"}}") from None
 
 
@@ -285,6 +299,10 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                 stream, call = None, next_call
                 reply = await call(join, rpc_timeout_s)
             if not reply.HasField("params"):
+                ended = reply.WhichOneof("outcome")
+                if ended in ("done", "aborted"):  # a client started again after its round ended
+                    raise FailedPrecondition(f"{who}: round {round_id} is over ({ended}); a client joins a round "
+                                             "only while it is open")
                 raise ProtocolViolation(f"{who}: the join reply carries no round parameters")
             params = params_from_proto(reply.params)
             if params.round_id != round_id or client_id not in params.client_ids:
@@ -449,7 +467,10 @@ def client_main(args: argparse.Namespace) -> int:
         if not ids or len(set(ids)) != len(ids):
             raise InvalidInput("--ids must name at least one client, each once")
         die_at = parse_stage(args.die_at) if args.die_at else None
-        inputs = seeded_inputs(args.input_seed) if args.input_seed is not None else file_inputs(args.input_file)
+        if not 0 < args.timeout < math.inf:
+            raise InvalidInput(f"--timeout {args.timeout:g}: the join's deadline must be > 0 seconds")
+        inputs = (seeded_inputs(args.input_seed) if args.input_seed is not None
+                  else file_inputs(args.input_file, ids))
         tokens = load_tokens(args.tokens_file, ids)
         signing_keys = load_signing_keys(args.signing_keys_file, ids) if args.signing_keys_file else None
         tls = client_tls(args.tls_dir, args.tls_name)

@@ -663,6 +663,10 @@ def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> N
     assert shown.returncode == 0, shown.stderr
     assert "summed: [1, 2, 3, 4]; dropped: none" in shown.stdout and "threshold t = 3 of 4" in shown.stdout
     assert json.loads(sum_file.read_text()) == expected_sum("cli", [1, 2, 3, 4]).tolist()
+    again = subprocess.run([sys.executable, "-m", "mpcnet.cli", "client", "--round", created["round"], "--ids", "1",
+                            "--input-seed", "cli", "--tokens-file", str(tokens)],
+                           env=env, capture_output=True, text=True, timeout=PROC_TIMEOUT_S)
+    assert again.returncode == 1 and f"round {created['round']} is over (done)" in again.stdout  # started twice
     no_secret = dict(env)
     no_secret.pop("MPCNET_CLUSTER_SECRET")
     bad = subprocess.run(cli + ["result", "--round", created["round"]], env=no_secret, capture_output=True,

@@ -4,6 +4,8 @@ cluster would start or a coordinator be called)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mpcnet import cli
@@ -60,3 +62,23 @@ def test_a_malformed_list_is_a_usage_error(argv: list[str], words: str, capsys: 
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)
     assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_client_input_problems_are_found_before_it_joins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each of these used to show only after the client had joined (and cost the round its other clients) or
+    under a misleading message."""
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"1": "t1", "2": "t2"}')
+    inputs = tmp_path / "in.json"
+    inputs.write_text('{"1": [1.0, 2.0]}')
+    nan_inputs = tmp_path / "nan.json"
+    nan_inputs.write_text('{"1": [1.0, NaN], "2": [0.5, 1.0]}')
+    base = ["client", "--coordinator", "127.0.0.1:1", "--round", "r", "--ids", "1,2"]
+    for argv, words in (
+            (["--input-file", str(inputs), "--tokens-file", str(tokens)], "has no vector for client(s) 2"),
+            (["--input-file", str(nan_inputs), "--tokens-file", str(tokens)], "client(s) 1 have NaN or infinite"),
+            (["--input-seed", "s", "--tokens-file", str(tmp_path / "missing.json")], "No such file"),
+            (["--input-seed", "s", "--tokens-file", str(tokens), "--timeout", "-1"], "--timeout -1")):
+        assert cli.main(base + argv) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
