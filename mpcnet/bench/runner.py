@@ -93,8 +93,8 @@ def bench_mpcnet(workload: str, size: int, repeats: int, console: Console) -> di
 def run_bench(workload: str, size: int, repeats: int = 3, with_mpyc: bool = True, out_dir: str | None = None,
               console: Console | None = None) -> int:
     console = console or Console(width=max(Console().width, 110))
-    if size < 1:
-        console.print("[red]--size must be positive[/]")
+    if size < 1 or repeats < 1:
+        console.print(f"[red]mpcnet bench {workload}: --size and --repeats must be at least 1 (got {size}, {repeats})[/]")
         return 2
     ours = bench_mpcnet(workload, size, repeats, console)
     peer: dict[str, Any] | None = None

@@ -380,9 +380,16 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
     from mpcnet.cluster import REPO_ROOT
 
     console = console or Console(width=max(Console().width, 110))
-    if clients < 3 or dim < 1 or not 0 <= dropout < 1 or graph not in ("full", "sparse") or client_procs < 1:
-        console.print("[red]need --clients >= 3, --dim >= 1, 0 <= --dropout < 1, --graph full|sparse, "
-                      "--client-procs >= 1[/]")
+    wrong = [f"{flag} {value:g}: {rule}" for flag, value, ok, rule in (
+        ("--clients", clients, clients >= 3, "at least 3"), ("--dim", dim, dim >= 1, "at least 1"),
+        ("--dropout", dropout, 0 <= dropout < 1, "a fraction in [0, 1)"),
+        ("--client-procs", client_procs, client_procs >= 1, "at least 1"),
+        ("--stage-deadline", stage_deadline_s, 0 < stage_deadline_s <= 3600, "seconds in (0, 3600]"),
+        ("--join-deadline", join_deadline_s, 0 < join_deadline_s <= 3600, "seconds in (0, 3600]")) if not ok]
+    if graph not in ("full", "sparse"):
+        wrong.append(f"--graph {graph}: full or sparse")
+    if wrong:
+        console.print("[red]mpcnet bench secagg: " + "; ".join(wrong) + "[/]")
         return 2
     fpy = ""
     if with_flower:

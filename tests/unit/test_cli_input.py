@@ -1,5 +1,5 @@
-"""CLI commands with settings that cannot work (`mpcnet fedavg`, `fedavg-sweep`, `bench fedavg`, `round`): one
-line that says what to change, exit status 2, and nothing started or created (every case here fails before a
+"""CLI commands with settings that cannot work (`mpcnet fedavg`, `fedavg-sweep`, `bench fedavg`, `round`,: one
+`client`): one line that says what to change, exit status 2, and nothing started or created (every case here fails before a
 cluster would start or a coordinator be called)."""
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["bench", "fedavg", "--rounds", "0", "--fedavg-clients", "5"], "rounds must be >= 1"),
     (["bench", "fedavg", "--hidden", "0", "--fedavg-clients", "5"], "at least 1 hidden unit"),
     (["bench", "fedavg", "--fedavg-clients", "5000"], "at most one client per sample"),
+    (["bench", "mul", "--size", "1", "--repeats", "0", "--no-mpyc"], "--repeats must be at least 1"),  # IndexError
+    (["bench", "secagg", "--clients", "3", "--dim", "1", "--no-flower", "--stage-deadline", "-1"],
+     "--stage-deadline -1: seconds in (0, 3600]"),  # was a gRPC INVALID_ARGUMENT traceback
+    (["bench", "secagg", "--clients", "2", "--dropout", "2", "--no-flower"], "--clients 2: at least 3; --dropout 2"),
     (_ROUND + ["--threshold", "-1"], "--threshold -1: must be from 1 to 4294967295"),  # was a protobuf traceback
     (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
     (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
