@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def certs_main(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "days", 1) < 1:  # 0 would make a certificate that expires as it is made
+            raise certs.CertError(f"--days {args.days}: a certificate is valid for at least 1 day")
+        if getattr(args, "nodes", 1) < 1:
+            raise certs.CertError(f"--nodes {args.nodes}: a cluster has at least 1 compute node")
         if args.certs_command == "init":
             path = certs.init_ca(args.dir, days=args.days, force=args.force)
             print(f"CA certificate {path}; keep {path.parent / 'ca.key'} private (only `issue` needs it)")

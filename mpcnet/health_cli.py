@@ -11,6 +11,7 @@ Exit 0 healthy, 1 not (the reason on stderr, one line).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,11 @@ def _local(address: str) -> str:
 
 
 def health_main(args: argparse.Namespace) -> int:
+    # a NaN bound would pass every heartbeat: a misconfigured check must fail, not report healthy
+    if not (0 < args.max_age < math.inf and 0 < args.timeout < math.inf):
+        print(f"unhealthy: configuration: --max-age {args.max_age:g} and --timeout {args.timeout:g} must be "
+              "finite seconds > 0", file=sys.stderr)
+        return 2
     if args.heartbeat:
         try:
             age = time.time() - Path(args.heartbeat).stat().st_mtime

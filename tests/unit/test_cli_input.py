@@ -1,6 +1,6 @@
-"""CLI commands with settings that cannot work (`mpcnet fedavg`, `fedavg-sweep`, `bench fedavg`, `round`,: one
-`client`): one line that says what to change, exit status 2, and nothing started or created (every case here fails before a
-cluster would start or a coordinator be called)."""
+"""CLI commands with settings that cannot work (`mpcnet fedavg`, `fedavg-sweep`, `bench`, `round`, `client`,
+`certs`, `health`): one line that says what to change, exit status 2, and nothing started or created (every
+case here fails before a cluster would start or a coordinator be called)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["bench", "secagg", "--clients", "3", "--dim", "1", "--no-flower", "--stage-deadline", "-1"],
      "--stage-deadline -1: seconds in (0, 3600]"),  # was a gRPC INVALID_ARGUMENT traceback
     (["bench", "secagg", "--clients", "2", "--dropout", "2", "--no-flower"], "--clients 2: at least 3; --dropout 2"),
+    (["certs", "init", "--dir", "/tmp/mpcnet-never-made", "--days", "0"], "--days 0: a certificate is valid for at"),
+    (["certs", "bootstrap", "--dir", "/tmp/mpcnet-never-made", "--nodes", "0"], "--nodes 0"),
+    (["health", "--heartbeat", "/proc/self/stat", "--max-age", "nan"], "must be finite seconds > 0"),  # was healthy
     (_ROUND + ["--threshold", "-1"], "--threshold -1: must be from 1 to 4294967295"),  # was a protobuf traceback
     (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
     (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
