@@ -36,7 +36,12 @@ def ledger_main(args: argparse.Namespace) -> int:
                 console.print(f"dataset {args.dataset}: budget epsilon {args.epsilon:g}, delta {args.delta:g}; "
                               f"{eps:g} / {dl:g} left")
                 return 0
-            datasets = [args.dataset] if args.dataset else ledger.datasets()
+            known = ledger.datasets()
+            if args.dataset and args.dataset not in known:
+                console.print(f"[red]mpcnet ledger: no dataset {args.dataset!r} in {ledger.path} (it has: "
+                              f"{', '.join(known) or 'none'})[/]")
+                return 2
+            datasets = [args.dataset] if args.dataset else known
             if args.json:
                 print(json.dumps({d: {"budget": ledger.budget(d), "spent": ledger.spent(d),
                                       "releases": [r.__dict__ for r in ledger.releases(d)]} for d in datasets},

@@ -49,6 +49,9 @@ def test_ledger_cli_shows_budgets_and_releases(tmp_path: Path) -> None:
     bad = subprocess.run([*run, "budget", "--dataset", "cohort-a", "--epsilon", "0.1", "--delta", "0"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert bad.returncode == 2 and "cannot go below" in bad.stdout
+    typo = subprocess.run([*run, "show", "--dataset", "cohort-b"], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=60)
+    assert typo.returncode == 2 and "no dataset 'cohort-b'" in typo.stdout and "it has: cohort-a" in typo.stdout
 
 
 def test_a_ledger_path_that_is_not_a_ledger_is_a_message_naming_it(tmp_path: Path,
