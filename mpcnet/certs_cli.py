@@ -35,8 +35,8 @@ def certs_main(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "days", 1) < 1:  # 0 would make a certificate that expires as it is made
             raise certs.CertError(f"--days {args.days}: a certificate is valid for at least 1 day")
-        if getattr(args, "nodes", 1) < 1:
-            raise certs.CertError(f"--nodes {args.nodes}: a cluster has at least 1 compute node")
+        if getattr(args, "nodes", 2) < 2:
+            raise certs.CertError(f"--nodes {args.nodes}: an MPC cluster has at least 2 compute nodes")
         if args.certs_command == "init":
             path = certs.init_ca(args.dir, days=args.days, force=args.force)
             print(f"CA certificate {path}; keep {path.parent / 'ca.key'} private (only `issue` needs it)")

@@ -36,7 +36,7 @@ def health_main(args: argparse.Namespace) -> int:
     if not (0 < args.max_age < math.inf and 0 < args.timeout < math.inf):
         print(f"unhealthy: configuration: --max-age {args.max_age:g} and --timeout {args.timeout:g} must be "
               "finite seconds > 0", file=sys.stderr)
-        return 2
+        return 1  # docker reserves exit status 2 of a health check
     if args.heartbeat:
         try:
             age = time.time() - Path(args.heartbeat).stat().st_mtime

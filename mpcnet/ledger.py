@@ -55,11 +55,20 @@ class Release:
     at: float
 
 
+LEDGER_TABLES = frozenset({"budgets", "releases"})
+
+
+class LedgerUnusable(InvalidInput):
+    """The file cannot serve as the ledger: not SQLite, another application's database, unopenable or locked.
+    The message names the path: for the person who chose it, not for remote callers of a coordinator."""
+
+
 class EpsilonLedger:
     """The ledger at ``path`` (default: MPCNET_LEDGER, else ~/.mpcnet/epsilon-ledger.sqlite).  ``create=False``
-    (reading commands): a missing file is an error rather than a new empty ledger, so a mistyped path is not
-    mistaken for a dataset that spent nothing.  A file that is not an SQLite ledger, or cannot be opened, is an
-    InvalidInput naming the path."""
+    (reading commands): the file is opened read-only and must already be a ledger -- a missing file is an error
+    rather than a new empty ledger, so a mistyped path is not mistaken for a dataset that spent nothing, and
+    nothing is ever written into another application's database.  A file that cannot serve is a
+    :class:`LedgerUnusable` naming the path."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
         self.path = Path(path) if path else default_path()
@@ -67,18 +76,29 @@ class EpsilonLedger:
             raise InvalidInput(f"no epsilon ledger at {self.path}: setting a budget (`mpcnet ledger budget`) or the "
                                "first DP release makes one; --ledger or MPCNET_LEDGER chooses another file")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
+            else:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                          timeout=10)
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except (OSError, sqlite3.Error) as exc:
-            raise InvalidInput(f"cannot open the epsilon ledger {self.path}: {exc}") from None
-        try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+            raise LedgerUnusable(f"cannot open {self.path} as the epsilon ledger: {exc}") from None
+        foreign = sorted(tables - LEDGER_TABLES - {"sqlite_sequence"})
+        if foreign or (not create and not LEDGER_TABLES <= tables):
             self.db.close()
-            raise InvalidInput(f"cannot use {self.path} as the epsilon ledger ({exc}): is it an SQLite file this "
-                               "user can write?") from None
+            held = f"tables {', '.join(foreign)}" if foreign else "no ledger tables"
+            raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with {held}): choose "
+                                 "another file with --ledger or MPCNET_LEDGER")
+        if create:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+            except sqlite3.Error as exc:
+                self.db.close()
+                raise LedgerUnusable(f"cannot use {self.path} as the epsilon ledger: {exc}") from None
 
     def close(self) -> None:
         self.db.close()
@@ -128,6 +148,8 @@ class EpsilonLedger:
         """Record several releases at once (dataset, name, mechanism, params, epsilon, delta): all fit in their
         datasets' remaining budgets and are recorded, or none is (BudgetExceeded names the first that does not).
         ``default_budget``: the budget a dataset without one gets (None: such a dataset is refused)."""
+        if default_budget is not None and not (0 < default_budget[0] < math.inf and 0 <= default_budget[1] < 1):
+            raise InvalidInput(f"a default budget needs a finite epsilon > 0 and 0 <= delta < 1, not {default_budget}")
         for _, name, _, _, epsilon, delta in charges:
             if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
                 raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
@@ -180,4 +202,4 @@ class EpsilonLedger:
         return [r[0] for r in rows.fetchall()]
 
 
-__all__ = ["BudgetExceeded", "EpsilonLedger", "Release", "default_path"]
+__all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerUnusable", "Release", "default_path"]

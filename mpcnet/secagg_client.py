@@ -152,8 +152,8 @@ def file_inputs(path: str | os.PathLike[str], ids: Sequence[int] = ()) -> InputS
     missing = [cid for cid in ids if cid not in table]
     if missing:
         raise InvalidInput(f"input file {path} has no vector for client(s) {', '.join(map(str, missing))}")
-    bad = [cid for cid, (values, _) in table.items()
-           if any(isinstance(x, float) and not math.isfinite(x) for x in values)]
+    bad = [cid for cid, (values, _) in table.items() if (cid in ids or not ids)
+           and any(isinstance(x, float) and not math.isfinite(x) for x in values)]
     if bad:
         raise InvalidInput(f"input file {path}: client(s) {', '.join(map(str, sorted(bad)))} have NaN or infinite "
                            "values")

@@ -281,7 +281,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         the same statistic asked again under another job name (or input name) spends again.  All charges of a
         job are taken together or refused together (RESOURCE_EXHAUSTED, with the remaining budget)."""
         from mpcnet.dp.accounting import discrete_laplace_epsilon
-        from mpcnet.ledger import BudgetExceeded, EpsilonLedger
+        from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerUnusable
         charges: list[tuple[str, str, str, dict[str, object], float, float]] = []
         out: list[dict[str, Any]] = []
         for rel in plan.releases:
@@ -319,6 +319,10 @@ class CoordinatorService(pbg.CoordinatorServicer):
             raise ResourceExhausted(f"job '{job.job_id}': refused: {exc.release!r} would spend more epsilon of "
                                     f"dataset {exc.dataset!r} than it has left (its owner and the operator can "
                                     "see the balance: `mpcnet ledger show`)") from None
+        except LedgerUnusable as exc:  # the server's own file: its path and the reason stay in the server's log
+            log.error("job %s: the epsilon ledger cannot be used: %s", job.job_id, exc)
+            raise FailedPrecondition(f"job '{job.job_id}': the coordinator's epsilon ledger cannot be used (its log "
+                                     "says why); no DP release can be charged until the operator fixes it") from None
         except InvalidInput as exc:  # no budget set and no default
             raise FailedPrecondition(f"job '{job.job_id}': {exc}") from None
         for item in out:

@@ -59,6 +59,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
     from mpcnet.errors import MpcnetError
     console = Console()
     try:
+        if not 0 <= args.per_round <= args.clients:
+            raise ValueError(f"--per-round {args.per_round}: from 1 to --clients ({args.clients}), or 0 for all")
         fixed_sample = args.epsilon is None or args.dp == "distributed"  # (central DP samples Poisson)
         if args.aggregator != "plain" and fixed_sample and 0 < (args.per_round or args.clients) < 2:
             raise ValueError("SecAgg needs at least 2 clients a round: raise --clients/--per-round, or average in "
@@ -132,6 +134,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
             if args.coordinator:
                 secure.check_reachable()
             aggregators[kind] = secure
+        for agg in aggregators.values():
+            fedavg.check_run(cfg, agg, len(parts))
         if dp is not None and dp.noise_multiplier > 0:
             try:
                 ledger_state = _charge(args, dp, kinds, console)

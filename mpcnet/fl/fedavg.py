@@ -153,9 +153,21 @@ class SecAggAggregator:
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
                     raise from_rpc_error(exc, f"SecAgg coordinator at {self.address}") from None
-                return
-        raise InvalidInput(f"SecAgg coordinator at {self.address} accepted a round of 2^32 - 1 elements: it is not "
-                           "a coordinator this client can drive")
+            else:
+                raise InvalidInput(f"SecAgg coordinator at {self.address} accepted a round of 2^32 - 1 elements: it "
+                                   "is not a coordinator this client can drive")
+        if self.tls is None:
+            return
+        # the clients' own certificate too (every client call's handshake): the result of a round that does not
+        # exist, NOT_FOUND being the healthy answer
+        with sync_channel(self.address, self.tls, Identity("coordinator", "main")) as channel:
+            try:
+                spbg.SecAggStub(channel).GetResult(spb.SecAggGetResultRequest(round_id=probe.round_id),
+                                                   timeout=timeout_s)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} (with the clients' "
+                                              "certificate)") from None
 
     def aggregate(self, round_no: int, updates: Sequence[Update], drop: Sequence[int]) -> RoundOutcome:
         import grpc
@@ -266,21 +278,17 @@ class History:
     params: Vector | None = field(default=None, repr=False)
 
 
-def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequence[npt.NDArray[np.int64]],
-               config: FedAvgConfig, aggregator: Aggregator,
-               on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
-    """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
-    draws = Draws.seeded(config.seed, "fedavg")
-    params = model.init(Draws.seeded(config.seed, "init"))
-    clients = list(range(1, len(parts) + 1))
-    per_round = config.clients_per_round or len(clients)
-    if not 1 <= per_round <= len(clients):
-        raise InvalidInput(f"clients_per_round must be in [1, {len(clients)}]")
+def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> None:
+    """Every check :func:`run_fedavg` makes before its first round, on its own: a caller that spends something
+    before the run (epsilon) calls it first, so that a run refused here has spent nothing."""
+    per_round = config.clients_per_round or n_clients
+    if not 1 <= per_round <= n_clients:
+        raise InvalidInput(f"clients per round must be in [1, {n_clients}] (the run has {n_clients} clients), got "
+                           f"{per_round}")
     fewest = getattr(aggregator, "min_clients", 1)
     if config.dp is None and per_round < fewest:  # (under Poisson sampling a small round is skipped and logged)
         raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run samples "
                            f"{per_round} a round (plain averaging takes one)")
-    hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
     dp, ddp = config.dp, config.ddp
     if dp is not None and ddp is not None:
         raise InvalidInput("choose central DP or distributed DP, not both")
@@ -291,10 +299,23 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
         # the calibration's scale keeps the noisy sum inside Z_(2^ddp.bits): a narrower ring would wrap it
         raise InvalidInput(f"the distributed-DP calibration needs {ddp.bits}-bit sums, the aggregator uses "
                            f"{agg_bits}-bit SecAgg")
-    cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
-    weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}
     if dp is not None and dp.clip != config.clip:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
+
+
+def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequence[npt.NDArray[np.int64]],
+               config: FedAvgConfig, aggregator: Aggregator,
+               on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
+    """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
+    check_run(config, aggregator, len(parts))
+    draws = Draws.seeded(config.seed, "fedavg")
+    params = model.init(Draws.seeded(config.seed, "init"))
+    clients = list(range(1, len(parts) + 1))
+    per_round = config.clients_per_round or len(clients)
+    hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
+    dp, ddp = config.dp, config.ddp
+    cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
+    weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}
     for r in range(1, config.rounds + 1):
         t0 = time.monotonic()
         if dp is None:
@@ -350,4 +371,4 @@ def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = 
 
 
 __all__ = ["Aggregator", "FedAvgConfig", "History", "PlainAggregator", "RoundOutcome", "SecAggAggregator", "Update",
-           "centralised", "clear_round", "clip_l2", "run_fedavg", "secagg_threshold", "weighted_mean"]
+           "centralised", "check_run", "clear_round", "clip_l2", "run_fedavg", "secagg_threshold", "weighted_mean"]

@@ -63,11 +63,6 @@ def sweep_main(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--seeds {args.seeds}: at least one run per epsilon")
     if args.aggregator == "secagg" and args.clients < 2:
         raise InvalidInput(f"--clients {args.clients}: SecAgg needs at least 2 (or --aggregator plain)")
-    out = Path(args.out) if args.out else DEFAULT_OUT
-    try:  # before the sweep, not after it
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(f"--out {out}: cannot make that directory ({exc.strerror})") from None
     ds = fldata.load(args.dataset)
     model = models.make_model(args.model, ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(model, epochs=1, lr=0.05)
@@ -84,6 +79,11 @@ def sweep_main(args: argparse.Namespace) -> int:
         else:
             plans.append((eps, None if eps is None else privacy.calibrate(eps, args.delta, args.rounds, 1.0,
                                                                           args.clip), None))
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    try:  # after the checks above, before the sweep
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"--out {out}: cannot make that directory ({exc.strerror})") from None
     cluster = LocalCluster(3).start() if args.aggregator == "secagg" else None
     try:
         with Progress(console=console, transient=True) as bar:

@@ -54,12 +54,15 @@ def test_a_broken_cluster_fails_the_suite() -> None:
 
 
 def test_an_unreachable_target_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    report = tmp_path / "checks.json"
     out = subprocess.run([sys.executable, "-m", "mpcnet.cli", "conformance", "--target", "127.0.0.1:1", "--timeout",
-                          "60"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                          "60", "--json", str(report)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode == 1 and "the target 127.0.0.1:1 is unreachable" in text and "Traceback" not in text
+    [check] = json.loads(report.read_text())  # the report a CI job collects: one failed check
+    assert check["status"] == "fail" and "unreachable" in check["observed"]
     for args, words in ((["--secret-file", str(tmp_path / "missing")], "No such file"),
-                        (["--tls-dir", str(tmp_path)], "missing"), (["--timeout", "0"], "deadline > 0"),
+                        (["--tls-dir", str(tmp_path)], "missing"), (["--timeout", "0"], "deadline > 0"), (["--timeout", "inf"], "finite deadline"),
                         (["--json", str(tmp_path / "no" / "x.json")], "does not exist")):
         bad = subprocess.run([sys.executable, "-m", "mpcnet.cli", "conformance", "--target", "127.0.0.1:1", *args],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -150,3 +150,19 @@ def test_a_party_sees_only_its_own_ledger_balance_and_the_operator_all(cluster: 
     assert "9.5" not in str(refused.value)
     with pytest.raises(ResourceExhausted, match=r"which has epsilon 9\.5, delta 0 left"):
         alice.run(job2, too_much)
+
+
+def test_a_coordinator_whose_ledger_is_unusable_refuses_dp_releases_without_naming_its_files(tmp_path) -> None:
+    """The reason (and the server's path) goes to the coordinator's log; the party gets FAILED_PRECONDITION."""
+    from mpcnet.errors import FailedPrecondition
+    with LocalCluster(2, workdir=tmp_path / "cluster") as own:
+        ledger = own.workdir / "coordinator" / "epsilon-ledger.sqlite"
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.write_bytes(b"this is no database " * 100)
+        alice = mpcnet.connect(own.coordinator, unique("alice"))
+        job = alice.create_job()
+        alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+        with pytest.raises(FailedPrecondition, match="epsilon ledger cannot be used") as refused:
+            alice.run(job, mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name]))
+        assert str(ledger) not in str(refused.value) and "not a database" not in str(refused.value)
+        assert "file is not a database" in own.logs["coordinator"].read_text()

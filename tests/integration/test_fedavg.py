@@ -167,7 +167,7 @@ def test_a_dp_run_that_cannot_reach_its_coordinator_spends_nothing(tmp_path: Pat
     for coordinator, extra_env, words in (
             ("127.0.0.1:1", {"MPCNET_CLUSTER_SECRET_FILE": str(secret)}, "is unreachable"),
             (cluster.coordinator, {}, "needs the cluster secret"),
-            (cluster.coordinator, {"MPCNET_CLUSTER_SECRET": "not-the-secret"}, "SecAgg coordinator at")):
+            (cluster.coordinator, {"MPCNET_CLUSTER_SECRET": "not-the-secret"}, "wrong mpcnet-cluster-auth")):
         proc = subprocess.run([*base, "--coordinator", coordinator], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=120, env={**env, **extra_env})
         assert proc.returncode == 1 and words in " ".join(proc.stdout.split()), proc.stdout[-2000:] + proc.stderr

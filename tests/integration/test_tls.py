@@ -178,3 +178,22 @@ def test_container_health_check_speaks_mtls_with_the_roles_own_certificate(tls_c
     # node 2's certificate, but node 1's address: node 1 presents node-1's certificate -> refused
     wrong = check("--role", "node", "--address", tls_cluster.nodes[0], MPCNET_NODE_ID="2")
     assert wrong.returncode == 1 and "unhealthy" in wrong.stderr
+
+
+def test_fedavg_checks_the_clients_certificate_before_it_spends(tls_cluster: LocalCluster) -> None:
+    """SecAggAggregator.check_reachable (what `mpcnet fedavg --coordinator` runs before charging the ledger) tries
+    the operator's certificate and the clients' one: an expired client certificate is found there, not in the
+    first round after the charge."""
+    from mpcnet.fl.fedavg import SecAggAggregator
+    c = tls_cluster
+    assert c.tls_dir is not None
+    admin = TlsFiles.load(c.tls_dir, "coordinator", "main")
+    good = SecAggAggregator(c.coordinator, c.auth_metadata, clip=1.0, max_total_samples=100,
+                            tls=TlsFiles.load(c.tls_dir, "client", "alice"), admin_tls=admin)
+    good.check_reachable()
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    certs.issue(c.tls_dir, "client", "stale", days=1, not_before=long_ago)
+    stale = SecAggAggregator(c.coordinator, c.auth_metadata, clip=1.0, max_total_samples=100,
+                             tls=TlsFiles.load(c.tls_dir, "client", "stale"), admin_tls=admin)
+    with pytest.raises(PeerUnavailable, match="with the clients' certificate"):
+        stale.check_reachable()

@@ -19,6 +19,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--clients", "1"], "SecAgg needs at least 2 clients a round"),
     (["fedavg", "--per-round", "1", "--aggregator", "secagg"], "--aggregator plain"),
     (["fedavg", "--dropout", "1.5"], "in [0, 1), got 1.5"),
+    (["fedavg", "--per-round", "50", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--per-round 50: from 1 to --clients (20)"),  # was refused only after the ledger was charged
     (["fedavg", "--lr", "-1"], "learning rate > 0"),
     (["fedavg", "--model", "mlp", "--hidden", "0"], "at least 1 hidden unit"),
     (["fedavg", "--epochs", "0"], "epochs >= 1"),
@@ -41,8 +43,7 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
      "--stage-deadline -1: seconds in (0, 3600]"),  # was a gRPC INVALID_ARGUMENT traceback
     (["bench", "secagg", "--clients", "2", "--dropout", "2", "--no-flower"], "--clients 2: at least 3; --dropout 2"),
     (["certs", "init", "--dir", "/tmp/mpcnet-never-made", "--days", "0"], "--days 0: a certificate is valid for at"),
-    (["certs", "bootstrap", "--dir", "/tmp/mpcnet-never-made", "--nodes", "0"], "--nodes 0"),
-    (["health", "--heartbeat", "/proc/self/stat", "--max-age", "nan"], "must be finite seconds > 0"),  # was healthy
+    (["certs", "bootstrap", "--dir", "/tmp/mpcnet-never-made", "--nodes", "1"], "--nodes 1: an MPC cluster has at"),
     (_ROUND + ["--threshold", "-1"], "--threshold -1: must be from 1 to 4294967295"),  # was a protobuf traceback
     (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
     (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
@@ -54,6 +55,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
 def test_a_setting_that_cannot_work_is_one_line_and_exit_2(argv: list[str], words: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 2
+    for never in ("/tmp/mpcnet-never-made", "/tmp/mpcnet-never-written.json", "/tmp/mpcnet-never-written.sqlite"):
+        assert not Path(never).exists()  # nothing created: no CA directory, no tokens file, no ledger
     out = capsys.readouterr()
     text = " ".join((out.out + out.err).split())  # rich wraps long lines
     assert words in text and "Traceback" not in text
@@ -89,3 +92,10 @@ def test_client_input_problems_are_found_before_it_joins(tmp_path: Path, capsys:
         assert cli.main(base + argv) == 2
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err, err
+
+
+def test_a_health_check_with_a_nan_bound_fails_instead_of_passing(capsys: pytest.CaptureFixture[str]) -> None:
+    # exit 1 (unhealthy), not 2: docker reserves a health check's exit status 2
+    assert cli.main(["health", "--heartbeat", "/proc/self/stat", "--max-age", "nan"]) == 1
+    assert "must be finite seconds > 0" in capsys.readouterr().err
+    assert cli.main(["health", "--heartbeat", "/proc/self/stat", "--max-age", "60"]) == 0

@@ -204,3 +204,15 @@ def test_a_secagg_run_with_one_client_a_round_is_refused_before_it_starts() -> N
     two = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=1, clients_per_round=2),
                             SecAggMathAggregator(5.0, len(ds.y_train), "full"))
     assert len(two.rounds[0].included) == 2 and not two.rounds[0].skipped
+
+
+def test_check_run_refuses_what_run_fedavg_would_before_anything_is_spent() -> None:
+    """`mpcnet fedavg` calls check_run before charging the ledger: what it refuses, run_fedavg refuses too."""
+    from mpcnet.fl.privacy import calibrate
+    plain = fedavg.PlainAggregator()
+    with pytest.raises(InvalidInput, match=r"clients per round must be in \[1, 20\].*got 50"):
+        fedavg.check_run(fedavg.FedAvgConfig(clients_per_round=50), plain, 20)
+    dp = calibrate(1.0, 1e-5, 10, 1.0, 0.5)
+    with pytest.raises(InvalidInput, match="the DP calibration is for clip 0.5, the run clips at 5"):
+        fedavg.check_run(fedavg.FedAvgConfig(dp=dp), plain, 20)
+    fedavg.check_run(fedavg.FedAvgConfig(clip=0.5, dp=dp), plain, 20)  # a run that can start passes

@@ -59,9 +59,9 @@ def test_a_ledger_path_that_is_not_a_ledger_is_a_message_naming_it(tmp_path: Pat
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not an sqlite file " * 200)
-    with pytest.raises(InvalidInput, match=f"cannot use {garbage} as the epsilon ledger"):
+    with pytest.raises(InvalidInput, match=f"cannot open {garbage} as the epsilon ledger: file is not a database"):
         EpsilonLedger(garbage)
-    with pytest.raises(InvalidInput, match="cannot open the epsilon ledger"):
+    with pytest.raises(InvalidInput, match="as the epsilon ledger: unable to open"):
         EpsilonLedger(tmp_path)  # a directory
     missing = tmp_path / "typo" / "ledger.sqlite"
     with pytest.raises(InvalidInput, match=f"no epsilon ledger at {missing}"):
@@ -88,3 +88,28 @@ def test_ledger_cli_on_a_bad_file_says_so_in_one_line(tmp_path: Path) -> None:
                               "show"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert missing.returncode == 2 and "no epsilon ledger at" in missing.stdout
     assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_another_applications_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path, create: bool) -> None:
+    import sqlite3
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE orders (id INTEGER)")
+    before = other.read_bytes()
+    with pytest.raises(InvalidInput, match="is not an epsilon ledger .*tables orders"):
+        EpsilonLedger(other, create=create)
+    assert other.read_bytes() == before and not (tmp_path / "other.sqlite-wal").exists()
+
+
+def test_reading_a_ledger_never_writes_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("d", 1.0, 0.0)
+    with EpsilonLedger(path, create=False) as led:
+        assert led.budget("d") == (1.0, 0.0)
+        with pytest.raises(Exception, match="readonly"):
+            led.set_budget("d", 2.0, 0.0)
+    with pytest.raises(InvalidInput, match="default budget needs a finite epsilon"):
+        with EpsilonLedger(path) as led:
+            led.charge_all([("e", "r", "laplace", {}, 0.1, 0.0)], default_budget=(float("inf"), 0.0))
