@@ -140,8 +140,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
             try:
                 ledger_state = _charge(args, dp, kinds, console)
             except MpcnetError as exc:
+                from mpcnet.ledger import BudgetExceeded
                 console.print(f"[red]mpcnet fedavg: {exc}[/]")
-                return 3
+                return 3 if isinstance(exc, BudgetExceeded) else 2  # 3: over budget; 2: the ledger file itself
         central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                               batch_size=args.batch_size), ds, args.seed)
         for kind, agg in aggregators.items():
