@@ -334,12 +334,12 @@ def run_conformance(target: str, tls_dir: str | None = None, secret_file: str | 
     from rich.console import Console
     from rich.table import Table
 
-    from mpcnet.errors import InvalidInput
+    from mpcnet.errors import InvalidInput, check_output_file
     from mpcnet.transport.rpc import from_rpc_error
     if not 0 < timeout_s < math.inf:
         raise InvalidInput(f"--timeout {timeout_s:g}: each call needs a finite deadline > 0 seconds")
-    if json_out and not Path(json_out).parent.is_dir():
-        raise InvalidInput(f"--json {json_out}: the directory {Path(json_out).parent} does not exist")
+    if json_out:
+        check_output_file("--json", json_out)
     try:
         secret = Path(secret_file).read_text().strip() if secret_file else ""
         suite = Suite(target, tls_dir, secret, timeout_s)

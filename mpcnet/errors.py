@@ -60,3 +60,13 @@ BY_STATUS: dict[str, type[MpcnetError]] = {
     for cls in (InvalidInput, NotFound, AlreadyExists, PermissionDenied, Unauthenticated,
                 FailedPrecondition, ResourceExhausted, PeerTimeout, PeerUnavailable, Aborted)
 }
+
+
+def check_output_file(flag: str, path: str) -> None:
+    """Refuse, before any work, an output file a command could not write at the end: a directory, or a file in a
+    directory that does not exist (the work would be done, then lost)."""
+    from pathlib import Path
+    if Path(path).is_dir():
+        raise InvalidInput(f"{flag} {path} is a directory, not a file")
+    if not Path(path).parent.is_dir():
+        raise InvalidInput(f"{flag} {path}: the directory {Path(path).parent} does not exist")

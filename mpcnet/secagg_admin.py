@@ -24,7 +24,7 @@ import grpc
 
 from mpcnet.certs import CertError, Identity
 from mpcnet.config import ConfigError, load_config
-from mpcnet.errors import InvalidInput, MpcnetError
+from mpcnet.errors import InvalidInput, MpcnetError, check_output_file
 from mpcnet.secagg_wire import aggregate_of
 from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error, sync_channel
 from mpcnet.transport.tls import TlsFiles
@@ -99,11 +99,10 @@ def _check_args(args: argparse.Namespace) -> None:
     no round is created whose tokens cannot be written."""
     if not 0 < args.timeout < math.inf:
         raise InvalidInput(f"--timeout {args.timeout:g}: the call's deadline must be > 0 seconds")
-    out = args.tokens_out if args.round_command == "create" else args.sum_out
-    if out and (Path(out).is_dir() or not Path(out).parent.is_dir()):
-        flag = "--tokens-out" if args.round_command == "create" else "--sum-out"
-        raise InvalidInput(f"{flag} {out}: " + ("a directory, not a file" if Path(out).is_dir() else
-                                                f"the directory {Path(out).parent} does not exist"))
+    if args.round_command == "create":
+        check_output_file("--tokens-out", args.tokens_out)
+    elif args.sum_out:
+        check_output_file("--sum-out", args.sum_out)
     if args.round_command != "create":
         return
     for flag, value, lo, hi in (("--threshold", args.threshold, 1, MAX_UINT32), ("--dim", args.dim, 1, MAX_UINT32),

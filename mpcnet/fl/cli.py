@@ -56,19 +56,18 @@ def fedavg_main(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from mpcnet.errors import MpcnetError
+    from mpcnet.errors import MpcnetError, check_output_file
     console = Console()
     try:
+        # two of check_run's checks, in terms of the flags and before a local cluster is started for nothing
         if not 0 <= args.per_round <= args.clients:
             raise ValueError(f"--per-round {args.per_round}: from 1 to --clients ({args.clients}), or 0 for all")
         fixed_sample = args.epsilon is None or args.dp == "distributed"  # (central DP samples Poisson)
         if args.aggregator != "plain" and fixed_sample and 0 < (args.per_round or args.clients) < 2:
             raise ValueError("SecAgg needs at least 2 clients a round: raise --clients/--per-round, or average in "
                              "the clear with --aggregator plain")
-        if args.out and not Path(args.out).parent.is_dir():
-            raise ValueError(f"--out {args.out}: the directory {Path(args.out).parent} does not exist")
-        if args.out and Path(args.out).is_dir():
-            raise ValueError(f"--out {args.out} is a directory: give a file name for the run's JSON")
+        if args.out:
+            check_output_file("--out", args.out)
         ds = fldata.load(args.dataset, seed=args.seed)
         model = models.make_model(args.model, ds.n_features, ds.n_classes, args.hidden)
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
