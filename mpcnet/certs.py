@@ -37,6 +37,40 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 ROLES = ("coordinator", "dealer", "node", "client")
 DOMAIN = "mpcnet"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# every process that dials the coordinator or the dealer expects the identity "main" (one of each per cluster)
+FIXED_NAMES = {"coordinator": "main", "dealer": "main"}
+
+
+def check_issuable(role: str, name: str) -> None:
+    """Refuse a certificate no mpcnet process would ever accept: a node's name is its id (1, 2, ...: what
+    peers dial it as), the coordinator and the dealer are ``main``."""
+    Identity(role, name)
+    if role == "node" and not re.fullmatch(r"[1-9][0-9]{0,8}", name):
+        raise CertError(f"node name {name!r}: a node's certificate is named by its id (1, 2, ...), the identity "
+                        "its peers dial")
+    fixed = FIXED_NAMES.get(role)
+    if fixed is not None and name != fixed:
+        raise CertError(f"{role} name {name!r}: every process dials the {role} as {fixed!r}; issue "
+                        f"`{role} {fixed}`")
+
+
+def check_host(host: str) -> str:
+    """An IP address or a DNS host name (letters, digits and '-' in dot-separated labels) for a certificate's
+    subject alternative names; anything else is refused with the reason."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    name = host.rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(HOST_LABEL_RE.match(label) for label in labels):
+        raise CertError(f"--host {host!r}: not an IP address or a DNS host name (dot-separated labels of letters, "
+                        "digits and '-', at most 63 characters each)")
+    if name.lower() == DOMAIN or name.lower().endswith("." + DOMAIN):
+        raise CertError(f"--host {host!r}: names under .{DOMAIN} are identities, not hosts; one certificate "
+                        "carries one identity")
+    return name
 
 
 class CertError(ValueError):
@@ -121,7 +155,9 @@ def issue(directory: str | os.PathLike[str], role: str, name: str, hosts: Sequen
 
     ``hosts``: extra DNS names or IP addresses (for clients that dial by address without mpcnet's target
     name).  ``not_before`` and ``days`` exist so that tests can make an expired certificate."""
+    check_issuable(role, name)
     ident = Identity(role, name)
+    extra = [check_host(host) for host in hosts]  # all checked before the CA key is read or a file written
     out = Path(directory)
     try:
         ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), password=None)
@@ -131,10 +167,7 @@ def issue(directory: str | os.PathLike[str], role: str, name: str, hosts: Sequen
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise CertError(f"{out / 'ca.key'} is not an EC key made by `mpcnet certs init`")
     sans: list[x509.GeneralName] = [x509.DNSName(ident.dns)]
-    for host in hosts:
-        if host.lower().rstrip(".").endswith("." + DOMAIN) or host.lower() == DOMAIN:
-            raise CertError(f"--host {host!r}: names under .{DOMAIN} are identities, not hosts; one certificate "
-                            "carries one identity")
+    for host in extra:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:

@@ -64,6 +64,18 @@ def test_certs_cli_init_issue_show(tmp_path: Path) -> None:
     assert shown["identity"] == ["node 2"] and "node2.example" in shown["dns"] and shown["ips"] == ["10.0.0.7"]
     bad = run("issue", "node", "Two!", "--dir", str(tmp_path))
     assert bad.returncode == 2 and "DNS label" in bad.stderr
+    # certificates no process would accept are refused before anything is written: a node is named by its id,
+    # the coordinator and the dealer are "main", and a --host must be an address or a host name
+    for args, why in ((["node", "abc"], "named by its id"), (["node", "01"], "named by its id"),
+                      (["coordinator", "backup"], "dials the coordinator as 'main'"),
+                      (["dealer", "two"], "dials the dealer as 'main'"),
+                      (["client", "bob", "--host", "not a host"], "not an IP address or a DNS host name"),
+                      (["client", "bob", "--host", "a..b"], "not an IP address or a DNS host name"),
+                      (["client", "bob", "--host=-x.example"], "not an IP address or a DNS host name")):
+        refused = run("issue", *args, "--dir", str(tmp_path))
+        assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+        assert refused.stderr.count("\n") == 1, refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "ca.key", "node-2.crt", "node-2.key"]
     with pytest.raises(CertError, match="one identity"):
         certs.issue(tmp_path, "client", "eve", hosts=["1.node.mpcnet"])  # a second identity smuggled as a host
     with pytest.raises(CertError, match="no CA"):
