@@ -131,7 +131,8 @@ def file_inputs(path: str | os.PathLike[str], ids: Sequence[int] = ()) -> InputS
     """Inputs from a JSON object mapping client id to a list of numbers, or (FedAvg) to
     ``{"vector": [float, ...], "weight": n_k}``; encoded as the round's quantization says.  Checked now, before
     any client joins: every id of ``ids`` has a vector, every number is finite (what depends on the round --
-    length, range, weights -- is checked when the round's parameters arrive)."""
+    length, range, weights -- is checked when the join reply brings the round's parameters, before the client
+    advertises keys)."""
     table: dict[int, tuple[list[float | int], int | None]] = {}
     try:
         raw = json.loads(Path(path).read_text())
@@ -234,7 +235,7 @@ def load_signing_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
 
 
 def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | None, request: object,
-          inputs: InputSource, enc: ValueEncoding, signing_key: bytes | None) -> tuple[ClientState, object]:
+          value: RingArray, signing_key: bytes | None) -> tuple[ClientState, object]:
     if stage is Stage.ADVERTISE_KEYS:
         assert isinstance(request, advertise_keys.AdvertiseKeysRequest)
         return advertise_keys.client_step(params, cid, request, signing_key=signing_key, rng=OsRandom())
@@ -245,7 +246,7 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
         return share_keys.client_step(state, request, OsRandom())
     if stage is Stage.MASKED_INPUT_COLLECTION:
         assert isinstance(request, masked_input.MaskedInputRequest)
-        return masked_input.client_step(state, request, inputs(cid, params, enc))
+        return masked_input.client_step(state, request, value)
     if stage is Stage.CONSISTENCY_CHECK:
         assert isinstance(request, consistency_check.ConsistencyCheckRequest)
         return consistency_check.client_step(state, request)
@@ -402,6 +403,12 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
     stage = Stage.SETUP
     state: ClientState | None = None
     try:
+        # the input now, checked against the round's length and range: a client whose vector does not fit leaves
+        # before it advertises keys, so nobody holds shares of its secrets and no mask of it needs recovering
+        value = inputs(client_id, params, enc)
+        if not masked_input.vector_ok(params, value):
+            raise InvalidInput(f"{who}: its input is not {params.vector_length} integers below 2^{params.bits} "
+                               f"(round {round_id})")
         while True:
             kind = reply.WhichOneof("outcome")
             if kind == "done":
@@ -421,7 +428,7 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
                 return ClientOutcome(client_id, "stopped", stage=stage.value)
             if hold is not None:
                 await hold(stage)
-            state, response = _step(stage, params, client_id, state, request, inputs, enc, signing_key)
+            state, response = _step(stage, params, client_id, state, request, value, signing_key)
             timeout = join_s if stage is Stage.ADVERTISE_KEYS else stage_s
             reply = await call(spb.SecAggNextRequest(round_id=round_id, client_id=client_id,
                                                      stage_answered=stage.value, response=encode(response)),

@@ -364,6 +364,30 @@ def test_active_round_with_client_killed_at_consistency_check(cluster: LocalClus
     assert np.array_equal(aggregate_of(res.done), expected_sum(seed, ids))
 
 
+def test_a_client_whose_input_does_not_fit_leaves_before_advertising_keys(cluster: LocalCluster,
+                                                                          tmp_path: Path) -> None:
+    """A vector of the wrong length is found when the round's parameters arrive, not at masked_input_collection:
+    the client leaves before it advertises keys, so its dropout costs the others no unmasking, and says why."""
+    ids, dim = [1, 2, 3, 4], 5
+    quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_FEDAVG, clip=1.0, bound=1000)
+    rnd = create_round(cluster, ids, t=3, length=dim + 1, quantization=quant)
+    inputs = tmp_path / "inputs.json"
+    table = {str(c): {"vector": [0.25] * dim, "weight": 10 * c} for c in (1, 2, 3)}
+    table["4"] = {"vector": [0.25] * (dim + 2), "weight": 40}  # two values too many
+    inputs.write_text(json.dumps(table))
+    procs = [spawn(cluster, rnd, [c], None, input_file=inputs) for c in ids]
+    finished = [finish(p) for p in procs]
+    assert [f[0] for f in finished[:3]] == [0, 0, 0], [f[2][-800:] for f in finished[:3]]
+    code, lines, err = finished[3]
+    assert code == 1 and lines[0]["state"] == "error" and lines[0]["stage"] == "setup", (code, lines, err[-800:])
+    assert f"client 4 needs {dim} values" in lines[0]["reason"]
+    res = result(cluster, rnd)
+    assert res.state == "done" and list(res.done.included) == [1, 2, 3]
+    assert [(d.client_id, d.stage) for d in res.done.dropped] == [(4, "advertise_keys")]
+    mean, total_weight = dequantize_result(rnd.params, res.done)
+    assert total_weight == 60 and np.allclose(mean, 0.25, atol=1e-6)
+
+
 def test_done_reply_carries_the_aggregate_only_when_asked(cluster: LocalCluster) -> None:
     """In-process clients (the SDK path): want_result=True puts the aggregate into the done reply; without it the
     reply names who was included and the aggregate stays at the coordinator (GetResult)."""
