@@ -69,7 +69,8 @@ def _main(argv: list[str]) -> int:
                        "averaging (fedavg) in the same run")
     b.add_argument("workload", choices=["mul", "dot", "secagg", "fedavg"])
     b.add_argument("--size", type=int, default=1_000_000)
-    b.add_argument("--repeats", type=int, default=3, help="mpcnet repetitions (best is reported with the median)")
+    b.add_argument("--repeats", type=int, default=3, help="mul, dot: mpcnet repetitions (best is reported with the median); fedavg: how many "
+                   "times the kinds of round take turns")
     b.add_argument("--no-mpyc", action="store_true", help="skip the MPyC side (no ratio)")
     b.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     fb = b.add_argument_group("fedavg (time per round through SecAgg against plain averaging)")
@@ -161,7 +162,7 @@ def _main(argv: list[str]) -> int:
         from mpcnet.bench.fedavg_bench import run_fedavg_bench
         return run_fedavg_bench(args.fedavg_clients, rounds=args.rounds,
                                 model_kind=args.model, hidden=args.hidden, epochs=args.epochs, graph=args.graph,
-                                out_dir=args.out)
+                                out_dir=args.out, repeats=args.repeats)
     if args.command == "bench" and args.workload == "secagg":
         from mpcnet.bench.secagg_runner import run_secagg_bench
         return run_secagg_bench(args.clients, args.dim, args.dropout, args.graph, client_procs=args.client_procs,

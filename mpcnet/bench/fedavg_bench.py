@@ -14,6 +14,11 @@ Four kinds of round are timed, with the same clients, training and seeds:
   the SecAgg round no transport can remove (key agreement, masks, shares, Shamir), so the table shows how much
   of the overhead is the protocol's arithmetic and how much is moving its messages.
 
+The four kinds take turns, ``repeats`` times over (memory, plain, SecAgg, SecAgg math; again ...), each time for
+``rounds`` FedAvg rounds; a time is the median over all of a kind's rounds, and the table also gives the lowest
+and highest of the repeats' own SecAgg / plain ratios -- on a shared machine one run's ratio can be a point or
+more off the next one's.
+
 A round's wall time counts everything the round does on this machine: local training of the sampled clients
 (sequential here, in parallel on real devices), and for the networked rounds every client's channel and calls
 (in this one process, asyncio: also sequential) and, for SecAgg, CreateRound, key agreement, masking and
@@ -96,14 +101,22 @@ def _server_cpu_per_round(pid: int, run: Any, rounds: int) -> tuple[Any, float |
     return result, (proc_cpu_seconds(pid) - before) / rounds
 
 
+def _median_round(runs: Sequence[Any]) -> float:
+    """The median round time over every round of ``runs`` (FedAvg results)."""
+    return statistics.median(r.seconds for run in runs for r in run.rounds)
+
+
 def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits", model_kind: str = "mlp",
-                     hidden: int = 64, epochs: int = 5, graph: str = "sparse", out_dir: str | None = None) -> int:
+                     hidden: int = 64, epochs: int = 5, graph: str = "sparse", out_dir: str | None = None,
+                     repeats: int = 3) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from mpcnet.cluster import LocalCluster
-    console = Console(width=max(Console().width, 150))
+    console = Console(width=max(Console().width, 170))
     # every argument checked before any process starts
+    if repeats < 1:
+        raise InvalidInput(f"--repeats must be >= 1, got {repeats}")
     if not clients or min(clients) < 2:
         raise InvalidInput(f"client counts {list(clients)}: give at least one, each at least 2 (SecAgg sums two or "
                            "more)")
@@ -118,42 +131,57 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     with LocalCluster(3) as cluster, PlainAverageProcess() as plain_server:
         for n in clients:
             parts = fldata.split_iid(len(ds.y_train), n)
-            with console.status(f"{n} clients: averaging in memory ..."):
-                memory = fedavg.run_fedavg(model, trainer, ds, parts, cfg, fedavg.PlainAggregator())
-            with console.status(f"{n} clients: plain averaging over gRPC ..."):
-                plain, plain_cpu = _server_cpu_per_round(plain_server.pid, lambda: fedavg.run_fedavg(
-                    model, trainer, ds, parts, cfg, NetworkPlainAggregator(plain_server.address)), rounds)
             round_graph = graph if n > 20 else "full"
             agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=cfg.clip,
                                           max_total_samples=len(ds.y_train), graph=round_graph)
-            with console.status(f"{n} clients: SecAgg ..."):
-                secure, coordinator_cpu = _server_cpu_per_round(cluster.procs["coordinator"].pid, lambda: fedavg.run_fedavg(
-                    model, trainer, ds, parts, cfg, agg), rounds)
-            with console.status(f"{n} clients: SecAgg's arithmetic in memory ..."):
-                math_only = fedavg.run_fedavg(model, trainer, ds, parts, cfg, SecAggMathAggregator(
-                    cfg.clip, len(ds.y_train), round_graph))
-            m_s = statistics.median(r.seconds for r in memory.rounds)
-            p_s = statistics.median(r.seconds for r in plain.rounds)
-            s_s = statistics.median(r.seconds for r in secure.rounds)
-            a_s = statistics.median(r.seconds for r in math_only.rounds)
+            math_agg = SecAggMathAggregator(cfg.clip, len(ds.y_train), round_graph)
+            # The four kinds take turns, `repeats` times: a machine whose speed drifts during the run (other
+            # tenants, frequency scaling) then slows every kind alike, and the spread of the per-repeat ratios
+            # shows how far one run's ratio can be trusted.
+            runs: dict[str, list[Any]] = {"memory": [], "plain": [], "secure": [], "math": []}
+            cpu: dict[str, list[float]] = {"plain": [], "secure": []}
+            for rep in range(1, repeats + 1):
+                which = f"{n} clients, repeat {rep}/{repeats}"
+                with console.status(f"{which}: averaging in memory ..."):
+                    runs["memory"].append(fedavg.run_fedavg(model, trainer, ds, parts, cfg, fedavg.PlainAggregator()))
+                with console.status(f"{which}: plain averaging over gRPC ..."):
+                    result, used = _server_cpu_per_round(plain_server.pid, lambda: fedavg.run_fedavg(
+                        model, trainer, ds, parts, cfg, NetworkPlainAggregator(plain_server.address)), rounds)
+                    runs["plain"].append(result)
+                    if used is not None:
+                        cpu["plain"].append(used)
+                with console.status(f"{which}: SecAgg ..."):
+                    result, used = _server_cpu_per_round(cluster.procs["coordinator"].pid, lambda: fedavg.run_fedavg(
+                        model, trainer, ds, parts, cfg, agg), rounds)
+                    runs["secure"].append(result)
+                    if used is not None:
+                        cpu["secure"].append(used)
+                with console.status(f"{which}: SecAgg's arithmetic in memory ..."):
+                    runs["math"].append(fedavg.run_fedavg(model, trainer, ds, parts, cfg, math_agg))
+            m_s, p_s, s_s, a_s = (_median_round(runs[k]) for k in ("memory", "plain", "secure", "math"))
+            ratios = [_median_round([s]) / _median_round([p]) for p, s in zip(runs["plain"], runs["secure"])]
+            plain, secure, math_only = runs["plain"][-1], runs["secure"][-1], runs["math"][-1]
+            gaps = [100 * abs(s.accuracy[-1] - p.accuracy[-1]) for p, s in zip(runs["plain"], runs["secure"])]
             rows.append({"clients": n, "params": model.n_params, "graph": agg.graph, "memory_round_s": m_s,
                          "plain_round_s": p_s, "secure_round_s": s_s, "overhead_ratio": s_s / p_s,
+                         "overhead_ratio_per_repeat": ratios,
                          "overhead_ratio_vs_memory": s_s / m_s, "secagg_added_s": s_s - p_s,
                          "secagg_math_round_s": a_s, "secagg_math_ratio": a_s / p_s,
                          "secagg_math_accuracy": math_only.accuracy[-1],
-                         "plain_server_cpu_s": plain_cpu, "coordinator_cpu_s": coordinator_cpu,
-                         "plain_accuracy": plain.accuracy[-1], "memory_accuracy": memory.accuracy[-1],
+                         "plain_server_cpu_s": statistics.median(cpu["plain"]) if cpu["plain"] else None,
+                         "coordinator_cpu_s": statistics.median(cpu["secure"]) if cpu["secure"] else None,
+                         "plain_accuracy": plain.accuracy[-1], "memory_accuracy": runs["memory"][-1].accuracy[-1],
                          "secure_accuracy": secure.accuracy[-1],
-                         "accuracy_gap_points": 100 * abs(secure.accuracy[-1] - plain.accuracy[-1])})
+                         "accuracy_gap_points": max(gaps)})
     table = Table(title=f"FedAvg round, {dataset} {model_kind} ({rows[0]['params']} parameters), {epochs} local "
-                        f"epochs, median of {rounds} rounds", width=150)
-    for col in ("clients", "graph", "in memory s", "plain gRPC s", "SecAgg s", "SecAgg / plain gRPC",
+                        f"epochs, median of {repeats} x {rounds} rounds", width=170)
+    for col in ("clients", "graph", "in memory s", "plain gRPC s", "SecAgg s", "SecAgg / plain gRPC (repeats)",
                 "SecAgg / in memory", "SecAgg math in memory s (/ plain gRPC)", "server CPU s: plain / SecAgg",
                 "accuracy plain", "accuracy SecAgg", "gap (points)"):
-        table.add_column(col)
+        table.add_column(col, min_width=13 if col.endswith("(repeats)") else None)
     for r in rows:
         table.add_row(str(r["clients"]), r["graph"], f"{r['memory_round_s']:.3f}", f"{r['plain_round_s']:.3f}",
-                      f"{r['secure_round_s']:.3f}", f"{r['overhead_ratio']:.2f}x", f"{r['overhead_ratio_vs_memory']:.2f}x",
+                      f"{r['secure_round_s']:.3f}", _ratio_cell(r), f"{r['overhead_ratio_vs_memory']:.2f}x",
                       f"{r['secagg_math_round_s']:.3f} ({r['secagg_math_ratio']:.2f}x)", _cpu_pair(r),
                       f"{r['plain_accuracy']:.4f}", f"{r['secure_accuracy']:.4f}", f"{r['accuracy_gap_points']:.2f}")
     console.print(table)
@@ -162,9 +190,16 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest = out / f"fedavg-{dataset}-{model_kind}-{stamp}.json"
     dest.write_text(json.dumps({"benchmark": "fedavg", "timestamp": stamp, "dataset": dataset, "model": model_kind,
-                                "hidden": hidden, "epochs": epochs, "rounds": rounds, "rows": rows, "notes": __doc__}, indent=1))
+                                "hidden": hidden, "epochs": epochs, "rounds": rounds, "repeats": repeats, "rows": rows, "notes": __doc__}, indent=1))
     console.print(f"written to {dest}")
     return 0
+
+
+def _ratio_cell(row: dict[str, Any]) -> str:
+    """The ratio of the medians, and the lowest and highest of the repeats' own ratios when there are several."""
+    each = row["overhead_ratio_per_repeat"]
+    spread = f"\n({min(each):.2f}-{max(each):.2f})" if len(each) > 1 else ""
+    return f"{row['overhead_ratio']:.2f}x{spread}"
 
 
 def _cpu_pair(row: dict[str, Any]) -> str:

@@ -112,7 +112,8 @@ def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) 
 
 def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "bench", "fedavg", "--fedavg-clients", "4,30",
-                           "--rounds", "1", "--epochs", "1", "--model", "logreg", "--out", str(tmp_path)],
+                           "--rounds", "1", "--repeats", "2", "--epochs", "1", "--model", "logreg", "--out",
+                           str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (js,) = tmp_path.glob("fedavg-digits-logreg-*.json")
@@ -123,6 +124,9 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
         # the gRPC baseline averages the float64 updates exactly: the same model as numpy in memory
         assert r["plain_accuracy"] == r["memory_accuracy"] and r["memory_round_s"] > 0
         assert r["overhead_ratio"] == pytest.approx(r["secure_round_s"] / r["plain_round_s"])
+        # two repeats of one round each: the medians are the means of two rounds, the ratios straddle theirs
+        each = r["overhead_ratio_per_repeat"]
+        assert len(each) == 2 and min(each) <= r["overhead_ratio"] <= max(each)
         assert r["coordinator_cpu_s"] > 0 and r["plain_server_cpu_s"] >= 0  # Linux: read from /proc
         # SecAgg's arithmetic without transport: a quantized aggregate like the network's (quantization only)
         assert r["secagg_math_round_s"] > 0 and 100 * abs(r["secagg_math_accuracy"] - r["plain_accuracy"]) < 0.5
