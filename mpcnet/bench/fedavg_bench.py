@@ -22,8 +22,10 @@ more off the next one's.
 A round's wall time counts everything the round does on this machine: local training of the sampled clients
 (sequential here, in parallel on real devices), and for the networked rounds every client's channel and calls
 (in this one process, asyncio: also sequential) and, for SecAgg, CreateRound, key agreement, masking and
-unmasking and the coordinator's work over gRPC on loopback.  On real devices the client-side work runs in
-parallel; this benchmark does not pretend it does.  What a deployment's round time would be governed by is the
+unmasking and the coordinator's work over gRPC on loopback.  The clients' channels share one TCP connection
+to each server (gRPC's global subchannel pool), in both networked kinds alike: no client pays the connection
+setup a device would.  On real devices the client-side work runs in parallel; this benchmark does not pretend
+it does.  What a deployment's round time would be governed by is the
 server's own work per round, so the table also gives the CPU seconds the averaging server and the coordinator
 spent per round (Linux: from /proc; blank elsewhere).
 """
