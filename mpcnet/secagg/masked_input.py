@@ -80,8 +80,9 @@ def client_step(state: ClientState, request: MaskedInputRequest,
     outside = sorted(set(senders) - (set(state.peers) - {u}))
     if outside:
         raise OutsideViewRefused(f"client {u}: routed shares from clients {outside} outside its key view")
-    for e in request.shares:  # authenticate every routed share now, before any mask leaves this client
-        open_shares(state, e.sender, e.ciphertext)
+    # open (and so authenticate) every routed share now, before any mask leaves this client; unmasking then
+    # reveals these opened shares, so each ciphertext is decrypted once
+    received = {e.sender: open_shares(state, e.sender, e.ciphertext) for e in request.shares}
     view = frozenset(senders) | {u}
     if len(view) < params.threshold:
         raise TooFewSurvivorsRefused(f"client {u}: {len(view)} share senders at "
@@ -96,7 +97,7 @@ def client_step(state: ClientState, request: MaskedInputRequest,
         acc.add_mask(seed, crypto.LABEL_PAIR_MASK, prg.pair_sign(u, v))
     y = acc.value()
     new = state.replace(stage=Stage.MASKED_INPUT_COLLECTION, share_senders=view,
-                        inbox={e.sender: e.ciphertext for e in request.shares})
+                        received_shares=received)
     return new, MaskedInputResponse(params.round_id, u, y)
 
 

@@ -143,13 +143,12 @@ def server_step(state: ServerState, responses: Mapping[int, ShareKeysResponse]) 
     return new.replace(routed={v: tuple(box) for v, box in inbox.items()})
 
 
-def open_shares(state: ClientState, sender: int, ciphertext: bytes | None = None) -> tuple[int, int]:
-    """(b share, sk share) that ``sender`` sent this client (from its inbox, or ``ciphertext``).
+def open_shares(state: ClientState, sender: int, ciphertext: bytes) -> tuple[int, int]:
+    """(b share, sk share) that ``sender`` sent this client in ``ciphertext``.
 
     Every failure -- tag, length, the ids inside, a non-field element -- is the opaque DecryptionFailed."""
     u, params = state.client_id, state.params
-    plain = crypto.open_sealed(state.share_keys[sender], state.inbox[sender] if ciphertext is None else ciphertext,
-                              crypto.share_aad(params.round_id, sender, u))
+    plain = crypto.open_sealed(state.share_keys[sender], ciphertext, crypto.share_aad(params.round_id, sender, u))
     if len(plain) != 8 + 2 * shamir.SHARE_BYTES or plain[:8] != crypto.id_bytes(sender) + crypto.id_bytes(u):
         raise DecryptionFailed()
     try:

@@ -38,7 +38,8 @@ class ClientState:
     own_b_share: int | None = field(default=None, repr=False)
     own_sk_share: int | None = field(default=None, repr=False)
     share_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)  # peer -> AES-GCM key
-    inbox: Mapping[int, bytes] = field(default_factory=dict, repr=False)  # sender -> ciphertext
+    # sender -> (b share, sk share) it sent this client, opened and authenticated once, at masked input
+    received_shares: Mapping[int, tuple[int, int]] = field(default_factory=dict, repr=False)
     share_senders: frozenset[int] = frozenset()  # view of U2 in N[u], incl. self
     signed_survivors: frozenset[int] | None = None  # U3 this client signed (active mode)
 

@@ -38,7 +38,6 @@ from mpcnet.core.ring import RingArray
 from mpcnet.secagg import crypto, prg, shamir
 from mpcnet.secagg._common import client_enter, expected_senders, server_collect
 from mpcnet.secagg.consistency_check import check_alive_view
-from mpcnet.secagg.share_keys import open_shares
 from mpcnet.secagg.encoding import message
 from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DoubleRevealRefused, InconsistentShares,
                                   OutsideViewRefused, ProtocolViolation)
@@ -118,10 +117,10 @@ def client_step(state: ClientState, request: UnmaskingRequest) -> tuple[ClientSt
     assert state.own_b_share is not None and state.own_sk_share is not None
     b_out, sk_out = [], []
     for v in sorted(alive & state.share_senders):
-        b_share = state.own_b_share if v == u else open_shares(state, v)[0]
+        b_share = state.own_b_share if v == u else state.received_shares[v][0]
         b_out.append(RevealedShare(v, shamir.encode_share(b_share)))
     for v in sorted(dropped):
-        sk_out.append(RevealedShare(v, shamir.encode_share(open_shares(state, v)[1])))
+        sk_out.append(RevealedShare(v, shamir.encode_share(state.received_shares[v][1])))
     new = state.replace(stage=Stage.UNMASKING)
     return new, UnmaskingResponse(params.round_id, u, tuple(b_out), tuple(sk_out))
 

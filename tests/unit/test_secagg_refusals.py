@@ -10,7 +10,7 @@ import pytest
 from mpcnet.secagg import (ConsistencyRefused, DecryptionFailed, DoubleRevealRefused, IllegalTransition,
                            InvalidSignatureRefused, OutsideViewRefused, ProtocolViolation, RefusedRequest, Stage,
                            TooFewSurvivorsRefused)
-from mpcnet.secagg import advertise_keys, consistency_check, share_keys, unmasking
+from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share_keys, unmasking
 from mpcnet.secagg.driver import signing_keys_for, verify_keys_for
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import new_server
@@ -97,21 +97,38 @@ def test_refusals_are_refused_requests_and_hide_secrets(after_drop: tuple) -> No
     assert "c_sk" not in repr(state) and "self_seed" not in repr(state)
 
 
-def test_tampered_ciphertext_is_one_opaque_error(after_drop: tuple) -> None:
-    rnd, requests = after_drop
-    state = rnd.clients[1]
-    blob = bytearray(state.inbox[2])
-    blob[-1] ^= 1
-    tampered = state.replace(inbox={**state.inbox, 2: bytes(blob)})
-    with pytest.raises(DecryptionFailed) as a:
-        unmasking.client_step(tampered, requests[1])
-    swapped = state.replace(inbox={**state.inbox, 2: state.inbox[3]})  # 3's ciphertext replayed as 2's
-    with pytest.raises(DecryptionFailed) as b:
-        unmasking.client_step(swapped, requests[1])
-    short = state.replace(inbox={**state.inbox, 2: b"\x00" * 5})
-    with pytest.raises(DecryptionFailed) as c:
-        unmasking.client_step(short, requests[1])
-    assert str(a.value) == str(b.value) == str(c.value) == "share ciphertext failed authentication"
+def test_tampered_ciphertext_is_one_opaque_error() -> None:
+    """A routed share is opened at masked input, before any mask leaves the client: a flipped bit, another
+    sender's ciphertext replayed, or a short one all fail the same way there, and no masked vector is sent."""
+    params = PASSIVE
+    server = new_server(params)
+    clients, resp0, resp1 = {}, {}, {}
+    for c, req in advertise_keys.server_request(server).items():
+        clients[c], resp0[c] = advertise_keys.client_step(params, c, req)
+    server = advertise_keys.server_step(server, resp0)
+    for c, req1 in share_keys.server_request(server).items():
+        clients[c], resp1[c] = share_keys.client_step(clients[c], req1)
+    server = share_keys.server_step(server, resp1)
+    request = masked_input.server_request(server)[1]
+    by_sender = {e.sender: e for e in request.shares}
+    value = np.zeros(params.vector_length, dtype=np.uint64)
+
+    def routed_with(ciphertext: bytes) -> masked_input.MaskedInputRequest:
+        shares = tuple(dataclasses.replace(e, ciphertext=ciphertext) if e.sender == 2 else e for e in request.shares)
+        return dataclasses.replace(request, shares=shares)
+
+    flipped = bytearray(by_sender[2].ciphertext)
+    flipped[-1] ^= 1
+    errors = []
+    for bad in (bytes(flipped), by_sender[3].ciphertext, b"\x00" * 5):  # the 2nd: 3's ciphertext replayed as 2's
+        with pytest.raises(DecryptionFailed) as info:
+            masked_input.client_step(clients[1], routed_with(bad), value)
+        errors.append(str(info.value))
+    assert errors == ["share ciphertext failed authentication"] * 3
+    # the honest request: each sender's shares opened once, and unmasking reveals those very shares
+    state, _ = masked_input.client_step(clients[1], request, value)
+    assert sorted(state.received_shares) == [2, 3, 4, 5]
+    assert state.received_shares[2] == share_keys.open_shares(state, 2, by_sender[2].ciphertext)
 
 
 # ----------------------------------------------------------------- active mode
