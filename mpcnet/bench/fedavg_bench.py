@@ -25,9 +25,9 @@ A round's wall time counts everything the round does on this machine: local trai
 unmasking and the coordinator's work over gRPC on loopback.  The clients' channels share one TCP connection
 to each server (gRPC's global subchannel pool), in both networked kinds alike: no client pays the connection
 setup a device would.  On real devices the client-side work runs in parallel; this benchmark does not pretend
-it does.  What a deployment's round time would be governed by is the
-server's own work per round, so the table also gives the CPU seconds the averaging server and the coordinator
-spent per round (Linux: from /proc; blank elsewhere).
+it does.  What a deployment's round time would be governed by is the server's own work per round, so the table
+also gives the CPU seconds the averaging server and the coordinator spent per round (Linux: from /proc; blank
+elsewhere).
 """
 
 from __future__ import annotations

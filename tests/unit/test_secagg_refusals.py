@@ -14,7 +14,7 @@ from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share
 from mpcnet.secagg.driver import signing_keys_for, verify_keys_for
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.state import new_server
-from tests.unit.test_secagg_support import run_until_unmasking
+from tests.unit.test_secagg_support import run_until_masked_input, run_until_unmasking
 
 IDS = (1, 2, 3, 4, 5)
 PASSIVE = SecAggParams("refuse/passive", IDS, threshold=3, vector_length=2)
@@ -100,18 +100,11 @@ def test_refusals_are_refused_requests_and_hide_secrets(after_drop: tuple) -> No
 def test_tampered_ciphertext_is_one_opaque_error() -> None:
     """A routed share is opened at masked input, before any mask leaves the client: a flipped bit, another
     sender's ciphertext replayed, or a short one all fail the same way there, and no masked vector is sent."""
-    params = PASSIVE
-    server = new_server(params)
-    clients, resp0, resp1 = {}, {}, {}
-    for c, req in advertise_keys.server_request(server).items():
-        clients[c], resp0[c] = advertise_keys.client_step(params, c, req)
-    server = advertise_keys.server_step(server, resp0)
-    for c, req1 in share_keys.server_request(server).items():
-        clients[c], resp1[c] = share_keys.client_step(clients[c], req1)
-    server = share_keys.server_step(server, resp1)
-    request = masked_input.server_request(server)[1]
+    rnd = run_until_masked_input(PASSIVE)
+    clients = rnd.clients
+    request = masked_input.server_request(rnd.server)[1]
     by_sender = {e.sender: e for e in request.shares}
-    value = np.zeros(params.vector_length, dtype=np.uint64)
+    value = rnd.inputs[1]
 
     def routed_with(ciphertext: bytes) -> masked_input.MaskedInputRequest:
         shares = tuple(dataclasses.replace(e, ciphertext=ciphertext) if e.sender == 2 else e for e in request.shares)
@@ -125,7 +118,7 @@ def test_tampered_ciphertext_is_one_opaque_error() -> None:
             masked_input.client_step(clients[1], routed_with(bad), value)
         errors.append(str(info.value))
     assert errors == ["share ciphertext failed authentication"] * 3
-    # the honest request: each sender's shares opened once, and unmasking reveals those very shares
+    # the honest request: each sender's shares are kept as opened, for unmasking to reveal
     state, _ = masked_input.client_step(clients[1], request, value)
     assert sorted(state.received_shares) == [2, 3, 4, 5]
     assert state.received_shares[2] == share_keys.open_shares(state, 2, by_sender[2].ciphertext)

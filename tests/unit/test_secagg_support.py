@@ -25,13 +25,11 @@ def inputs_for(params: SecAggParams) -> dict[int, np.ndarray]:
     return {c: np.full(params.vector_length, c, dtype=np.uint64) for c in params.client_ids}
 
 
-def run_until_unmasking(params: SecAggParams, no_masked_input: frozenset[int] = frozenset(),
-                        signing: Mapping[int, bytes] | None = None, seed: bytes = b"helper-seed-0123456789abcdef0123") -> Round:
-    """All clients advertise and share keys; those in ``no_masked_input`` drop before masking;
-    in active mode everyone left signs.  Returns states ready for the Unmasking request."""
+def run_until_masked_input(params: SecAggParams, signing: Mapping[int, bytes] | None = None,
+                           seed: bytes = b"helper-seed-0123456789abcdef0123") -> Round:
+    """All clients advertise and share keys.  Returns states ready for the MaskedInputCollection request."""
     master = SeededRandom(seed)
     rng = {c: master.child(str(c).encode()) for c in params.client_ids}
-    inputs = inputs_for(params)
     server = new_server(params)
     clients: dict[int, ClientState] = {}
     resp0 = {}
@@ -43,6 +41,15 @@ def run_until_unmasking(params: SecAggParams, no_masked_input: frozenset[int] = 
     for c, req1 in share_keys.server_request(server).items():
         clients[c], resp1[c] = share_keys.client_step(clients[c], req1, rng[c])
     server = share_keys.server_step(server, resp1)
+    return Round(params, clients, server, inputs_for(params))
+
+
+def run_until_unmasking(params: SecAggParams, no_masked_input: frozenset[int] = frozenset(),
+                        signing: Mapping[int, bytes] | None = None, seed: bytes = b"helper-seed-0123456789abcdef0123") -> Round:
+    """All clients advertise and share keys; those in ``no_masked_input`` drop before masking;
+    in active mode everyone left signs.  Returns states ready for the Unmasking request."""
+    rnd = run_until_masked_input(params, signing, seed)
+    clients, server, inputs = rnd.clients, rnd.server, rnd.inputs
     resp2 = {}
     for c, req2 in masked_input.server_request(server).items():
         if c in no_masked_input:
