@@ -15,11 +15,15 @@ import math
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, MpcnetError
+
+BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's write transaction before LedgerBusy
+OVERRUN_ATTEMPTS = 6  # an overrun already happened: it waits this many busy timeouts before giving up
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, delta REAL NOT NULL,
@@ -58,8 +62,20 @@ class Release:
 LEDGER_TABLES = frozenset({"budgets", "releases"})
 
 
+class LedgerBusy(MpcnetError):
+    """Another process held the ledger's write lock longer than the busy timeout: nothing was written; the
+    same request can simply be made again (a transaction conflict: gRPC's ABORTED, not UNAVAILABLE, which
+    callers read as an unreachable server)."""
+
+    status = "ABORTED"
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
 class LedgerUnusable(InvalidInput):
-    """The file cannot serve as the ledger: not SQLite, another application's database, unopenable or locked.
+    """The file cannot serve as the ledger: not SQLite, another application's database, or unopenable.
     The message names the path: for the person who chose it, not for remote callers of a coordinator."""
 
 
@@ -68,22 +84,31 @@ class EpsilonLedger:
     (reading commands): the file is opened read-only and must already be a ledger -- a missing file is an error
     rather than a new empty ledger, so a mistyped path is not mistaken for a dataset that spent nothing, and
     nothing is ever written into another application's database.  A file that cannot serve is a
-    :class:`LedgerUnusable` naming the path."""
+    :class:`LedgerUnusable` naming the path.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
+    Several processes may share one ledger (runs started at the same time, a coordinator and `mpcnet ledger`):
+    every check-then-write is one SQLite ``BEGIN IMMEDIATE`` transaction, so two runs can never both fit in the
+    same remaining budget.  A write waits up to ``busy_timeout_s`` for another process's write, then raises
+    :class:`LedgerBusy`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path) if path else default_path()
+        self.busy_timeout_s = busy_timeout_s
         if not create and not self.path.is_file():
             raise InvalidInput(f"no epsilon ledger at {self.path}: setting a budget (`mpcnet ledger budget`) or the "
                                "first DP release makes one; --ledger or MPCNET_LEDGER chooses another file")
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10)
+                self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_s)
             else:
                 self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                                          timeout=10)
+                                          timeout=busy_timeout_s)
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.Error) and _locked(exc):
+                raise self._busy("read") from None
             raise LedgerUnusable(f"cannot open {self.path} as the epsilon ledger: {exc}") from None
         foreign = sorted(tables - LEDGER_TABLES - {"sqlite_sequence"})
         if foreign or (not create and not LEDGER_TABLES <= tables):
@@ -98,10 +123,33 @@ class EpsilonLedger:
                 self.db.executescript(SCHEMA)
             except sqlite3.Error as exc:
                 self.db.close()
+                if _locked(exc):
+                    raise self._busy("opened") from None
                 raise LedgerUnusable(f"cannot use {self.path} as the epsilon ledger: {exc}") from None
 
     def close(self) -> None:
         self.db.close()
+
+    def _busy(self, what: str) -> LedgerBusy:
+        return LedgerBusy(f"the epsilon ledger {self.path} is busy: another process held its write lock for more "
+                          f"than {self.busy_timeout_s:g} s, so nothing was {what}; try again")
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One write transaction.  BEGIN IMMEDIATE takes the write lock before the first read, so what the body
+        checks (the balance) is still true when it writes; everything or nothing is written."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _locked(exc):
+                raise self._busy(what) from None
+            raise
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def __enter__(self) -> "EpsilonLedger":
         return self
@@ -114,12 +162,14 @@ class EpsilonLedger:
         if not (0 < epsilon < math.inf and 0 <= delta < 1):
             raise InvalidInput(f"a budget needs a finite epsilon > 0 and 0 <= delta < 1, got epsilon {epsilon:g}, "
                                f"delta {delta:g}")
-        eps, dl = self.spent(dataset)
-        if eps > epsilon or dl > delta:
-            raise InvalidInput(f"dataset {dataset!r} has already spent epsilon {eps:g}, delta {dl:g}: the budget "
-                               "cannot go below that")
-        self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?) ON CONFLICT(dataset) DO UPDATE SET "
-                        "epsilon = excluded.epsilon, delta = excluded.delta", (dataset, epsilon, delta, time.time()))
+        with self._writing("changed"):  # no charge can land between the check and the update
+            eps, dl = self.spent(dataset)
+            if eps > epsilon or dl > delta:
+                raise InvalidInput(f"dataset {dataset!r} has already spent epsilon {eps:g}, delta {dl:g}: the "
+                                   "budget cannot go below that")
+            self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?) ON CONFLICT(dataset) DO UPDATE SET "
+                            "epsilon = excluded.epsilon, delta = excluded.delta",
+                            (dataset, epsilon, delta, time.time()))
 
     def budget(self, dataset: str) -> tuple[float, float] | None:
         row = self.db.execute("SELECT epsilon, delta FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
@@ -154,9 +204,8 @@ class EpsilonLedger:
             if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
                 raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
                                    f"{delta}) ({name!r})")
-        self.db.execute("BEGIN IMMEDIATE")  # check and insert atomically against concurrent runs
-        try:
-            out = []
+        out = []
+        with self._writing("charged"):  # check and insert atomically against concurrent runs
             for dataset, name, mechanism, params, epsilon, delta in charges:
                 if default_budget is not None and self.budget(dataset) is None:
                     self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?)",
@@ -174,22 +223,31 @@ class EpsilonLedger:
                                        epsilon, delta, at))
                 out.append(Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta,
                                    at))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return out
 
     def record_overrun(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,
                        delta: float) -> Release:
         """Record privacy that was already lost (e.g. a distributed-DP round that completed with fewer noise
-        contributors than planned).  Never refused -- it happened -- so the balance may go below zero."""
+        contributors than planned).  Never refused -- it happened -- so the balance may go below zero.  A busy
+        ledger is waited for longer than for a charge (OVERRUN_ATTEMPTS busy timeouts): this spending cannot be
+        declined, only delayed."""
         at = time.time()
-        cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
-                               epsilon, min(delta, 0.999999), at))
-        return Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta, at)
+        for attempt in range(1, OVERRUN_ATTEMPTS + 1):
+            try:
+                with self._writing("recorded"):
+                    cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, "
+                                          "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                          (dataset, name, mechanism,
+                                           json.dumps(dict(params), sort_keys=True, default=str), epsilon,
+                                           min(delta, 0.999999), at))
+                return Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta, at)
+            except LedgerBusy:
+                if attempt == OVERRUN_ATTEMPTS:
+                    raise LedgerBusy(f"the epsilon ledger {self.path} stayed busy for "
+                                     f"{OVERRUN_ATTEMPTS * self.busy_timeout_s:g} s: the overrun {name!r} of dataset "
+                                     f"{dataset!r} (epsilon {epsilon:g}, already spent) is NOT recorded; record it "
+                                     "once the ledger is free") from None
+        raise AssertionError("unreachable")
 
     def releases(self, dataset: str | None = None) -> list[Release]:
         q = "SELECT id, dataset, name, mechanism, params, epsilon, delta, at FROM releases"
@@ -202,4 +260,4 @@ class EpsilonLedger:
         return [r[0] for r in rows.fetchall()]
 
 
-__all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerUnusable", "Release", "default_path"]
+__all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerBusy", "LedgerUnusable", "Release", "default_path"]

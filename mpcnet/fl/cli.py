@@ -205,9 +205,7 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
     from mpcnet.ledger import EpsilonLedger
     key = args.ledger_dataset or f"sklearn:{args.dataset}"
     with EpsilonLedger(args.ledger) as ledger:
-        if ledger.budget(key) is None:
-            ledger.set_budget(key, args.budget[0], args.budget[1])
-            console.print(f"ledger: dataset {key} gets the budget epsilon {args.budget[0]:g}, delta {args.budget[1]:g}")
+        first = ledger.budget(key) is None  # for the message only: the budget is made inside the charge
         from mpcnet.fl.distributed_dp import DistributedDp
         if isinstance(dp, DistributedDp):
             mechanism = "skellam (distributed DP, RDP accounting)"
@@ -218,7 +216,14 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
             mechanism = "gaussian (central DP, RDP accounting)"
             params = {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
                       "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model}
-        ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta) for kind in kinds])
+        # the default budget is set in the same transaction as the charge: two first runs started together
+        # cannot both set one (the later silently replacing the earlier's), nor charge against none
+        ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta) for kind in kinds],
+                          default_budget=(args.budget[0], args.budget[1]))
+        if first:
+            budget = ledger.budget(key)
+            assert budget is not None
+            console.print(f"ledger: dataset {key} gets the budget epsilon {budget[0]:g}, delta {budget[1]:g}")
         eps, dl = ledger.remaining(key)
         console.print(f"ledger {ledger.path}: {key} spent epsilon {len(kinds) * dp.epsilon:g} for this run; "
                       f"{eps:g}, delta {dl:g} left")
