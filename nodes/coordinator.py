@@ -27,8 +27,8 @@ from mpcnet.transport.mqtt_bus import close_bus, open_bus
 from mpcnet.config import Config
 from mpcnet.core.program import NAME_RE, Plan, ProgramError, SecretType, compile_program
 from mpcnet.errors import (
-    AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied, ResourceExhausted,
-    Unauthenticated,
+    Aborted, AlreadyExists, FailedPrecondition, InvalidInput, MpcnetError, NotFound, PermissionDenied,
+    ResourceExhausted, Unauthenticated,
 )
 from mpcnet.journal import CoordinatorJournal
 from mpcnet.receipt import job_receipt, job_receipt_for_party
@@ -281,7 +281,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         the same statistic asked again under another job name (or input name) spends again.  All charges of a
         job are taken together or refused together (RESOURCE_EXHAUSTED, with the remaining budget)."""
         from mpcnet.dp.accounting import discrete_laplace_epsilon
-        from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerUnusable
+        from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerBusy, LedgerUnusable
         charges: list[tuple[str, str, str, dict[str, object], float, float]] = []
         out: list[dict[str, Any]] = []
         for rel in plan.releases:
@@ -319,6 +319,10 @@ class CoordinatorService(pbg.CoordinatorServicer):
             raise ResourceExhausted(f"job '{job.job_id}': refused: {exc.release!r} would spend more epsilon of "
                                     f"dataset {exc.dataset!r} than it has left (its owner and the operator can "
                                     "see the balance: `mpcnet ledger show`)") from None
+        except LedgerBusy as exc:  # transient: another writer (a concurrent job, `mpcnet ledger budget`)
+            log.warning("job %s: %s", job.job_id, exc)
+            raise Aborted(f"job '{job.job_id}': the coordinator's epsilon ledger is busy with another writer; "
+                          "nothing was charged and the job is still open: run it again") from None
         except LedgerUnusable as exc:  # the server's own file: its path and the reason stay in the server's log
             log.error("job %s: the epsilon ledger cannot be used: %s", job.job_id, exc)
             raise FailedPrecondition(f"job '{job.job_id}': the coordinator's epsilon ledger cannot be used (its log "

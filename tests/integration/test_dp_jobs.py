@@ -166,3 +166,34 @@ def test_a_coordinator_whose_ledger_is_unusable_refuses_dp_releases_without_nami
             alice.run(job, mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name]))
         assert str(ledger) not in str(refused.value) and "not a database" not in str(refused.value)
         assert "file is not a database" in own.logs["coordinator"].read_text()
+
+
+def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cluster: LocalCluster) -> None:
+    """Another writer (here: this test, inside a write transaction) holds the coordinator's ledger past its busy
+    timeout: the run is ABORTED with a message to run it again -- not UNAVAILABLE, which reads as an unreachable
+    coordinator -- nothing is charged, and the same job then runs."""
+    import sqlite3
+
+    from mpcnet.errors import Aborted
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"))
+    job = alice.create_job()
+    alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+    prog = mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name])
+    path = cluster.workdir / "coordinator" / "epsilon-ledger.sqlite"
+    with _ledger(cluster):
+        pass  # the file exists (the coordinator makes it at its first charge)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Aborted, match="epsilon ledger is busy with another writer; nothing was charged and the "
+                                          "job is still open: run it again") as busy:
+            alice.run(job, prog)
+        assert str(path) not in str(busy.value)  # the server's file stays in the server's log
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with _ledger(cluster) as led:
+        assert led.releases(f"party:{alice.name}") == []
+    res = alice.run(job, prog)
+    assert abs(float(alice.reveal(job, "n")) - 50) < 30
+    assert res.receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(1.0)
