@@ -107,6 +107,8 @@ class EpsilonLedger:
                                           timeout=busy_timeout_s)
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except (OSError, sqlite3.Error) as exc:
+            if hasattr(self, "db"):
+                self.db.close()
             if isinstance(exc, sqlite3.Error) and _locked(exc):
                 raise self._busy("read") from None
             raise LedgerUnusable(f"cannot open {self.path} as the epsilon ledger: {exc}") from None

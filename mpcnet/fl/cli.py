@@ -68,6 +68,10 @@ def fedavg_main(args: argparse.Namespace) -> int:
                              "the clear with --aggregator plain")
         if args.out:
             check_output_file("--out", args.out)
+        import math
+        if args.epsilon is not None and not (0 < args.budget[0] < math.inf and 0 <= args.budget[1] < 1):
+            raise ValueError(f"--budget {args.budget[0]:g} {args.budget[1]:g}: a budget is a finite epsilon > 0 and "
+                             "0 <= delta < 1")
         ds = fldata.load(args.dataset, seed=args.seed)
         model = models.make_model(args.model, ds.n_features, ds.n_classes, args.hidden)
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
@@ -76,8 +80,6 @@ def fedavg_main(args: argparse.Namespace) -> int:
         dp: Any = None
         ddp = None
         if args.epsilon is not None and args.dp == "distributed":
-            import math
-
             from mpcnet.fl.distributed_dp import calibrate_distributed
             if math.isinf(args.epsilon):
                 raise ValueError("distributed DP needs a finite --epsilon (epsilon = inf is plain FedAvg)")

@@ -26,6 +26,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--epochs", "0"], "epochs >= 1"),
     (["fedavg", "--clip", "0"], "must be finite and > 0"),
     (["fedavg", "--epsilon", "1", "--delta", "2"], "got epsilon 1, delta 2"),
+    (["fedavg", "--epsilon", "1", "--budget", "0", "1e-4", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--budget 0 0.0001: a budget is a finite epsilon > 0"),  # was refused after the cluster started, if at all
     (["fedavg", "--epsilon", "1", "--aggregator", "plain", "--ledger", "/proc/version"], "as the epsilon ledger"),
     (["fedavg", "--out", "/nonexistent-mpcnet-dir/run.json"], "the directory /nonexistent-mpcnet-dir does not exist"),
     (["fedavg", "--out", "/proc"], "is a directory"),
