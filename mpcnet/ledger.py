@@ -206,6 +206,13 @@ class EpsilonLedger:
             if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
                 raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
                                    f"{delta}) ({name!r})")
+        # per dataset: what this whole request spends, and what of it is already inserted (the balance a refusal
+        # quotes is the one before the request, not one after its own rolled-back charges)
+        whole: dict[str, list[float]] = {}
+        for dataset, _, _, _, epsilon, delta in charges:
+            total = whole.setdefault(dataset, [0.0, 0.0, 0])
+            total[0], total[1], total[2] = total[0] + epsilon, total[1] + delta, total[2] + 1
+        taken: dict[str, tuple[float, float]] = {}
         out = []
         with self._writing("charged"):  # check and insert atomically against concurrent runs
             for dataset, name, mechanism, params, epsilon, delta in charges:
@@ -214,10 +221,17 @@ class EpsilonLedger:
                                     (dataset, default_budget[0], default_budget[1], time.time()))
                 eps_left, dl_left = self.remaining(dataset)
                 if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
+                    eps_before = eps_left + taken.get(dataset, (0.0, 0.0))[0]
+                    dl_before = dl_left + taken.get(dataset, (0.0, 0.0))[1]
+                    eps_all, dl_all, count = whole[dataset]
+                    together = (f"; the {int(count)} releases of this request spend epsilon {eps_all:g}, delta "
+                                f"{dl_all:g} of it together" if count > 1 else "")
                     raise BudgetExceeded(
                         f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
-                        f"which has epsilon {max(eps_left, 0):g}, delta {max(dl_left, 0):g} left",
+                        f"which has epsilon {max(eps_before, 0):g}, delta {max(dl_before, 0):g} left{together}",
                         dataset, name)
+                done = taken.get(dataset, (0.0, 0.0))
+                taken[dataset] = (done[0] + epsilon, done[1] + delta)
                 at = time.time()
                 cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?)",

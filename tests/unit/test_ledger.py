@@ -113,3 +113,20 @@ def test_reading_a_ledger_never_writes_to_it(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="default budget needs a finite epsilon"):
         with EpsilonLedger(path) as led:
             led.charge_all([("e", "r", "laplace", {}, 0.1, 0.0)], default_budget=(float("inf"), 0.0))
+
+
+def test_a_refused_request_of_several_releases_quotes_the_balance_before_it_and_its_total(tmp_path: Path) -> None:
+    """The refusal used to quote the balance after the request's own earlier (rolled-back) releases: 'which has
+    epsilon 2 left' on a dataset that had spent nothing."""
+    with EpsilonLedger(tmp_path / "l.sqlite") as led:
+        both = [("d", "fedavg-secagg", "gaussian", {}, 8.0, 1e-5), ("d", "fedavg-plain", "gaussian", {}, 8.0, 1e-5)]
+        with pytest.raises(BudgetExceeded) as refused:
+            led.charge_all(both, default_budget=(10.0, 1e-4))
+        assert str(refused.value) == ("refused: 'fedavg-plain' would spend epsilon 8, delta 1e-05 of dataset 'd', "
+                                      "which has epsilon 10, delta 0.0001 left; the 2 releases of this request "
+                                      "spend epsilon 16, delta 2e-05 of it together")
+        assert led.releases() == [] and led.budget("d") is None
+        led.set_budget("d", 9.0, 0.0)
+        with pytest.raises(BudgetExceeded, match=r"^refused: 'one' would spend epsilon 9\.5, delta 0 of dataset 'd', "
+                                                 r"which has epsilon 9, delta 0 left$"):
+            led.charge("d", "one", "laplace", {}, 9.5, 0.0)
