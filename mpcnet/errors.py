@@ -63,10 +63,21 @@ BY_STATUS: dict[str, type[MpcnetError]] = {
 
 
 def check_output_file(flag: str, path: str) -> None:
-    """Refuse, before any work, an output file a command could not write at the end: a directory, or a file in a
-    directory that does not exist (the work would be done, then lost)."""
+    """Refuse, before any work, an output file a command could not write at the end: a directory, a file in a
+    directory that does not exist, or one the file system will not let this process write (the work would be
+    done -- and privacy budget spent -- then lost).  Probed by opening it for appending, which leaves an existing
+    file as it was; a file the probe made is removed again."""
     from pathlib import Path
-    if Path(path).is_dir():
+    out = Path(path)
+    if out.is_dir():
         raise InvalidInput(f"{flag} {path} is a directory, not a file")
-    if not Path(path).parent.is_dir():
-        raise InvalidInput(f"{flag} {path}: the directory {Path(path).parent} does not exist")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"{flag} {path}: the directory {out.parent} does not exist")
+    existed = out.exists()
+    try:
+        with open(out, "a"):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"{flag} {path} cannot be written: {exc.strerror or exc}") from None
+    if not existed:
+        out.unlink(missing_ok=True)

@@ -147,7 +147,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                               batch_size=args.batch_size), ds, args.seed)
         for kind, agg in aggregators.items():
-            shortfall = _ShortfallRecorder(args, kind, ddp, console) if ddp is not None and ledger_state else None
+            shortfall = (_ShortfallRecorder(args, kind, ddp, console, ledger_state)
+                         if ddp is not None and ledger_state else None)
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"FedAvg ({kind})", total=args.rounds)
 
@@ -195,9 +196,14 @@ def fedavg_main(args: argparse.Namespace) -> int:
                       f". DP: {rc['differential_privacy']['mechanism']}, epsilon "
                       f"{rc['differential_privacy']['epsilon']:g}. Trusts: " + "; ".join(rc["trust_assumptions"]))
     if args.out:
-        Path(args.out).write_text(json.dumps({
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args), "centralised": central,
-            "runs": runs}, indent=1, default=str))
+        try:
+            Path(args.out).write_text(json.dumps({
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
+                "centralised": central, "runs": runs}, indent=1, default=str))
+        except OSError as exc:  # checked writable before the run: the file system changed meanwhile
+            console.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
+                          "receipts' summaries are printed above[/]")
+            return 1
         console.print(f"written to {args.out} (with the receipts)")
     return 0
 
@@ -240,8 +246,10 @@ class _ShortfallRecorder:
     what the ledger already holds for this run; any excess is recorded at once, so a run that crashes later has
     still recorded what it spent."""
 
-    def __init__(self, args: argparse.Namespace, kind: str, ddp: Any, console: Any) -> None:
+    def __init__(self, args: argparse.Namespace, kind: str, ddp: Any, console: Any,
+                 ledger_state: dict[str, Any]) -> None:
         self.args, self.kind, self.ddp, self.console = args, kind, ddp, console
+        self.ledger_state = ledger_state  # what the receipts show of the ledger: kept up to date here
         self.contributors: list[int] = []
         self.recorded = ddp.epsilon  # charged before the run
 
@@ -261,8 +269,12 @@ class _ShortfallRecorder:
                                   "skellam (distributed DP): round below t",
                                   {"round": out.round, "noise_contributors": out.noise_contributors,
                                    "t": self.ddp.min_contributors}, extra, 0.0)
-            eps, _ = ledger.remaining(key)
+            eps, dl = ledger.remaining(key)
         self.recorded = realised
+        self.ledger_state["remaining"] = [eps, dl]
+        self.ledger_state["spent_by_this_run"][0] += extra
+        self.ledger_state.setdefault("overruns", []).append({"release": f"fedavg-{self.kind}", "round": out.round,
+                                                             "epsilon": extra})
         self.console.print(f"[yellow]ledger: round {out.round} summed {out.noise_contributors} noise shares, fewer "
                            f"than t = {self.ddp.min_contributors}: recorded epsilon {extra:.4g} more ({eps:g} "
                            "left)[/]")

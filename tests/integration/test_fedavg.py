@@ -162,6 +162,28 @@ def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_ad
     assert shown.stdout.count("noise shares") == 3 and "epsilon 4, delta 1e-05" in shown.stdout
 
 
+def test_a_distributed_dp_shortfall_is_recorded_and_the_receipt_shows_the_balance_after_it(tmp_path: Path) -> None:
+    """Half the clients drop in both rounds: each sum holds 4 noise shares where t = 6 were planned.  The realised
+    epsilon goes to the ledger as overruns, and the receipt's ledger balance is the one after them (it used to be
+    the balance at the start of the run)."""
+    ledger, out = tmp_path / "ledger.sqlite", tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "2", "--clients", "8",
+                           "--clip", "0.5", "--epsilon", "4", "--dp", "distributed", "--dropout", "0.5",
+                           "--aggregator", "plain", "--ledger", str(ledger), "--budget", "10", "1e-4",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    privacy = json.loads(out.read_text())["runs"]["plain"]["receipt"]["differential_privacy"]
+    assert privacy["rounds_short_of_noise"] == [1, 2] and privacy["realised_epsilon"] > 4.5
+    with EpsilonLedger(ledger) as led:
+        spent, remaining = led.spent("sklearn:breast_cancer"), led.remaining("sklearn:breast_cancer")
+        assert [r.name for r in led.releases()] == ["fedavg-plain", "fedavg-plain round 1 (shortfall)",
+                                                    "fedavg-plain round 2 (shortfall)"]
+    assert spent[0] == pytest.approx(privacy["realised_epsilon"])
+    assert privacy["ledger"]["remaining"] == pytest.approx(list(remaining))
+    assert privacy["ledger"]["spent_by_this_run"][0] == pytest.approx(privacy["realised_epsilon"])
+    assert [o["round"] for o in privacy["ledger"]["overruns"]] == [1, 2]
+
+
 def test_a_dp_run_that_cannot_reach_its_coordinator_spends_nothing(tmp_path: Path, cluster: LocalCluster) -> None:
     """The coordinator is checked before the ledger is charged (it used to be charged first: every mistyped
     address or missing secret cost epsilon)."""

@@ -31,6 +31,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--epsilon", "1", "--aggregator", "plain", "--ledger", "/proc/version"], "as the epsilon ledger"),
     (["fedavg", "--out", "/nonexistent-mpcnet-dir/run.json"], "the directory /nonexistent-mpcnet-dir does not exist"),
     (["fedavg", "--out", "/proc"], "is a directory"),
+    (["fedavg", "--out", "/proc/run.json", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--out /proc/run.json cannot be written"),  # was a traceback after training, with the epsilon spent
     (["fedavg-sweep", "--out", "/proc/version"], "cannot make that directory"),
     (["fedavg", "--split", "dirichlet", "--alpha", "nan"], "alpha must be finite and > 0, got nan"),  # was a hang
     (["fedavg-sweep", "--split", "dirichlet", "--alpha", "inf"], "alpha must be finite and > 0, got inf"),
