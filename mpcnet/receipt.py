@@ -58,19 +58,40 @@ def job_receipt_for_party(receipt: Mapping[str, Any], party: str) -> dict[str, A
 
 
 def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clients: int, dp: Any,
-                   ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3) -> dict[str, Any]:
+                   ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3,
+                   graph: str = "full") -> dict[str, Any]:
     """Which layers protected a released FedAvg model, who took part, what it cost in epsilon, whom it trusts.
 
     ``rounds``: per round {"round", "sampled", "included", "dropped", "skipped"[, "noise_contributors"]};
     ``dp``: a :class:`mpcnet.fl.privacy.CentralDp`, a :class:`mpcnet.fl.distributed_dp.DistributedDp` or None;
-    ``ledger``: {"dataset", "spent", "remaining"} or None."""
+    ``ledger``: {"dataset", "spent", "remaining"} or None; ``graph``: SecAgg's, "full" or "sparse" (SecAgg+).
+    Through SecAgg each round's entry also gives its Shamir threshold (and on SecAgg+ each client's number of
+    neighbours), as the aggregator chose them for the round's sample."""
     from mpcnet.fl.distributed_dp import DistributedDp
+    from mpcnet.fl.fedavg import secagg_threshold
+    from mpcnet.secagg.graph import default_degree
     layers = ["federated learning: each client's data stays with it; only clipped model updates leave"]
     trust = []
+    shapes: dict[int, dict[str, int]] = {}  # per round: its threshold (and SecAgg+ degree)
     if aggregator == "secagg":
-        layers.append("secure aggregation (Bonawitz et al.): the coordinator sees masked updates and their sum "
-                      f"only; each round needs a threshold t = ceil({threshold_fraction:.2f} n) of its n clients")
-        trust.append("at most t - 1 clients collude with the coordinator (semi-honest coordinator)")
+        for r in rounds:
+            n = len(r["sampled"])
+            if n >= 2:
+                shapes[r["round"]] = {"threshold": secagg_threshold(n, graph, threshold_fraction)}
+                if graph == "sparse":
+                    shapes[r["round"]]["neighbours"] = default_degree(n)
+        if graph == "sparse":
+            layers.append("secure aggregation, SecAgg+ (Bell et al.): the coordinator sees masked updates and their "
+                          "sum only; each client masks with and shares its keys among k random graph neighbours "
+                          f"(k about 2 log2 n), threshold t = ceil({threshold_fraction:.2f} (k + 1)) within each "
+                          "neighbourhood (each round's k and t are listed with it)")
+            trust.append("fewer than t of any client's k neighbours collude with the coordinator (semi-honest "
+                         "coordinator); the graph is random and fixed before the clients' keys are known")
+        else:
+            layers.append("secure aggregation (Bonawitz et al.): the coordinator sees masked updates and their sum "
+                          f"only; each round needs a threshold t = ceil({threshold_fraction:.2f} n) of its n clients "
+                          "(each round's t is listed with it)")
+            trust.append("at most t - 1 clients collude with the coordinator (semi-honest coordinator)")
     else:
         layers.append("NONE for the updates: plain averaging in the clear (the insecure reference run)")
         trust.append("the aggregator sees every client's update")
@@ -105,7 +126,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         layers.append(f"central differential privacy: Gaussian noise multiplier {dp.noise_multiplier:.4g} on the sum "
                       f"of updates clipped to L2 norm {dp.clip:g}, Poisson sampling rate {dp.sampling_rate:g}")
         trust.append("the FedAvg server adds the noise after SecAgg has summed: it sees the un-noised aggregate "
-                     "(central DP, a trusted noise-adder)")
+                     "(central DP, a trusted noise-adder)" if aggregator == "secagg" else
+                     "the FedAvg server adds the noise to the sum it computed in the clear: it sees every update "
+                     "and the un-noised aggregate (central DP, a trusted noise-adder)")
         privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level)",
                                    "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
                                    "accountant": "dp-accounting RDP, Poisson-sampled Gaussian"}
@@ -120,8 +143,8 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         "layers": layers,
         "differential_privacy": privacy,
         "participants": {"clients": clients, "rounds": [
-            {k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped", "noise_contributors")
-             if k in r} for r in rounds]},
+            {**{k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped", "noise_contributors")
+                if k in r}, **shapes.get(r["round"], {})} for r in rounds]},
         "trust_assumptions": trust,
     }
 

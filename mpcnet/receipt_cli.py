@@ -146,6 +146,11 @@ def render(r: dict[str, Any]) -> list[str]:
                        + (", ".join(f"{d['client']} (at {d['stage']})" for d in part.get("dropped", [])) or "none"))
         for rnd in part.get("rounds", []):
             extra = f", {rnd['noise_contributors']} noise shares" if "noise_contributors" in rnd else ""
+            if "threshold" in rnd:
+                extra += (f", threshold t = {rnd['threshold']} of {rnd['neighbours'] + 1} ({rnd['neighbours']} "
+                          "neighbours and the client itself)" if "neighbours" in rnd else
+                          f", threshold t = {rnd['threshold']}"
+                          + (f" of {len(rnd['sampled'])}" if isinstance(rnd.get("sampled"), list) else ""))
             skipped = f", skipped: {rnd['skipped']}" if rnd.get("skipped") else ""
             out.append(f"  round {rnd['round']}: summed {rnd['included']}, dropped {rnd['dropped']}{extra}{skipped}")
     if r.get("aborted"):

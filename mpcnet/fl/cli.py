@@ -189,7 +189,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         rounds = [dict(r, noise_contributors=o.noise_contributors) if ddp is not None else r
                   for r, o in zip(rounds, h.rounds)]
         runs[k] = {"accuracy": h.accuracy, "rounds": rounds,
-                   "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state)}
+                   "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state,
+                                             graph=args.graph)}
     for k, run in runs.items():
         rc = run["receipt"]
         console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +

@@ -4,6 +4,7 @@ and the noise variance after a real (in-memory) SecAgg aggregation."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from mpcnet.fl import data, fedavg, models
 from mpcnet.fl.distributed_dp import calibrate_distributed, conditional_round, rounding_bound
 from mpcnet.fl.sampling import Draws
 from mpcnet.receipt import fedavg_receipt
+from mpcnet.receipt_cli import render
 from mpcnet.secagg.driver import run_round
 from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.quantization import decode_ints, encode_ints
@@ -151,7 +153,8 @@ def test_a_round_short_of_noise_is_recorded_in_the_ledger_as_it_happens(tmp_path
         led.set_budget("sklearn:x", 10.0, 1e-4)
         led.charge("sklearn:x", "fedavg-secagg", "skellam", {}, 4.0, 1e-5)
     args = argparse.Namespace(ledger=str(path), ledger_dataset=None, dataset="x")
-    rec = _ShortfallRecorder(args, "secagg", ddp, Quiet())
+    state: dict[str, Any] = {"spent_by_this_run": [4.0, 1e-5], "remaining": [6.0, 9e-5]}
+    rec = _ShortfallRecorder(args, "secagg", ddp, Quiet(), state)
     rec.round_done(fedavg.RoundOutcome(1, [], [], [], mean=np.zeros(1), noise_contributors=12))  # more than t
     rec.round_done(fedavg.RoundOutcome(2, [], [], [], skipped="aborted"))  # released nothing
     with EpsilonLedger(path) as led:
@@ -162,6 +165,9 @@ def test_a_round_short_of_noise_is_recorded_in_the_ledger_as_it_happens(tmp_path
         assert len(rels) == 2 and "round 3" in rels[1].name
         spent = led.spent("sklearn:x")[0]
     assert spent == pytest.approx(ddp.realised_epsilon([12, 5, 10]), rel=1e-9) and spent > 4.0
+    # what the receipts will show of the ledger follows: the run's spending and the balance after the overrun
+    assert state["spent_by_this_run"][0] == pytest.approx(spent) and state["remaining"][0] == pytest.approx(10 - spent)
+    assert [o["round"] for o in state["overruns"]] == [3]
 
 
 def test_a_secagg_ring_narrower_than_the_calibration_is_refused_before_any_round() -> None:
@@ -173,3 +179,26 @@ def test_a_secagg_ring_narrower_than_the_calibration_is_refused_before_any_round
     with pytest.raises(InvalidInput, match="needs 32-bit sums, the aggregator uses 16-bit SecAgg"):
         fedavg.run_fedavg(m, models.SgdTrainer(m, epochs=1, lr=0.05), ds, data.split_iid(len(ds.y_train), 6),
                           fedavg.FedAvgConfig(rounds=2, clip=0.5, ddp=ddp), agg)
+
+
+@pytest.mark.parametrize("graph", ["full", "sparse"])
+def test_a_secagg_model_receipt_states_the_graph_and_each_rounds_threshold(graph: str) -> None:
+    """The receipt of a `--graph sparse` run used to describe the complete graph's t = ceil(2/3 n) of n."""
+    rounds = [{"round": 1, "sampled": list(range(1, 21)), "included": list(range(1, 19)), "dropped": [19, 20],
+               "skipped": ""},
+              {"round": 2, "sampled": list(range(1, 101)), "included": list(range(1, 101)), "dropped": [],
+               "skipped": ""}]
+    rc = fedavg_receipt("t", "secagg", rounds, 100, None, None, graph=graph)
+    secagg = next(layer for layer in rc["layers"] if layer.startswith("secure aggregation"))
+    shapes = [{k: r[k] for k in ("threshold", "neighbours") if k in r} for r in rc["participants"]["rounds"]]
+    if graph == "sparse":
+        assert "SecAgg+" in secagg and "within each neighbourhood" in secagg
+        # k = 2 ceil(log2 n), t = ceil(2/3 (k + 1)): 20 clients 10 neighbours, t = 8; 100 clients 14, t = 10
+        assert shapes == [{"threshold": 8, "neighbours": 10}, {"threshold": 10, "neighbours": 14}]
+        assert any("fewer than t of any client's k neighbours" in t for t in rc["trust_assumptions"])
+        shown = "threshold t = 8 of 11 (10 neighbours and the client itself)"
+    else:
+        assert "Bonawitz" in secagg and shapes == [{"threshold": 14}, {"threshold": 67}]
+        assert any("at most t - 1 clients collude" in t for t in rc["trust_assumptions"])
+        shown = "threshold t = 14 of 20"
+    assert shown in "\n".join(render(rc))  # `mpcnet receipt` shows it with the round
