@@ -11,14 +11,20 @@ from mpcnet.errors import MpcnetError
 from mpcnet.ledger import EpsilonLedger
 
 
+LEDGER_HELP = "SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ledger", default=None,
-                   help="SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     sub = p.add_subparsers(dest="ledger_command", metavar="{show,budget}", required=True)
     show = sub.add_parser("show", help="budgets, spending and every release")
+    # also after the subcommand (`mpcnet ledger show --ledger F`), where people type it; SUPPRESS keeps a value
+    # given before the subcommand when none is given after
+    show.add_argument("--ledger", default=argparse.SUPPRESS, help=LEDGER_HELP)
     show.add_argument("--dataset", default=None)
     show.add_argument("--json", action="store_true")
     budget = sub.add_parser("budget", help="set a dataset's (epsilon, delta) budget")
+    budget.add_argument("--ledger", default=argparse.SUPPRESS, help=LEDGER_HELP)
     budget.add_argument("--dataset", required=True)
     budget.add_argument("--epsilon", type=float, required=True)
     budget.add_argument("--delta", type=float, required=True)

@@ -202,3 +202,13 @@ def test_a_secagg_model_receipt_states_the_graph_and_each_rounds_threshold(graph
         assert any("at most t - 1 clients collude" in t for t in rc["trust_assumptions"])
         shown = "threshold t = 14 of 20"
     assert shown in "\n".join(render(rc))  # `mpcnet receipt` shows it with the round
+
+
+def test_a_central_dp_receipt_says_where_the_noise_was_added_with_and_without_secagg() -> None:
+    from mpcnet.fl.privacy import calibrate
+    dp = calibrate(8.0, 1e-5, 2, 1.0, 0.5)
+    rounds = [{"round": 1, "sampled": [1, 2, 3], "included": [1, 2, 3], "dropped": [], "skipped": ""}]
+    secure = fedavg_receipt("t", "secagg", rounds, 3, dp, None)["trust_assumptions"]
+    clear = fedavg_receipt("t", "plain", rounds, 3, dp, None)["trust_assumptions"]
+    assert any("after SecAgg has summed" in t for t in secure)
+    assert not any("SecAgg" in t for t in clear) and any("computed in the clear" in t for t in clear)

@@ -53,6 +53,14 @@ def test_ledger_cli_shows_budgets_and_releases(tmp_path: Path) -> None:
                           timeout=60)
     said = " ".join(typo.stdout.split())  # rich wraps long lines
     assert typo.returncode == 2 and "no dataset 'cohort-b'" in said and "it has: cohort-a" in said
+    # --ledger also after the subcommand, as the README's `mpcnet ledger budget --ledger <path>` has it (it was
+    # "unrecognized arguments"); the budget lands in that file
+    after = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "budget", "--ledger", path, "--dataset",
+                            "cohort-c", "--epsilon", "1", "--delta", "0"], capture_output=True, text=True,
+                           cwd=REPO_ROOT, timeout=60)
+    assert after.returncode == 0, after.stdout + after.stderr
+    with EpsilonLedger(path) as led:
+        assert led.budget("cohort-c") == (1.0, 0.0)
 
 
 def test_a_ledger_path_that_is_not_a_ledger_is_a_message_naming_it(tmp_path: Path,
