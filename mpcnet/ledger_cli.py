@@ -34,6 +34,7 @@ def ledger_main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
     console = Console()
+    errors = Console(stderr=True, soft_wrap=True)  # a refusal is one line on stderr, even through a pipe
     try:
         with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
@@ -44,7 +45,7 @@ def ledger_main(args: argparse.Namespace) -> int:
                 return 0
             known = ledger.datasets()
             if args.dataset and args.dataset not in known:
-                console.print(f"[red]mpcnet ledger: no dataset {args.dataset!r} in {ledger.path} (it has: "
+                errors.print(f"[red]mpcnet ledger: no dataset {args.dataset!r} in {ledger.path} (it has: "
                               f"{', '.join(known) or 'none'})[/]")
                 return 2
             datasets = [args.dataset] if args.dataset else known
@@ -68,10 +69,10 @@ def ledger_main(args: argparse.Namespace) -> int:
                 console.print(f"the ledger {ledger.path} is empty")
             return 0
     except MpcnetError as exc:
-        console.print(f"[red]mpcnet ledger: {exc}[/]")
+        errors.print(f"[red]mpcnet ledger: {exc}[/]")
         return 2
     except sqlite3.Error as exc:  # a file that opened as SQLite but holds something else
-        console.print(f"[red]mpcnet ledger: {args.ledger or 'the ledger'} cannot be read as an epsilon ledger: "
+        errors.print(f"[red]mpcnet ledger: {args.ledger or 'the ledger'} cannot be read as an epsilon ledger: "
                       f"{exc}[/]")
         return 2
 

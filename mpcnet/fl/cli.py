@@ -58,6 +58,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
 
     from mpcnet.errors import MpcnetError, check_output_file
     console = Console()
+    # refusals and failures: one line on stderr, however narrow the terminal (or a pipe: rich would wrap at 80)
+    errors = Console(stderr=True, soft_wrap=True)
     try:
         # two of check_run's checks, in terms of the flags and before a local cluster is started for nothing
         if not 0 <= args.per_round <= args.clients:
@@ -92,12 +94,18 @@ def fedavg_main(args: argparse.Namespace) -> int:
             ddp = dp = calibrate_distributed(args.epsilon, args.delta, args.rounds, args.clip, model.n_params, t,
                                              per_round)
         elif args.epsilon is not None:
+            if args.per_round:  # it would be ignored: central DP's accounting assumes Poisson sampling
+                raise ValueError(f"--per-round {args.per_round}: central DP samples each client with probability "
+                                 "--sample-rate (Poisson sampling, what its accounting assumes); use --sample-rate, "
+                                 "or --dp distributed for a fixed number per round")
             from mpcnet.fl.privacy import calibrate
             dp = calibrate(args.epsilon, args.delta, args.rounds, args.sample_rate, args.clip)
         cfg = fedavg.FedAvgConfig(rounds=args.rounds, clients_per_round=args.per_round, clip=args.clip,
                                   dropout=args.dropout, seed=args.seed, dp=None if ddp else dp, ddp=ddp)
+        # --coordinator's secret and TLS files: a setting, refused here like the others (exit 2)
+        access = _coordinator(args) if args.aggregator != "plain" else (None, (), None, None)
     except (MpcnetError, ValueError) as exc:
-        console.print(f"[red]mpcnet fedavg: {exc}[/]")
+        errors.print(f"[red]mpcnet fedavg: {exc}[/]")
         return 2
     console.print(f"{args.dataset}: {len(ds.y_train)} training / {len(ds.y_test)} test samples, "
                   f"{ds.n_features} features, {ds.n_classes} classes; {args.clients} clients ({args.split}"
@@ -124,7 +132,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                 continue
             # the coordinator is started or checked before the ledger is charged: a run that cannot start spends
             # no epsilon
-            address, md, tls, admin = _coordinator(args)
+            address, md, tls, admin = access
             if address is None:
                 from mpcnet.cluster import LocalCluster
                 cluster = LocalCluster(3)
@@ -142,7 +150,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                 ledger_state = _charge(args, dp, kinds, console)
             except MpcnetError as exc:
                 from mpcnet.ledger import BudgetExceeded
-                console.print(f"[red]mpcnet fedavg: {exc}[/]")
+                errors.print(f"[red]mpcnet fedavg: {exc}[/]")
                 return 3 if isinstance(exc, BudgetExceeded) else 2  # 3: over budget; 2: the ledger file itself
         central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                               batch_size=args.batch_size), ds, args.seed)
@@ -158,7 +166,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                         shortfall.round_done(out)
                 histories[kind] = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg, on_round=on_round)
     except MpcnetError as exc:
-        console.print(f"[red]mpcnet fedavg: {exc}[/]")
+        errors.print(f"[red]mpcnet fedavg: {exc}[/]")
         return 1
     finally:
         if cluster is not None:
@@ -202,7 +210,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
                 "centralised": central, "runs": runs}, indent=1, default=str))
         except OSError as exc:  # checked writable before the run: the file system changed meanwhile
-            console.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
+            errors.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
                           "receipts' summaries are printed above[/]")
             return 1
         console.print(f"written to {args.out} (with the receipts)")

@@ -21,6 +21,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--dropout", "1.5"], "in [0, 1), got 1.5"),
     (["fedavg", "--per-round", "50", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
      "--per-round 50: from 1 to --clients (20)"),  # was refused only after the ledger was charged
+    (["fedavg", "--per-round", "5", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--per-round 5: central DP samples each client with probability --sample-rate"),  # was silently ignored
     (["fedavg", "--lr", "-1"], "learning rate > 0"),
     (["fedavg", "--model", "mlp", "--hidden", "0"], "at least 1 hidden unit"),
     (["fedavg", "--epochs", "0"], "epochs >= 1"),
@@ -107,3 +109,14 @@ def test_a_health_check_with_a_nan_bound_fails_instead_of_passing(tmp_path: Path
     assert cli.main(["health", "--heartbeat", str(beat), "--max-age", "nan"]) == 1
     assert "must be finite seconds > 0" in capsys.readouterr().err
     assert cli.main(["health", "--heartbeat", str(beat), "--max-age", "60"]) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["fedavg", "--epsilon", "1", "--sample-rate", "2", "--clip", "0.5", "--lr", "0.05"],
+    ["ledger", "--ledger", "/tmp/mpcnet-never-written.sqlite", "show"],
+])
+def test_a_refusal_is_one_unwrapped_line_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """rich wrapped these at 80 columns on stdout when the output was not a terminal."""
+    assert cli.main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and len(out.err) > 80 and out.err.startswith("mpcnet ")

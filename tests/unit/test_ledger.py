@@ -48,11 +48,10 @@ def test_ledger_cli_shows_budgets_and_releases(tmp_path: Path) -> None:
     assert '"cohort-a"' in show.stdout and '"laplace"' in show.stdout and "0.5" in show.stdout
     bad = subprocess.run([*run, "budget", "--dataset", "cohort-a", "--epsilon", "0.1", "--delta", "0"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
-    assert bad.returncode == 2 and "cannot go below" in bad.stdout
+    assert bad.returncode == 2 and "cannot go below" in bad.stderr and bad.stderr.count("\n") == 1  # one line
     typo = subprocess.run([*run, "show", "--dataset", "cohort-b"], capture_output=True, text=True, cwd=REPO_ROOT,
                           timeout=60)
-    said = " ".join(typo.stdout.split())  # rich wraps long lines
-    assert typo.returncode == 2 and "no dataset 'cohort-b'" in said and "it has: cohort-a" in said
+    assert typo.returncode == 2 and "no dataset 'cohort-b'" in typo.stderr and "it has: cohort-a" in typo.stderr
     # --ledger also after the subcommand, as the README's `mpcnet ledger budget --ledger <path>` has it (it was
     # "unrecognized arguments"); the budget lands in that file
     after = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "budget", "--ledger", path, "--dataset",
@@ -91,10 +90,10 @@ def test_ledger_cli_on_a_bad_file_says_so_in_one_line(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(garbage), *argv],
                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
         assert out.returncode == 2 and "Traceback" not in out.stderr
-        assert "as the epsilon ledger" in " ".join(out.stdout.split())
+        assert "as the epsilon ledger" in out.stderr and out.stderr.count("\n") == 1
     missing = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(tmp_path / "nope"),
                               "show"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
-    assert missing.returncode == 2 and "no epsilon ledger at" in missing.stdout
+    assert missing.returncode == 2 and "no epsilon ledger at" in missing.stderr
     assert not (tmp_path / "nope").exists()
 
 
