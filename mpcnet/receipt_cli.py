@@ -42,6 +42,7 @@ def receipt_main(args: argparse.Namespace) -> int:
             print(json.dumps(receipt, indent=1, default=str))
             continue
         try:
+            _check_shape(receipt)
             lines = render(receipt)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign file
             where = args.file or args.job or args.round_id
@@ -58,8 +59,10 @@ def receipt_main(args: argparse.Namespace) -> int:
 def _from_file(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path} is not JSON ({exc})") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}") from None
     if isinstance(data, dict) and isinstance(data.get("runs"), dict):  # mpcnet fedavg --out
         found = {k: v["receipt"] for k, v in data["runs"].items()
                  if isinstance(v, dict) and isinstance(v.get("receipt"), dict)}
@@ -71,6 +74,17 @@ def _from_file(path: Path) -> dict[str, dict[str, Any]]:
     if isinstance(data, dict) and ("layers" in data or "trust_assumptions" in data):
         return {"": data}
     raise InvalidInput(f"{path} holds no privacy receipt")
+
+
+def _check_shape(r: dict[str, Any]) -> None:
+    """What render() relies on: the lists are lists (a string there would print one character a line), and a
+    receipt says what protected the result."""
+    if "layers" not in r and "trust_assumptions" not in r:
+        raise ValueError("it names neither layers nor trust assumptions")
+    for key in ("layers", "trust_assumptions"):
+        value = r.get(key, [])
+        if not isinstance(value, (list, str)) or (key == "layers" and not isinstance(value, list)):
+            raise TypeError(f"{key!r} is a {type(value).__name__}, not a list")
 
 
 def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:

@@ -56,6 +56,9 @@ def test_the_cli_says_why_a_balance_is_missing() -> None:
     ('{"layers": 5}', "is not a receipt this version can show: TypeError"),
     ('{"layers": [], "inputs": [{"x": 1}]}', "is not a receipt this version can show: KeyError"),
     ('{"layers": [], "differential_privacy": {"epsilon": "x"}}', "is not a receipt this version can show"),
+    ('{"layers": "abc"}', "'layers' is a str, not a list"),  # was printed one character a line, exit 0
+    ('{"runs": {"x": {"receipt": {}}}}', "(x) is not a receipt this version can show: ValueError it names "
+                                         "neither layers nor trust assumptions"),  # was accepted, exit 0
 ])
 def test_receipt_cli_on_a_file_that_is_no_receipt_says_so(tmp_path: Path, content: str, words: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,3 +68,12 @@ def test_receipt_cli_on_a_file_that_is_no_receipt_says_so(tmp_path: Path, conten
     assert cli.main(["receipt", "--file", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and words in err and "Traceback" not in err
+
+
+def test_receipt_cli_on_a_binary_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnet import cli
+    path = tmp_path / "r.json"
+    path.write_bytes(bytes(range(128, 256)))
+    assert cli.main(["receipt", "--file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not JSON" in err and "Traceback" not in err  # the decode error used to come without the file
