@@ -38,6 +38,17 @@ def default_path() -> Path:
     return Path(os.environ.get("MPCNET_LEDGER") or Path.home() / ".mpcnet" / "epsilon-ledger.sqlite")
 
 
+def check_chosen_location(path: str | None) -> None:
+    """For the CLIs, before any work: a ledger path someone chose (--ledger, MPCNET_LEDGER) must be in a directory
+    that exists.  Only ~/.mpcnet is made on demand: a mistyped directory would otherwise start a fresh ledger with
+    a fresh budget, and the run would spend from that instead of the dataset's real one."""
+    chosen = path or os.environ.get("MPCNET_LEDGER")
+    if chosen and not Path(chosen).parent.is_dir():
+        where = "--ledger" if path else "MPCNET_LEDGER"
+        raise InvalidInput(f"{where} {chosen}: the directory {Path(chosen).parent} does not exist (a new ledger there "
+                           "would start with a fresh budget); create it first, or fix the path")
+
+
 class BudgetExceeded(InvalidInput):
     """The release would spend more than the dataset's remaining budget (``dataset`` and ``release`` kept apart
     from the message, which states the balance, for a caller who may not see it)."""
@@ -276,4 +287,5 @@ class EpsilonLedger:
         return [r[0] for r in rows.fetchall()]
 
 
-__all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerBusy", "LedgerUnusable", "Release", "default_path"]
+__all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerBusy", "LedgerUnusable", "Release", "check_chosen_location",
+           "default_path"]

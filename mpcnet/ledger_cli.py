@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 from mpcnet.errors import MpcnetError
-from mpcnet.ledger import EpsilonLedger
+from mpcnet.ledger import EpsilonLedger, check_chosen_location
 
 
 LEDGER_HELP = "SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)"
@@ -36,6 +36,8 @@ def ledger_main(args: argparse.Namespace) -> int:
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)  # a refusal is one line on stderr, even through a pipe
     try:
+        if args.ledger_command == "budget":
+            check_chosen_location(args.ledger)
         with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
                 ledger.set_budget(args.dataset, args.epsilon, args.delta)

@@ -62,6 +62,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
     errors = Console(stderr=True, soft_wrap=True)
     try:
         # two of check_run's checks, in terms of the flags and before a local cluster is started for nothing
+        if args.clients < 1:
+            raise ValueError(f"--clients {args.clients}: at least 1")
         if not 0 <= args.per_round <= args.clients:
             raise ValueError(f"--per-round {args.per_round}: from 1 to --clients ({args.clients}), or 0 for all")
         fixed_sample = args.epsilon is None or args.dp == "distributed"  # (central DP samples Poisson)
@@ -71,6 +73,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if args.out:
             check_output_file("--out", args.out)
         import math
+        if args.epsilon is not None:
+            from mpcnet.ledger import check_chosen_location
+            check_chosen_location(args.ledger)
         if args.epsilon is not None and not (0 < args.budget[0] < math.inf and 0 <= args.budget[1] < 1):
             raise ValueError(f"--budget {args.budget[0]:g} {args.budget[1]:g}: a budget is a finite epsilon > 0 and "
                              "0 <= delta < 1")

@@ -17,10 +17,15 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
 
 @pytest.mark.parametrize("argv, words", [
     (["fedavg", "--clients", "1"], "SecAgg needs at least 2 clients a round"),
+    (["fedavg", "--clients", "-1"], "--clients -1: at least 1"),  # blamed --per-round
     (["fedavg", "--per-round", "1", "--aggregator", "secagg"], "--aggregator plain"),
     (["fedavg", "--dropout", "1.5"], "in [0, 1), got 1.5"),
     (["fedavg", "--per-round", "50", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
      "--per-round 50: from 1 to --clients (20)"),  # was refused only after the ledger was charged
+    (["fedavg", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-made/l.sqlite"],
+     "the directory /tmp/mpcnet-never-made does not exist"),  # was made, with a fresh ledger and budget
+    (["ledger", "budget", "--ledger", "/tmp/mpcnet-never-made/l.sqlite", "--dataset", "d", "--epsilon", "1",
+      "--delta", "0"], "the directory /tmp/mpcnet-never-made does not exist"),
     (["fedavg", "--per-round", "5", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
      "--per-round 5: central DP samples each client with probability --sample-rate"),  # was silently ignored
     (["fedavg", "--lr", "-1"], "learning rate > 0"),
