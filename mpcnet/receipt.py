@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 from mpcnet.core.program import IrCode, Plan, SecretType
@@ -133,8 +132,10 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                                    "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
                                    "accountant": "dp-accounting RDP, Poisson-sampled Gaussian"}
     else:
-        privacy = {"mechanism": "none", "epsilon": math.inf if dp is None else dp.epsilon,
-                   "note": "the released model is not differentially private: it can leak about a client's data"}
+        # epsilon is unbounded: JSON null, since JSON has no infinity (Python's "Infinity" breaks strict parsers)
+        privacy = {"mechanism": "none", "epsilon": None,
+                   "note": "the released model is not differentially private (epsilon unbounded): it can leak "
+                           "about a client's data"}
     if ledger:
         privacy["ledger"] = dict(ledger)
     return {

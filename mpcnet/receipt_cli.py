@@ -142,7 +142,9 @@ def render(r: dict[str, Any]) -> list[str]:
             out.append(f"    {rel['output']} ({rel['statistic']} of {rel['source']}): epsilon {rel['epsilon']:g}, "
                        f"delta {rel['delta']:g}, sensitivity {rel['sensitivity']:g}, noise scale "
                        f"{rel['noise_scale']:.4g}; ledger: {left}")
-        if "epsilon" in dp:
+        if "epsilon" in dp and dp["epsilon"] is None:
+            out.append("    epsilon unbounded (no differential privacy)")
+        elif "epsilon" in dp:
             out.append(f"    epsilon {dp['epsilon']:g}, delta {dp.get('delta', 0):g}"
                        + (f" (realised {dp['realised_epsilon']:.4g})" if "realised_epsilon" in dp else ""))
         for key in ("unit", "guarantee", "note", "shortfall"):

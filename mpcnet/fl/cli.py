@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,6 @@ def fedavg_main(args: argparse.Namespace) -> int:
                              "the clear with --aggregator plain")
         if args.out:
             check_output_file("--out", args.out)
-        import math
         if args.epsilon is not None:
             from mpcnet.ledger import check_chosen_location
             check_chosen_location(args.ledger)
@@ -206,20 +206,33 @@ def fedavg_main(args: argparse.Namespace) -> int:
                                              graph=args.graph)}
     for k, run in runs.items():
         rc = run["receipt"]
+        eps = rc["differential_privacy"]["epsilon"]
         console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +
                       f". DP: {rc['differential_privacy']['mechanism']}, epsilon "
-                      f"{rc['differential_privacy']['epsilon']:g}. Trusts: " + "; ".join(rc["trust_assumptions"]))
+                      f"{'unbounded' if eps is None else f'{eps:g}'}. Trusts: " + "; ".join(rc["trust_assumptions"]))
     if args.out:
         try:
-            Path(args.out).write_text(json.dumps({
+            # strict JSON: an infinite --epsilon is written as the string "inf" (JSON has no infinity)
+            Path(args.out).write_text(json.dumps(_strict_json({
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
-                "centralised": central, "runs": runs}, indent=1, default=str))
+                "centralised": central, "runs": runs}), indent=1, default=str, allow_nan=False))
         except OSError as exc:  # checked writable before the run: the file system changed meanwhile
             errors.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
                           "receipts' summaries are printed above[/]")
             return 1
         console.print(f"written to {args.out} (with the receipts)")
     return 0
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float spelled as a string ("inf", "-inf", "nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -> dict[str, Any]:
