@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, MpcnetError
 from mpcnet.fl.data import Dataset
 from mpcnet.fl.distributed_dp import DistributedDp
 from mpcnet.fl.models import LocalTrainer, Model, accuracy
@@ -191,6 +191,10 @@ class SecAggAggregator:
             return out
         dim = len(updates[0].delta)
         integer = updates[0].integer
+        if not integer and sum(u.samples for u in updates) > self.max_total:
+            raise InvalidInput(f"round {round_no}: the sampled clients hold {sum(u.samples for u in updates)} "
+                               f"samples, more than the aggregator's max_total_samples {self.max_total} (the "
+                               "quantization's range is set by it: give the training set's size)")
         if integer:  # distributed DP: exact integer sums mod 2^bits (two's complement), no count element
             quant = spb.SecAggQuantization(encoding=spb.SECAGG_ENCODING_RING)
         else:
@@ -223,7 +227,11 @@ class SecAggAggregator:
                                tls=self.tls, stop_at=Stage.MASKED_INPUT_COLLECTION if cid in gone else None)
                     for cid in ids)))
 
-            asyncio.run(asyncio.wait_for(clients(), 10 * self.stage_deadline_s))
+            outcomes = asyncio.run(asyncio.wait_for(clients(), 10 * self.stage_deadline_s))
+            failed = [o for o in outcomes if o.state == "error"]
+            if failed and len(failed) == len(outcomes):  # not a dropout: every client here failed the same way
+                raise MpcnetError(f"round {round_no}: every client failed before the SecAgg round could finish; "
+                                  f"client {failed[0].client_id} at {failed[0].stage or 'join'}: {failed[0].reason}")
             try:
                 res = stub.GetResult(spb.SecAggGetResultRequest(round_id=reply.round_id), timeout=30,
                                      metadata=self.md)
@@ -232,6 +240,9 @@ class SecAggAggregator:
         if res.state != "done":
             out.dropped = sorted(gone)
             out.skipped = f"SecAgg round {res.state}: {res.aborted.reason}" if res.state == "aborted" else res.state
+            if failed:  # what the clients themselves ran into, which the coordinator never heard
+                out.skipped += (f" ({len(failed)} client(s) failed; client {failed[0].client_id}: "
+                                f"{failed[0].reason})")
             return out
         out.included = sorted(res.done.included)
         out.dropped = sorted(d.client_id for d in res.done.dropped)
@@ -289,9 +300,25 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> N
     if config.dp is None and per_round < fewest:  # (under Poisson sampling a small round is skipped and logged)
         raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run samples "
                            f"{per_round} a round (plain averaging takes one)")
+    if config.dp is not None and n_clients < fewest:  # Poisson sampling: every round would be skipped
+        raise InvalidInput(f"{aggregator.name} needs at least {fewest} clients in a round; this run has "
+                           f"{n_clients} in all, so every round would be skipped (plain averaging takes one)")
     dp, ddp = config.dp, config.ddp
     if dp is not None and ddp is not None:
         raise InvalidInput("choose central DP or distributed DP, not both")
+    if dp is not None and config.clients_per_round:
+        raise InvalidInput(f"clients per round {config.clients_per_round} with central DP: it samples each client "
+                           "with probability sampling_rate (Poisson sampling, what its accounting assumes); leave "
+                           "clients_per_round at 0, or use distributed DP for a fixed number per round")
+    for which, calibration in (("DP", dp), ("distributed-DP", ddp)):
+        if calibration is not None and calibration.rounds < config.rounds:
+            raise InvalidInput(f"the {which} calibration covers {calibration.rounds} rounds, the run has "
+                               f"{config.rounds}: it would spend more than epsilon {calibration.epsilon:g}; "
+                               f"calibrate for {config.rounds} rounds")
+    agg_clip = getattr(aggregator, "clip", None)
+    if ddp is None and agg_clip is not None and agg_clip < config.clip:
+        raise InvalidInput(f"the aggregator quantizes updates of L2 norm up to {agg_clip:g}, the run clips them at "
+                           f"{config.clip:g}: larger updates would saturate; give both the same clip")
     if ddp is not None and ddp.clip != config.clip:
         raise InvalidInput(f"the distributed-DP calibration is for clip {ddp.clip}, the run clips at {config.clip}")
     agg_bits = getattr(aggregator, "bits", None)
@@ -308,6 +335,10 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
     check_run(config, aggregator, len(parts))
+    shape = (getattr(model, "n_features", None), getattr(model, "n_classes", None))
+    if None not in shape and shape != (data.n_features, data.n_classes):
+        raise InvalidInput(f"the model takes {shape[0]} features and {shape[1]} classes, the data has "
+                           f"{data.n_features} features and {data.n_classes} classes")
     draws = Draws.seeded(config.seed, "fedavg")
     params = model.init(Draws.seeded(config.seed, "init"))
     clients = list(range(1, len(parts) + 1))
@@ -325,8 +356,8 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
         updates = []
         for cid in sampled:
             idx = parts[cid - 1]
-            local = trainer.train(params, data.x_train[idx], data.y_train[idx],
-                                  Draws.seeded(config.seed, f"client/{cid}/round/{r}"))
+            local = _checked(trainer.train(params, data.x_train[idx], data.y_train[idx],
+                                           Draws.seeded(config.seed, f"client/{cid}/round/{r}")), params, cid, r)
             d = clip_l2(local - params, config.clip)
             # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
             if ddp is not None:  # ... scaled, rounded and noised on the client, before it is masked
@@ -361,6 +392,19 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             on_round(out, hist.accuracy[-1])
     hist.params = params
     return hist
+
+
+def _checked(local: Any, params: Vector, cid: int, r: int) -> Vector:
+    """A trainer's result as the float64 parameter vector it must be (a list or float32 is fine): a wrong length
+    would otherwise broadcast into a garbage model, and NaN would spread through the average."""
+    out = np.asarray(local, dtype=np.float64)
+    if out.shape != params.shape:
+        raise InvalidInput(f"client {cid}, round {r}: the trainer returned parameters of shape {out.shape}; the "
+                           f"model has {params.shape[0]} (a flat vector)")
+    if not np.all(np.isfinite(out)):
+        raise InvalidInput(f"client {cid}, round {r}: the trainer returned non-finite parameters (NaN or infinity): "
+                           "did its training diverge? (a smaller learning rate)")
+    return out
 
 
 def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = "mpcnet-fl") -> float:

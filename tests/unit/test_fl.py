@@ -216,3 +216,73 @@ def test_check_run_refuses_what_run_fedavg_would_before_anything_is_spent() -> N
     with pytest.raises(InvalidInput, match="the DP calibration is for clip 0.5, the run clips at 5"):
         fedavg.check_run(fedavg.FedAvgConfig(dp=dp), plain, 20)
     fedavg.check_run(fedavg.FedAvgConfig(clip=0.5, dp=dp), plain, 20)  # a run that can start passes
+
+
+class _Stub:
+    """An aggregator as check_run sees it."""
+
+    def __init__(self, name: str = "secagg", min_clients: int = 2, clip: float | None = None) -> None:
+        self.name, self.min_clients = name, min_clients
+        if clip is not None:
+            self.clip = clip
+
+
+def test_sdk_runs_that_would_leak_more_or_skip_everything_are_refused_before_they_start() -> None:
+    """Each of these ran to the end before: a calibration for 2 rounds used for 8 (epsilon 2.14 spent, 1.0 on
+    the label), --per-round silently ignored under central DP, one client under SecAgg with every round skipped,
+    and an aggregator quantizing at a smaller clip than the run's (the large updates saturated)."""
+    from mpcnet.fl.distributed_dp import calibrate_distributed
+    from mpcnet.fl.privacy import calibrate
+    dp = calibrate(1.0, 1e-5, 2, 1.0, 0.25)
+    with pytest.raises(InvalidInput, match="the DP calibration covers 2 rounds, the run has 8: it would spend more "
+                                           "than epsilon 1; calibrate for 8 rounds"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=8, clip=0.25, dp=dp), _Stub("plain", 1), 6)
+    ddp = calibrate_distributed(1.0, 1e-5, 2, clip=0.25, dim=62, min_contributors=4, max_clients=6)
+    with pytest.raises(InvalidInput, match="distributed-DP calibration covers 2 rounds, the run has 3"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.25, ddp=ddp), _Stub("plain", 1), 6)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=1, clip=0.25, dp=dp), _Stub("plain", 1), 6)  # fewer: fine
+    with pytest.raises(InvalidInput, match="clients per round 2 with central DP"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=0.25, dp=dp, clients_per_round=2), _Stub(), 6)
+    with pytest.raises(InvalidInput, match="this run has 1 in all, so every round would be skipped"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=0.25, dp=dp), _Stub(), 1)
+    with pytest.raises(InvalidInput, match="quantizes updates of L2 norm up to 0.01, the run clips them at 5"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=5.0), _Stub(clip=0.01), 6)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=5.0), _Stub(clip=5.0), 6)
+
+
+def test_a_trainer_result_that_is_no_parameter_vector_is_refused_naming_the_client() -> None:
+    """A vector of length 1 used to broadcast into a garbage model, and NaN to spread through plain averaging."""
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    parts = data.split_iid(len(ds.y_train), 4)
+
+    class Returning:
+        def __init__(self, make: object) -> None:
+            self.make = make
+
+        def train(self, params: np.ndarray, x: np.ndarray, y: np.ndarray, draws: Draws) -> object:
+            return self.make(params)  # type: ignore[operator]
+
+    cfg = fedavg.FedAvgConfig(rounds=1)
+    for make, words in ((lambda p: np.zeros(1), r"client 1, round 1: the trainer returned parameters of shape "
+                                                r"\(1,\); the model has 62"),
+                        (lambda p: np.full_like(p, np.nan), "client 1, round 1: the trainer returned non-finite"),
+                        (lambda p: np.zeros((2, 31)), r"shape \(2, 31\)")):
+        with pytest.raises(InvalidInput, match=words):
+            fedavg.run_fedavg(m, Returning(make), ds, parts, cfg, fedavg.PlainAggregator())
+    # a list or float32 is a parameter vector all the same
+    for make in (lambda p: list(p + 0.01), lambda p: (p + 0.01).astype(np.float32)):
+        hist = fedavg.run_fedavg(m, Returning(make), ds, parts, cfg, fedavg.PlainAggregator())
+        assert hist.params is not None and hist.params.dtype == np.float64
+    with pytest.raises(InvalidInput, match="the model takes 64 features and 10 classes, the data has 30 features "
+                                           "and 2 classes"):
+        fedavg.run_fedavg(models.make_model("logreg", 64, 10), models.SgdTrainer(m), ds, parts, cfg,
+                          fedavg.PlainAggregator())
+
+
+def test_a_secagg_aggregator_refuses_more_samples_than_its_quantization_range_before_any_call() -> None:
+    agg = fedavg.SecAggAggregator("127.0.0.1:9", (), clip=0.5, max_total_samples=10)  # nothing listens there
+    updates = [fedavg.Update(1, np.zeros(3), 8), fedavg.Update(2, np.zeros(3), 8)]
+    with pytest.raises(InvalidInput, match="the sampled clients hold 16 samples, more than the aggregator's "
+                                           "max_total_samples 10"):
+        agg.aggregate(1, updates, [])
