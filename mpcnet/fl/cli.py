@@ -67,8 +67,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
             raise ValueError(f"--clients {args.clients}: at least 1")
         if not 0 <= args.per_round <= args.clients:
             raise ValueError(f"--per-round {args.per_round}: from 1 to --clients ({args.clients}), or 0 for all")
-        fixed_sample = args.epsilon is None or args.dp == "distributed"  # (central DP samples Poisson)
-        if args.aggregator != "plain" and fixed_sample and 0 < (args.per_round or args.clients) < 2:
+        # (with central DP's Poisson sampling --per-round is refused below: the test is then on --clients, since a
+        # single client could never make a SecAgg round and every round would be skipped with the epsilon spent)
+        if args.aggregator != "plain" and 0 < (args.per_round or args.clients) < 2:
             raise ValueError("SecAgg needs at least 2 clients a round: raise --clients/--per-round, or average in "
                              "the clear with --aggregator plain")
         if args.out:
@@ -213,7 +214,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
     if args.out:
         try:
             # strict JSON: an infinite --epsilon is written as the string "inf" (JSON has no infinity)
-            Path(args.out).write_text(json.dumps(_strict_json({
+            from mpcnet.jsonout import strict_json
+            Path(args.out).write_text(json.dumps(strict_json({
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
                 "centralised": central, "runs": runs}), indent=1, default=str, allow_nan=False))
         except OSError as exc:  # checked writable before the run: the file system changed meanwhile
@@ -222,17 +224,6 @@ def fedavg_main(args: argparse.Namespace) -> int:
             return 1
         console.print(f"written to {args.out} (with the receipts)")
     return 0
-
-
-def _strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float spelled as a string ("inf", "-inf", "nan")."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
 
 
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -> dict[str, Any]:

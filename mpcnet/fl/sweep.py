@@ -114,9 +114,10 @@ def sweep_main(args: argparse.Namespace) -> int:
     console.print(table)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     stem = out / f"fedavg-privacy-{args.dataset}-{'' if args.dp == 'central' else 'distributed-'}{stamp}"
-    stem.with_suffix(".json").write_text(json.dumps({"when": stamp, "args": vars(args), "curves": curves,
-                                                     "dp": args.dp,
-                                                     "noise_multiplier": noise}, indent=1))
+    from mpcnet.jsonout import strict_json  # epsilon inf is "inf": JSON has no infinity
+    stem.with_suffix(".json").write_text(json.dumps(strict_json({"when": stamp, "args": vars(args), "curves": curves,
+                                                                 "dp": args.dp, "noise_multiplier": noise}),
+                                                    indent=1, allow_nan=False))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -64,6 +64,19 @@ def test_a_round_below_threshold_is_skipped_and_the_model_kept(cluster: LocalClu
     assert hist.accuracy[0] == hist.accuracy[1]
 
 
+def test_when_every_client_fails_locally_the_round_raises_their_reason(cluster: LocalCluster) -> None:
+    """Updates the clients cannot encode (here: NaN, as a broken trainer would give without run_fedavg's check):
+    each client refuses its own input before advertising keys.  That used to be a skipped round whose reason was
+    the coordinator's view ("0 survivors", or just "running"), with the clients' own reason thrown away."""
+    from mpcnet.errors import MpcnetError
+    agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=1.0, max_total_samples=100,
+                                  stage_deadline_s=5)
+    updates = [fedavg.Update(c, np.full(4, np.nan), 10) for c in (1, 2, 3)]
+    with pytest.raises(MpcnetError, match="round 7: every client failed before the SecAgg round could finish; "
+                                          "client 1 at .*: .*finite"):
+        agg.aggregate(7, updates, [])
+
+
 def test_fedavg_cli_runs_both_aggregators_and_writes_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "3", "--clients", "8",
@@ -103,7 +116,11 @@ def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) 
     (js,) = tmp_path.glob("fedavg-privacy-*.json")
     (png,) = tmp_path.glob("fedavg-privacy-*.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    run = json.loads(js.read_text())
+    def no_infinity(constant: str) -> None:
+        raise AssertionError(f"{constant} in the sweep's JSON: not JSON (JavaScript's JSON.parse refuses it)")
+
+    run = json.loads(js.read_text(), parse_constant=no_infinity)
+    assert run["args"]["epsilons"] == [1.0, "inf"]
     assert set(run["curves"]) == {"non-private", "eps=1", "eps=inf"}
     # no noise: only the DP weighting (capped weights, fixed denominator) differs from FedAvg's
     assert run["curves"]["eps=inf"] == pytest.approx(run["curves"]["non-private"], abs=0.02)
@@ -117,7 +134,9 @@ def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> Non
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (js,) = tmp_path.glob("fedavg-digits-logreg-*.json")
-    rows = json.loads(js.read_text())["rows"]
+    result = json.loads(js.read_text())
+    assert result["machine"]["cores"] >= 1 and result["machine"]["python"]  # as bench mul and dot record it
+    rows = result["rows"]
     assert [r["clients"] for r in rows] == [4, 30] and [r["graph"] for r in rows] == ["full", "sparse"]
     for r in rows:  # quantization only: the same model either way
         assert r["accuracy_gap_points"] < 0.5 and r["secure_round_s"] > 0 and r["plain_round_s"] > 0

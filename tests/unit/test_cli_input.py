@@ -18,6 +18,8 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
 @pytest.mark.parametrize("argv, words", [
     (["fedavg", "--clients", "1"], "SecAgg needs at least 2 clients a round"),
     (["fedavg", "--clients", "-1"], "--clients -1: at least 1"),  # blamed --per-round
+    (["fedavg", "--clients", "1", "--epsilon", "8", "--aggregator", "secagg", "--ledger",
+      "/tmp/mpcnet-never-written.sqlite"], "SecAgg needs at least 2 clients a round"),  # spent 8, skipped every round
     (["fedavg", "--per-round", "1", "--aggregator", "secagg"], "--aggregator plain"),
     (["fedavg", "--dropout", "1.5"], "in [0, 1), got 1.5"),
     (["fedavg", "--per-round", "50", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],

@@ -84,12 +84,12 @@ def test_a_model_without_dp_has_a_strict_json_receipt_and_run_file() -> None:
     import json
     import math
 
-    from mpcnet.fl.cli import _strict_json
+    from mpcnet.jsonout import strict_json
     from mpcnet.receipt import fedavg_receipt
     rounds = [{"round": 1, "sampled": [1, 2], "included": [1, 2], "dropped": [], "skipped": ""}]
     rc = fedavg_receipt("t", "secagg", rounds, 2, None, None)
     assert rc["differential_privacy"]["epsilon"] is None
     json.dumps(rc, allow_nan=False)  # raises on inf or nan
     assert "epsilon unbounded (no differential privacy)" in "\n".join(render(rc))
-    assert _strict_json({"args": {"epsilon": math.inf, "delta": 1e-5}, "x": [-math.inf, 1.5]}) == {
+    assert strict_json({"args": {"epsilon": math.inf, "delta": 1e-5}, "x": [-math.inf, 1.5]}) == {
         "args": {"epsilon": "inf", "delta": 1e-5}, "x": ["-inf", 1.5]}
