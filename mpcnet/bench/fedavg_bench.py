@@ -178,7 +178,7 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     table = Table(title=f"FedAvg round, {dataset} {model_kind} ({rows[0]['params']} parameters), {epochs} local "
                         f"epochs, median of {repeats} x {rounds} rounds", width=170)
     for col in ("clients", "graph", "in memory s", "plain gRPC s", "SecAgg s", "SecAgg / plain gRPC (repeats)",
-                "SecAgg / in memory", "SecAgg math in memory s (/ plain gRPC)", "server CPU s: plain / SecAgg",
+                "SecAgg / in memory", "SecAgg math in memory s (/ plain gRPC)", "server CPU s: plain server / coordinator",
                 "accuracy plain", "accuracy SecAgg", "gap (points)"):
         table.add_column(col, min_width=13 if col.endswith("(repeats)") else None)
     for r in rows:
@@ -191,7 +191,9 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest = out / f"fedavg-{dataset}-{model_kind}-{stamp}.json"
-    dest.write_text(json.dumps({"benchmark": "fedavg", "timestamp": stamp, "dataset": dataset, "model": model_kind,
+    from mpcnet.bench.runner import machine_description
+    dest.write_text(json.dumps({"benchmark": "fedavg", "timestamp": stamp, "machine": machine_description(),
+                                "dataset": dataset, "model": model_kind,
                                 "hidden": hidden, "epochs": epochs, "rounds": rounds, "repeats": repeats, "rows": rows, "notes": __doc__}, indent=1))
     console.print(f"written to {dest}")
     return 0
