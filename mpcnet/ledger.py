@@ -217,14 +217,7 @@ class EpsilonLedger:
             if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
                 raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
                                    f"{delta}) ({name!r})")
-        # per dataset: what this whole request spends, and what of it is already inserted (the balance a refusal
-        # quotes is the one before the request, not one after its own rolled-back charges)
-        whole: dict[str, list[float]] = {}
-        for dataset, _, _, _, epsilon, delta in charges:
-            total = whole.setdefault(dataset, [0.0, 0.0, 0])
-            total[0], total[1], total[2] = total[0] + epsilon, total[1] + delta, total[2] + 1
-        taken: dict[str, tuple[float, float]] = {}
-        out = []
+        out: list[Release] = []
         with self._writing("charged"):  # check and insert atomically against concurrent runs
             for dataset, name, mechanism, params, epsilon, delta in charges:
                 if default_budget is not None and self.budget(dataset) is None:
@@ -232,17 +225,17 @@ class EpsilonLedger:
                                     (dataset, default_budget[0], default_budget[1], time.time()))
                 eps_left, dl_left = self.remaining(dataset)
                 if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
-                    eps_before = eps_left + taken.get(dataset, (0.0, 0.0))[0]
-                    dl_before = dl_left + taken.get(dataset, (0.0, 0.0))[1]
-                    eps_all, dl_all, count = whole[dataset]
-                    together = (f"; the {int(count)} releases of this request spend epsilon {eps_all:g}, delta "
-                                f"{dl_all:g} of it together" if count > 1 else "")
+                    # the balance before this request (its earlier releases are rolled back with the refusal),
+                    # and what all of its releases on this dataset spend together
+                    earlier = [r for r in out if r.dataset == dataset]
+                    mine = [c for c in charges if c[0] == dataset]
+                    together = (f"; the {len(mine)} releases of this request spend epsilon "
+                                f"{sum(c[4] for c in mine):g}, delta {sum(c[5] for c in mine):g} of it together"
+                                if len(mine) > 1 else "")
                     raise BudgetExceeded(
                         f"refused: {name!r} would spend epsilon {epsilon:g}, delta {delta:g} of dataset {dataset!r}, "
-                        f"which has epsilon {max(eps_before, 0):g}, delta {max(dl_before, 0):g} left{together}",
-                        dataset, name)
-                done = taken.get(dataset, (0.0, 0.0))
-                taken[dataset] = (done[0] + epsilon, done[1] + delta)
+                        f"which has epsilon {max(eps_left + sum(r.epsilon for r in earlier), 0):g}, delta "
+                        f"{max(dl_left + sum(r.delta for r in earlier), 0):g} left{together}", dataset, name)
                 at = time.time()
                 cur = self.db.execute("INSERT INTO releases (dataset, name, mechanism, params, epsilon, delta, at) "
                                       "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -191,8 +191,9 @@ class SecAggAggregator:
             return out
         dim = len(updates[0].delta)
         integer = updates[0].integer
-        if not integer and sum(u.samples for u in updates) > self.max_total:
-            raise InvalidInput(f"round {round_no}: the sampled clients hold {sum(u.samples for u in updates)} "
+        held = sum(u.samples for u in updates)
+        if not integer and held > self.max_total:
+            raise InvalidInput(f"round {round_no}: the sampled clients hold {held} "
                                f"samples, more than the aggregator's max_total_samples {self.max_total} (the "
                                "quantization's range is set by it: give the training set's size)")
         if integer:  # distributed DP: exact integer sums mod 2^bits (two's complement), no count element
