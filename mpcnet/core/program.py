@@ -40,8 +40,10 @@ unit is one row of the input (one individual); the row count is public, so
 neighbouring inputs differ by *replacing* a row: a sum of values in [-B, B]
 moves by at most 2B per element of the row (B when declared non-negative),
 a count of 0/1 flags by 1.  Only inputs their owner declared ``dp_only``
-can be released this way, and then *only* this way: no output of the job may
-depend on them except through the noise.  The
+can be released this way, and then *only* this way: such an input may be the
+argument of a DP release and of no other operation (not even one whose result
+is never output: weighted_average opens its total count to the nodes), and no
+output may be the input itself.  The
 sum is truncated to a grid where that sensitivity is at most 257 units (so
 the noise stays exactly representable) and DLap(epsilon / sensitivity) is
 added there: pure epsilon-DP.  A mean divides the *noisy* sum (post-processing,
@@ -65,6 +67,7 @@ import numpy as np
 from mpcnet.core.beaver import ProductKind
 from mpcnet.core.fixedpoint import DEFAULT_FRAC_BITS
 from mpcnet.core.preprocessing import MaterialItem, MaterialKind
+from mpcnet.dp.noise import MAX_LAMBDA, discrete_laplace_refusal
 
 Shape = tuple[int, ...]
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
@@ -90,6 +93,9 @@ class OpCode(str, Enum):
     DP_SUM = "dp_sum"
     DP_MEAN = "dp_mean"
     DP_COUNT = "dp_count"
+
+
+_DP_RELEASES = frozenset({OpCode.DP_SUM, OpCode.DP_MEAN, OpCode.DP_COUNT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +339,11 @@ class _Compiler:
     def emit(self, code: IrCode, out: str, args: tuple[str, ...], t: SecretType, *, value: int = 0,
              product: ProductKind = ProductKind.ELEMENTWISE, material: MaterialItem | None = None,
              mag: float | None = None) -> str:
+        if code is IrCode.OPEN:  # a second line behind define()'s rule: nothing DP-only is ever opened in the clear
+            raw = sorted(d for a in args for d in self.deps.get(a, frozenset()) if self.inputs[d].dp_only)
+            if raw:
+                raise ProgramError(f"'{self.current}' would open a value computed from DP-only "
+                                   f"{', '.join(repr(r) for r in raw)} to the nodes without noise")
         bound = self._magnitude(code, args, value, product, mag)
         if bound is not None and bound >= 2.0**63:
             raise ProgramError(f"'{self.current}' may overflow: a value could reach 2^{math.log2(bound):.1f} "
@@ -424,6 +435,15 @@ class _Compiler:
             raise ProgramError(f"invalid output name {op.out!r}: use letters, digits, '_', '.', '-' (max 64)")
         if op.out in self.types:
             raise ProgramError(f"{op.code.value}: name '{op.out}' is already defined")
+        if op.code not in _DP_RELEASES:
+            # A DP-only input feeds a DP release and nothing else.  Checking outputs alone is not enough: an
+            # intermediate that is never output can still be opened to the nodes (weighted_average opens its
+            # total count) or make the job fail on its value (a zero divisor) -- an exact leak at no epsilon.
+            raw = sorted({a for a in (*op.args, *op.counts) if a in self.inputs and self.inputs[a].dp_only})
+            if raw:
+                raise ProgramError(f"{op.code.value} '{op.out}' reads {', '.join(repr(r) for r in raw)}, which its "
+                                   "owner declared DP-only: such an input can only be the argument of dp_sum, dp_mean "
+                                   "or dp_count")
         self.current = op.out
         getattr(self, "op_" + op.code.value)(op)
 
@@ -576,6 +596,11 @@ class _Compiler:
         # a truncation by grid_bits is floor(x / 2^g) + {0, 1}: one more unit of sensitivity on the grid
         grid_sens = math.ceil(ulps / 2**grid_bits) + (1 if grid_bits else 0)
         a = eps / grid_sens
+        # refused here, before the ledger is charged, not by the nodes' sampler after it
+        if (why := discrete_laplace_refusal(a)) is not None:
+            lo, hi = grid_sens * 64 / MAX_LAMBDA, grid_sens * 700.0
+            raise ProgramError(f"dp_{kind} '{op.out}': epsilon {eps:g} cannot be released here ({why}); use an "
+                               f"epsilon between {lo:.3g} and {hi:.3g} for this sensitivity")
         total = self.emit(IrCode.SUM, self.temp("dpsum"), (src,), SecretType((), s))
         if grid_bits:
             total = self.truncate(total, grid_bits)

@@ -9,7 +9,9 @@ whole noise, while no party (and no coalition short of all of them) knows it:
 * **Discrete Laplace** DLap(a): P(k) proportional to exp(-a |k|).  A geometric variable is a negative binomial
   NB(1, p) and NB(r1, p) + NB(r2, p) = NB(r1 + r2, p), so with p = exp(-a) the sum over N parties of
   NB(1/N, p) - NB'(1/N, p) is Geom - Geom' = DLap(a) exactly.  Compute nodes each add one such share to their
-  additive share of a released statistic (the Laplace mechanism of MPC jobs).
+  additive share of a released statistic (the Laplace mechanism of MPC jobs).  Exact as distributions; as
+  sampled here (Gamma from floating-point normals capped near 8.65 sigma), the tails beyond about 60 / a are
+  cut, an event of probability below e^-58.
 
 Samplers: Poisson by inversion below lambda = 10 and by Hoermann's PTRS transformed rejection above (the
 algorithm numpy uses, vectorised here); NB(r, p) as Poisson(Gamma(r, p / (1 - p))).  Every uniform comes from
@@ -127,12 +129,24 @@ def negative_binomial(r: float, p: float, size: int, draws: Draws) -> IntArray:
     return poisson(np.minimum(lam, MAX_LAMBDA), draws)
 
 
+def discrete_laplace_refusal(a: float) -> str | None:
+    """Why DLap(a) cannot be sampled here, or None: the compiler asks before a release is charged, the sampler
+    again before it draws."""
+    if not (a > 0 and math.isfinite(a)):
+        return f"discrete Laplace needs a finite a > 0, got a={a}"
+    if 1 / a > MAX_LAMBDA / 64:
+        return f"its scale 1/a = {1 / a:g} grid units is above {MAX_LAMBDA / 64:g}, too large for exact sampling"
+    if math.exp(-a) == 0.0:
+        return f"a = {a:g} is so large that e^-a underflows: the noise would be zero"
+    return None
+
+
 def discrete_laplace_share(a: float, n_parties: int, size: int, draws: Draws | None = None) -> IntArray:
     """One party's share of DLap(a) noise: NB(1/N, e^-a) - NB(1/N, e^-a); N parties' shares sum to DLap(a)."""
-    if not (a > 0 and math.isfinite(a)) or n_parties < 1:
-        raise ValueError(f"discrete Laplace needs a > 0 and at least one party, got a={a}, N={n_parties}")
-    if 1 / a > MAX_LAMBDA / 64:
-        raise ValueError(f"discrete Laplace scale 1/a = {1 / a:g} is too large for exact sampling: coarsen the grid")
+    if n_parties < 1:
+        raise ValueError(f"discrete Laplace needs at least one party, got N={n_parties}")
+    if (why := discrete_laplace_refusal(a)) is not None:
+        raise ValueError(why)
     d = draws or Draws.secure()
     p = math.exp(-a)
     r = 1.0 / n_parties
@@ -144,5 +158,6 @@ def discrete_laplace_variance(a: float) -> float:
     return 2 * math.exp(-a) / (-math.expm1(-a)) ** 2
 
 
-__all__ = ["MAX_LAMBDA", "discrete_laplace_share", "discrete_laplace_variance", "log_factorial",
+__all__ = ["MAX_LAMBDA", "discrete_laplace_refusal", "discrete_laplace_share",
+           "discrete_laplace_variance", "log_factorial",
            "negative_binomial", "poisson", "skellam"]

@@ -68,9 +68,19 @@ def test_dp_only_inputs_leave_only_through_noise_and_exact_outputs_are_named(clu
     alice.share(job, "x", np.arange(10.0), bound=16.0, nonnegative=True, dp_only=True)
     alice.share(job, "y", np.arange(10.0), bound=16.0)
     # the raw sum of a DP-only input is refused before anything is charged or run; the job stays open
-    with pytest.raises(InvalidInput, match="without DP noise"):
+    with pytest.raises(InvalidInput, match="declared DP-only: such an input can only be the argument of dp_"):
         alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("raw", "x")
                   .output("s", to=[alice.name]).output("raw", to=[alice.name]))
+    # nor may it be opened in a value nobody outputs (weighted_average opens its total count to the nodes)
+    with pytest.raises(InvalidInput, match="'x', which its owner declared DP-only"):
+        alice.run(job, mpcnet.Program().weighted_average("wa", ["y"], ["x"]).dp_sum("s", "x", 0.5)
+                  .output("s", to=[alice.name]))
+    # an epsilon the nodes could not sample is refused before the charge, not after it
+    with pytest.raises(InvalidInput, match="cannot be released here"):
+        alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).dp_sum("tiny", "x", 1e-10)
+                  .output("s", to=[alice.name]).output("tiny", to=[alice.name]))
+    with _ledger(cluster) as led:
+        assert led.releases(f"party:{alice.name}") == []  # none of the refused jobs above charged anything
     res = alice.run(job, mpcnet.Program().dp_sum("s", "x", 0.5).sum("exact", "y")
                     .output("s", to=[alice.name]).output("exact", to=[alice.name]))
     dp = res.receipt["differential_privacy"]

@@ -6,6 +6,7 @@ each bound is still a real test: a wrong variance or a biased sampler fails it."
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -185,8 +186,10 @@ def test_a_dp_only_input_leaves_the_job_only_through_the_noise() -> None:
     for prog in (Program().dp_sum("s", "x", 1.0).sum("raw", "x").output("s", ["a"]).output("raw", ["a"]),
                  Program().mul("xy", "x", "y").output("xy", ["a"]),
                  Program().add("x2", "x", "x").output("x2", ["a"])):
-        with pytest.raises(ProgramError, match="without DP noise"):
+        with pytest.raises(ProgramError, match="declared DP-only: such an input can only be the argument of dp_"):
             compile_program(prog, inputs)
+    with pytest.raises(ProgramError, match="depends on 'x' without DP noise"):  # the input itself as an output
+        compile_program(Program().dp_sum("s", "x", 1.0).output("s", ["a"]).output("x", ["a"]), inputs)
     # the compiler's temporaries (the sum before its noise) cannot be read by name
     with pytest.raises(ProgramError, match="unknown secret"):
         compile_program(Program().dp_sum("s", "x", 1.0).add("leak", "%dpsum1", "%dpsum1").output("leak", ["a"]),
@@ -195,6 +198,44 @@ def test_a_dp_only_input_leaves_the_job_only_through_the_noise() -> None:
     ok = compile_program(Program().dp_sum("s", "x", 1.0).mul_public("s2", "s", 2.0).sum("ysum", "y")
                          .output("s2", ["a"]).output("ysum", ["a"]), inputs)
     assert [r.output for r in ok.releases] == ["s"]
+
+
+def test_a_dp_only_input_is_never_opened_nor_made_a_failure_condition_even_when_not_output() -> None:
+    """weighted_average opens its total count to the nodes, and a total <= 0 fails the job: a DP-only count
+    there, even in a value nobody outputs, would be an exact leak (to the nodes, and one bit per job to the
+    runner) at zero epsilon."""
+    inputs = {"cnt": _dp((), 0, 1000.0, True), "v": SecretType((3,), 16, 5.0), "mine": SecretType((), 0, 1000.0, True),
+              "flags": _dp((10,), 0, 1.0, True)}
+    for prog in (Program().weighted_average("wa", ["v"], ["cnt"]).dp_count("k", "flags", 1.0).output("k", ["a"]),
+                 Program().weighted_average("wa", ["v", "v"], ["mine", "cnt"]).output("wa", ["a"]),
+                 Program().sum("c2", "cnt").dp_count("k", "flags", 1.0).output("k", ["a"])):
+        with pytest.raises(ProgramError, match="'cnt', which its owner declared DP-only"):
+            compile_program(prog, inputs)
+    # and behind that rule, the compiler itself never opens a value computed from a DP-only input
+    from mpcnet.core.program import IrCode, _Compiler
+    comp = _Compiler(inputs, 16, 24)
+    comp.current = "probe"
+    total = comp.emit(IrCode.ADD, "%t", ("mine", "cnt"), SecretType((), 0))
+    with pytest.raises(ProgramError, match="would open a value computed from DP-only 'cnt'"):
+        comp.emit(IrCode.OPEN, "%o", (total,), SecretType((), 0))
+    comp.emit(IrCode.OPEN, "%ok", ("mine",), SecretType((), 0))  # a non-DP count may be opened (and is disclosed)
+
+
+@pytest.mark.parametrize("eps, why", [(1e-10, "too large for exact sampling"), (1e6, "underflows")])
+def test_an_epsilon_the_nodes_cannot_sample_is_refused_when_compiling(eps: float, why: str) -> None:
+    """The coordinator charges the ledger after compiling and before the nodes draw: an epsilon whose noise the
+    nodes' sampler refuses must be refused by the compiler, or the job fails with the epsilon spent."""
+    inputs = {"x": _dp((10,), 16, 5.0)}
+    refused = f"epsilon {re.escape(f'{eps:g}')} cannot be released here .*{why}.*use an epsilon between"
+    with pytest.raises(ProgramError, match=refused):
+        compile_program(Program().dp_sum("s", "x", 1.0).dp_sum("t", "x", eps).output("s", ["a"]).output("t", ["a"]),
+                        inputs)
+    # the range the message quotes compiles, at both ends, and its noise can be drawn
+    rel = compile_program(Program().dp_sum("s", "x", 1.0).output("s", ["a"]), inputs).releases[0]
+    lo, hi = rel.grid_sensitivity * 64 / noise.MAX_LAMBDA, rel.grid_sensitivity * 700.0
+    for e in (lo * 1.0001, hi):
+        r = compile_program(Program().dp_sum("s", "x", e).output("s", ["a"]), inputs).releases[0]
+        assert noise.discrete_laplace_share(r.parameter, 3, 4, Draws.seeded(b"k" * 32)).shape == (4,)
 
 
 def test_a_declared_sensitivity_only_ever_raises_the_bound_derived_one() -> None:
