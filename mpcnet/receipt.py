@@ -58,14 +58,19 @@ def job_receipt_for_party(receipt: Mapping[str, Any], party: str) -> dict[str, A
 
 def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clients: int, dp: Any,
                    ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3,
-                   graph: str = "full") -> dict[str, Any]:
+                   graph: str = "full", weight_cap: int = 0, small_rounds_delta: float = 0.0) -> dict[str, Any]:
     """Which layers protected a released FedAvg model, who took part, what it cost in epsilon, whom it trusts.
 
     ``rounds``: per round {"round", "sampled", "included", "dropped", "skipped"[, "noise_contributors"]};
     ``dp``: a :class:`mpcnet.fl.privacy.CentralDp`, a :class:`mpcnet.fl.distributed_dp.DistributedDp` or None;
     ``ledger``: {"dataset", "spent", "remaining"} or None; ``graph``: SecAgg's, "full" or "sparse" (SecAgg+).
     Through SecAgg each round's entry also gives its Shamir threshold (and on SecAgg+ each client's number of
-    neighbours), as the aggregator chose them for the round's sample."""
+    neighbours), as the aggregator chose them for the round's sample.  ``weight_cap``: the run's public DP
+    weight cap (0: every client weighted 1).  ``small_rounds_delta``: central DP's addition to delta for rounds
+    too small to aggregate (:func:`mpcnet.fl.fedavg.skipped_rounds_delta`), included in the delta given.
+
+    Under central DP with a sampling rate below 1 the rounds' member lists are withheld (counts only): the
+    epsilon is amplified by sampling, which holds only against a reader who cannot tell who was sampled."""
     from mpcnet.fl.distributed_dp import DistributedDp
     from mpcnet.fl.fedavg import secagg_threshold
     from mpcnet.secagg.graph import default_degree
@@ -83,13 +88,15 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
             layers.append("secure aggregation, SecAgg+ (Bell et al.): the coordinator sees masked updates and their "
                           "sum only; each client masks with and shares its keys among k random graph neighbours "
                           f"(k about 2 log2 n), threshold t = ceil({threshold_fraction:.2f} (k + 1)) within each "
-                          "neighbourhood (each round's k and t are listed with it)")
+                          "neighbourhood " + ("(withheld per round with the sample)" if secret_sample(dp) else
+                                              "(each round's k and t are listed with it)"))
             trust.append("fewer than t of any client's k neighbours collude with the coordinator (semi-honest "
                          "coordinator); the graph is random and fixed before the clients' keys are known")
         else:
             layers.append("secure aggregation (Bonawitz et al.): the coordinator sees masked updates and their sum "
                           f"only; each round needs a threshold t = ceil({threshold_fraction:.2f} n) of its n clients "
-                          "(each round's t is listed with it)")
+                          + ("(withheld per round with the sample)" if secret_sample(dp) else
+                             "(each round's t is listed with it)"))
             trust.append("at most t - 1 clients collude with the coordinator (semi-honest coordinator)")
     else:
         layers.append("NONE for the updates: plain averaging in the clear (the insecure reference run)")
@@ -102,7 +109,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         if aggregator == "secagg":
             trust.append("nobody sees an un-noised aggregate: the coordinator's sum already carries the noise "
                          "(distributed DP); clients are trusted to add their own noise share, and a coalition of the "
-                         "coordinator with c clients can subtract only those c shares")
+                         "coordinator with c clients can subtract only those c shares: the epsilon holds against the "
+                         "coordinator alone, and against such a coalition it is that of the (t - c)/t of the noise "
+                         "left, larger the larger c is")
         else:
             trust.append(f"without SecAgg the aggregator sees each client's update with only its own 1/"
                          f"{dp.min_contributors} share of the noise: the epsilon above holds for the released model "
@@ -112,7 +121,8 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         short = [r["round"] for r in applied if int(r.get("noise_contributors", 0)) < dp.min_contributors]
         realised = dp.realised_epsilon(contributors) if contributors else 0.0
         privacy: dict[str, Any] = {"mechanism": "skellam (distributed)", "unit": "one client (user-level); neighbouring runs "
-                   "replace one client's update with zeros (zero-out adjacency); no amplification by sampling",
+                   "replace one client's update with zeros (zero-out adjacency); no amplification by sampling; "
+                   + _public_weights(weight_cap),
                    "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
                    "noise_multiplier": dp.noise_multiplier, "realised_epsilon": realised,
                    "rounds_short_of_noise": short,
@@ -128,9 +138,17 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                      "(central DP, a trusted noise-adder)" if aggregator == "secagg" else
                      "the FedAvg server adds the noise to the sum it computed in the clear: it sees every update "
                      "and the un-noised aggregate (central DP, a trusted noise-adder)")
-        privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level)",
-                                   "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
-                                   "accountant": "dp-accounting RDP, Poisson-sampled Gaussian"}
+        privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level); neighbouring runs replace one "
+                   "client's update with zeros (zero-out adjacency); " + _public_weights(weight_cap),
+                   "epsilon": dp.epsilon, "delta": dp.delta + small_rounds_delta, "rounds": dp.rounds,
+                   "delta_small_rounds": small_rounds_delta,
+                   "accountant": "dp-accounting RDP, Poisson-sampled Gaussian (zero-out adjacency); plus "
+                                 "(1 + e^epsilon) P(a round too small to aggregate) in delta"}
+        skipped = [r["round"] for r in rounds if r.get("skipped")]
+        if skipped:
+            privacy["skipped_rounds"] = (f"rounds {skipped} were skipped; the accounting covers skips at the "
+                                         "planned dropout rate only (delta_small_rounds): one caused by a client "
+                                         "failing is outside it")
     else:
         # epsilon is unbounded: JSON null, since JSON has no infinity (Python's "Infinity" breaks strict parsers)
         privacy = {"mechanism": "none", "epsilon": None,
@@ -138,16 +156,53 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                            "about a client's data"}
     if ledger:
         privacy["ledger"] = dict(ledger)
+    keep = ("round", *MEMBER_LISTS, "skipped", "noise_contributors")
+    per_round = [{**{k: v for k, v in r.items() if k in keep}, **shapes.get(r["round"], {})}
+                 for r in rounds]
+    participants: dict[str, Any] = {"clients": clients, "rounds": per_round}
+    if secret_sample(dp):
+        participants["rounds"] = public_rounds(rounds, dp)
+        participants["withheld"] = ("each round's sampled, included and dropped clients, their numbers and the "
+                                    "round's threshold: the epsilon counts on amplification by Poisson sampling, "
+                                    "which holds only against a reader who cannot tell who or how many were "
+                                    "sampled (the FedAvg server knows)")
     return {
         "run": run,
         "released": "the final global model",
         "layers": layers,
         "differential_privacy": privacy,
-        "participants": {"clients": clients, "rounds": [
-            {**{k: r[k] for k in ("round", "sampled", "included", "dropped", "skipped", "noise_contributors")
-                if k in r}, **shapes.get(r["round"], {})} for r in rounds]},
+        "participants": participants,
         "trust_assumptions": trust,
     }
+
+
+MEMBER_LISTS = ("sampled", "included", "dropped")
+
+
+def secret_sample(dp: Any) -> bool:
+    """Whether a FedAvg run's DP counts on amplification by sampling (central DP at a sampling rate below 1): its
+    rounds' members must then not be published."""
+    from mpcnet.fl.distributed_dp import DistributedDp
+    return (dp is not None and not isinstance(dp, DistributedDp) and dp.noise_multiplier > 0
+            and dp.sampling_rate < 1)
+
+
+def public_rounds(rounds: list[dict[str, Any]], dp: Any) -> list[dict[str, Any]]:
+    """Per-round outcomes as they may leave with the model.  When the sample is secret, only whether each round
+    was skipped: its members, their number, its threshold (a function of the number), its time and a skip's
+    reason would each tell something of who or how many were sampled, and the accountant assumes neither is
+    known."""
+    if not secret_sample(dp):
+        return rounds
+    return [{"round": r["round"], "skipped": "skipped" if r.get("skipped") else ""} for r in rounds]
+
+
+def _public_weights(weight_cap: int) -> str:
+    """What a DP FedAvg run's weighting makes public (its denominator is a public constant)."""
+    if weight_cap:
+        return (f"each client's update is weighted min(n_k / {weight_cap}, 1) with the public cap {weight_cap}: the "
+                "number of clients and their sample counts (up to the cap) are treated as public")
+    return "every client's update has weight 1: the number of clients is treated as public, their data sizes not"
 
 
 def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> Any:
@@ -162,7 +217,12 @@ def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> A
         "limits": "assumes every node adds its share honestly and none colludes with a reader: a node working "
                   "with a reader can subtract its own share (the rest carry (N-1)/N of the noise variance, not "
                   "the promised epsilon); the dealer with one node sees the sum before the noise (it knows the "
-                  "truncation mask) -- the same non-collusion the secret sharing already assumes",
+                  "truncation mask) -- the same non-collusion the secret sharing already assumes; the input "
+                  "bounds that set the sensitivity are checked by the owner's SDK, not enforced inside MPC (an "
+                  "owner who shares values outside them weakens only its own data's protection); the coordinator "
+                  "alone keeps the ledger (nodes recompute the noise, they do not check the charge); and the "
+                  "noise's tails are cut at about 60 scales by the sampler's floating-point uniforms, a change of "
+                  "probability below e^-58",
         "releases": privacy or [],
         "exact_outputs": exact,
         "note": ("these outputs are exact and not covered by DP: " + ", ".join(exact)) if exact else

@@ -168,7 +168,12 @@ def render(r: dict[str, Any]) -> list[str]:
                           f", threshold t = {rnd['threshold']}"
                           + (f" of {len(rnd['sampled'])}" if isinstance(rnd.get("sampled"), list) else ""))
             skipped = f", skipped: {rnd['skipped']}" if rnd.get("skipped") else ""
+            if "included" not in rnd:  # central DP with a secret sample: only whether the round was released
+                out.append(f"  round {rnd['round']}: {'skipped' if rnd.get('skipped') else 'released'}")
+                continue
             out.append(f"  round {rnd['round']}: summed {rnd['included']}, dropped {rnd['dropped']}{extra}{skipped}")
+        if part.get("withheld"):
+            out.append(f"  withheld: {part['withheld']}")
     if r.get("aborted"):
         out.append(f"  aborted after {r['aborted']['stage']}: {r['aborted']['reason']}")
     trust = r.get("trust_assumptions")

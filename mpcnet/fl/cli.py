@@ -48,7 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SecAgg's graph: full (every pair of clients) or sparse (SecAgg+, O(log n) neighbours)")
     p.add_argument("--coordinator", default=None, help="a running coordinator (needs MPCNET_CLUSTER_SECRET[_FILE]); "
                    "default: a local cluster of its own")
-    p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order")
+    p.add_argument("--weight-cap", type=int, default=0, help="DP: weight each client min(n_k / CAP, 1), a public "
+                   "cap fixed before looking at the data (default 0: every client weight 1)")
+    p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order (and "
+                   "the clients sampled, except under central DP, whose sample comes from OS entropy)")
     p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes) as JSON here")
 
 
@@ -107,7 +110,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
             from mpcnet.fl.privacy import calibrate
             dp = calibrate(args.epsilon, args.delta, args.rounds, args.sample_rate, args.clip)
         cfg = fedavg.FedAvgConfig(rounds=args.rounds, clients_per_round=args.per_round, clip=args.clip,
-                                  dropout=args.dropout, seed=args.seed, dp=None if ddp else dp, ddp=ddp)
+                                  dropout=args.dropout, seed=args.seed, dp=None if ddp else dp, ddp=ddp,
+                                  weight_cap=args.weight_cap)
         # --coordinator's secret and TLS files: a setting, refused here like the others (exit 2)
         access = _coordinator(args) if args.aggregator != "plain" else (None, (), None, None)
     except (MpcnetError, ValueError) as exc:
@@ -151,9 +155,11 @@ def fedavg_main(args: argparse.Namespace) -> int:
             aggregators[kind] = secure
         for agg in aggregators.values():
             fedavg.check_run(cfg, agg, len(parts))
+        # central DP: what rounds too small to aggregate add to delta (refused above when it is not small)
+        small_delta = max(fedavg.skipped_rounds_delta(cfg, agg, len(parts)) for agg in aggregators.values())
         if dp is not None and dp.noise_multiplier > 0:
             try:
-                ledger_state = _charge(args, dp, kinds, console)
+                ledger_state = _charge(args, dp, kinds, console, small_delta)
             except MpcnetError as exc:
                 from mpcnet.ledger import BudgetExceeded
                 errors.print(f"[red]mpcnet fedavg: {exc}[/]")
@@ -195,16 +201,19 @@ def fedavg_main(args: argparse.Namespace) -> int:
     if "secagg" in histories and "plain" in histories:
         gap = abs(histories["secagg"].accuracy[-1] - histories["plain"].accuracy[-1])
         console.print(f"secure vs plain after {args.rounds} rounds: {100 * gap:.2f} percentage points apart")
-    from mpcnet.receipt import fedavg_receipt
+    from mpcnet.receipt import fedavg_receipt, public_rounds
     runs: dict[str, Any] = {}
     for k, h in histories.items():
         rounds = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
                    "skipped": o.skipped, "total_samples": o.total_samples, "seconds": o.seconds} for o in h.rounds]
         rounds = [dict(r, noise_contributors=o.noise_contributors) if ddp is not None else r
                   for r, o in zip(rounds, h.rounds)]
-        runs[k] = {"accuracy": h.accuracy, "rounds": rounds,
+        # the run's JSON leaves with the model, as the receipt does: the same counts-only rounds when the sample is
+        # secret
+        runs[k] = {"accuracy": h.accuracy, "rounds": public_rounds(rounds, dp),
                    "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state,
-                                             graph=args.graph)}
+                                             graph=args.graph, weight_cap=args.weight_cap,
+                                             small_rounds_delta=small_delta)}
     for k, run in runs.items():
         rc = run["receipt"]
         eps = rc["differential_privacy"]["epsilon"]
@@ -226,7 +235,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -> dict[str, Any]:
+def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
+            small_delta: float = 0.0) -> dict[str, Any]:
     """Spend the run's budget before it starts: one release per aggregator run (each publishes a model)."""
     from mpcnet.ledger import EpsilonLedger
     key = args.ledger_dataset or f"sklearn:{args.dataset}"
@@ -244,7 +254,10 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
                       "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model}
         # the default budget is set in the same transaction as the charge: two first runs started together
         # cannot both set one (the later silently replacing the earlier's), nor charge against none
-        ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta) for kind in kinds],
+        if small_delta:
+            params["delta_small_rounds"] = small_delta
+        ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta + small_delta)
+                           for kind in kinds],
                           default_budget=(args.budget[0], args.budget[1]))
         if first:
             budget = ledger.budget(key)
@@ -253,8 +266,8 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any) -
         eps, dl = ledger.remaining(key)
         console.print(f"ledger {ledger.path}: {key} spent epsilon {len(kinds) * dp.epsilon:g} for this run; "
                       f"{eps:g}, delta {dl:g} left")
-        return {"dataset": key, "path": str(ledger.path), "spent_by_this_run": [len(kinds) * dp.epsilon,
-                                                                                len(kinds) * dp.delta],
+        return {"dataset": key, "path": str(ledger.path),
+                "spent_by_this_run": [len(kinds) * dp.epsilon, len(kinds) * (dp.delta + small_delta)],
                 "remaining": [eps, dl]}
 
 

@@ -1,13 +1,15 @@
 """Distributed differential privacy for FedAvg: every client adds its share of Skellam noise before masking.
 
-Trust model: nobody beyond the SecAgg threshold.  The coordinator only ever sees masked vectors and their sum,
-and that sum already carries the noise -- there is no un-noised aggregate anywhere (contrast central DP,
-mpcnet/fl/privacy.py, where the server adds the noise after SecAgg and so sees the clean sum).
+Trust model: the coordinator is not trusted.  It only ever sees masked vectors and their sum, and that sum
+already carries the noise -- there is no un-noised aggregate anywhere (contrast central DP, mpcnet/fl/privacy.py,
+where the server adds the noise after SecAgg and so sees the clean sum).  Clients are trusted to add their noise
+share: c clients colluding with the coordinator can subtract theirs, and against them only (t - c)/t of the
+noise protects the rest.
 
 Per round, each participating client k (Agarwal, Kairouz and Liu, "The Skellam Mechanism for Differentially
 Private Federated Learning", NeurIPS 2021):
 
-1. takes its update u_k = w_k d_k, already clipped to L2 norm C (w_k <= 1: the capped FedAvg weight);
+1. takes its update u_k = w_k d_k, already clipped to L2 norm C (w_k: 1, or min(n_k / cap, 1) for a public cap);
 2. scales it by gamma = S / C, so its norm is at most S (the *scaled clip*, 2^14 by default);
 3. rounds each coordinate randomly to a neighbouring integer (unbiased), and re-draws the rounding until the
    rounded vector's squared norm is at most
@@ -27,7 +29,7 @@ is recorded in the ledger.
 The privacy unit is one client.  Neighbouring runs differ by one client's update replaced with zeros (the
 client still takes part and still adds its noise share -- "zero-out" adjacency, as in Kairouz et al. 2021), so
 the sensitivity is one client's norm bound.  No amplification by sampling is claimed: the server knows who took
-part.  The server divides the noisy sum by gamma and by the public expected weight, as in central DP.
+part.  The server divides the noisy sum by gamma and by the fixed, public number of clients sampled per round.
 """
 
 from __future__ import annotations

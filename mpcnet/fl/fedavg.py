@@ -29,7 +29,7 @@ from mpcnet.errors import InvalidInput, MpcnetError
 from mpcnet.fl.data import Dataset
 from mpcnet.fl.distributed_dp import DistributedDp
 from mpcnet.fl.models import LocalTrainer, Model, accuracy
-from mpcnet.fl.privacy import CentralDp, gaussian_noise
+from mpcnet.fl.privacy import CentralDp, gaussian_noise, small_round_delta
 from mpcnet.fl.sampling import Draws
 
 log = logging.getLogger("mpcnet.fedavg")
@@ -132,6 +132,13 @@ class SecAggAggregator:
         self.graph = graph
         self.tag = secrets.token_hex(3)
         self._rounds_run = 0  # round ids stay unique when one aggregator serves several runs
+
+    def quantization_slack(self, dim: int) -> float:
+        """How far the FEDAVG quantization can move one real-valued update in L2 norm: its stochastic rounding
+        moves each of the ``dim`` coordinates by less than one step.  Central DP clips this much below C, so that
+        the update as summed still has norm at most C."""
+        from mpcnet.secagg.quantization import WeightedEncoder
+        return math.sqrt(dim) * WeightedEncoder(self.clip, self.max_total, self.bits).step
 
     def check_reachable(self, timeout_s: float = 10.0) -> None:
         """Raise the MpcnetError a round would meet if the coordinator is unreachable or refuses the operator's
@@ -262,19 +269,25 @@ class FedAvgConfig:
     clip: float = 5.0  # L2 bound C on each client's update (also the quantization's element clip)
     dropout: float = 0.0  # fraction of each round's sample that leaves mid-round (simulated)
     seed: str = "mpcnet-fl"
-    # central DP (mpcnet/fl/privacy.py): Poisson sampling at dp.sampling_rate instead of clients_per_round,
-    # weights min(n_k / weight_cap, 1), N(0, (z C)^2) on the sum, the public expected weight as denominator
+    # central DP (mpcnet/fl/privacy.py): Poisson sampling at dp.sampling_rate instead of clients_per_round (drawn
+    # from OS entropy: a sample anyone can recompute from the seed gives no amplification), N(0, (z C)^2) on the
+    # sum of weighted updates, the public constant q * N as denominator
     dp: CentralDp | None = None
     # distributed DP (mpcnet/fl/distributed_dp.py): each client scales, rounds and adds Skellam noise before
-    # masking; the sum is divided by gamma and the public expected weight.  Exclusive with ``dp``.
+    # masking; the sum is divided by gamma and the fixed number sampled.  Exclusive with ``dp``.
     ddp: DistributedDp | None = None
-    weight_cap: int = 0  # 0 = the mean client size
+    # Under DP each client's update is weighted min(n_k / weight_cap, 1).  The cap must be public and fixed
+    # before looking at the data: one derived from the clients' sizes (their mean, say) would change every
+    # client's weight when one client joins, and one client would then move the sum by far more than C.  0 (the
+    # default) weights every client 1.  With a cap the clients' sizes enter the public denominator sum_k w_k.
+    # Without DP the average is weighted by sample counts and the cap is not used.
+    weight_cap: int = 0
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")
         if self.clients_per_round < 0 or self.weight_cap < 0:
-            raise InvalidInput("clients per round and the weight cap must be >= 0 (0: every client, the mean size)")
+            raise InvalidInput("clients per round and the weight cap must be >= 0 (0: every client, weight 1)")
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise InvalidInput(f"the clip (L2 bound on each update) must be finite and > 0, got {self.clip:g}")
         if not 0 <= self.dropout < 1:
@@ -329,6 +342,45 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> N
                            f"{agg_bits}-bit SecAgg")
     if dp is not None and dp.clip != config.clip:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
+    if dp is not None and (extra := skipped_rounds_delta(config, aggregator, n_clients)) > dp.delta / 10:
+        raise InvalidInput(
+            f"with {n_clients} clients, sampling rate {dp.sampling_rate:g} and dropout {config.dropout:g}, "
+            f"{aggregator.name} would skip a round too small to aggregate often enough to add {extra:.2g} to delta "
+            f"{dp.delta:g} (more than a tenth of it; skipping depends on who was sampled): raise the sampling "
+            "rate or the number of clients, or lower the dropout")
+
+
+def dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> float:
+    """The L2 bound each update is clipped to: C, or under central DP C less what the aggregator's quantization
+    can add (its ``quantization_slack``), so that the sum the noise covers moves by at most C per client."""
+    slack = getattr(aggregator, "quantization_slack", None)
+    if config.dp is None or slack is None:
+        return config.clip
+    return config.clip - float(slack(dim))
+
+
+def round_too_small(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
+    """Whether ``aggregator`` skips a round of ``sampled`` clients of whom ``dropped`` leave (SecAgg: too few to
+    run, or fewer survivors than its threshold; conservative on SecAgg+, where the drops might all fall in one
+    neighbourhood).  An empty sample is not skipped under DP: it releases the noise alone."""
+    if sampled == 0:
+        return False
+    if sampled < getattr(aggregator, "min_clients", 1):
+        return True
+    graph, fraction = getattr(aggregator, "graph", None), getattr(aggregator, "threshold_fraction", None)
+    if graph is None or fraction is None:  # averaging in the clear: skipped only when everyone left
+        return dropped >= sampled
+    from mpcnet.secagg.graph import default_degree
+    holders = sampled if graph == "full" or sampled < 4 else default_degree(sampled) + 1
+    return dropped > holders - secagg_threshold(sampled, graph, fraction)
+
+
+def skipped_rounds_delta(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> float:
+    """Central DP: what rounds too small to aggregate add to the run's delta (privacy.small_round_delta); 0
+    without central DP."""
+    if config.dp is None:
+        return 0.0
+    return small_round_delta(config.dp, n_clients, lambda s, d: round_too_small(aggregator, s, d), config.dropout)
 
 
 def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequence[npt.NDArray[np.int64]],
@@ -340,14 +392,21 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     if None not in shape and shape != (data.n_features, data.n_classes):
         raise InvalidInput(f"the model takes {shape[0]} features and {shape[1]} classes, the data has "
                            f"{data.n_features} features and {data.n_classes} classes")
-    draws = Draws.seeded(config.seed, "fedavg")
+    dp, ddp = config.dp, config.ddp
+    # Central DP's amplification by sampling holds only against someone who cannot tell who was sampled: its
+    # sample (and which sampled clients drop) comes from OS entropy, not from the seed, which is public (it is in
+    # the run's JSON).  Everything else -- and every run without central DP -- stays reproducible from the seed.
+    draws = Draws.secure() if dp is not None else Draws.seeded(config.seed, "fedavg")
     params = model.init(Draws.seeded(config.seed, "init"))
     clients = list(range(1, len(parts) + 1))
     per_round = config.clients_per_round or len(clients)
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
-    dp, ddp = config.dp, config.ddp
-    cap = config.weight_cap or max(1, round(sum(len(p) for p in parts) / len(parts)))
-    weight = {cid: min(len(parts[cid - 1]) / cap, 1.0) for cid in clients}
+    weight = dp_weights(parts, config.weight_cap)
+    clip = dp_clip(config, aggregator, len(params))
+    if clip <= 0:
+        raise InvalidInput(f"the aggregator's quantization can move a {len(params)}-parameter update by "
+                           f"{config.clip - clip:.3g} in L2 norm, as much as the clip {config.clip:g}: central DP "
+                           "could not bound it; give SecAgg a smaller max_total_samples or a larger clip")
     for r in range(1, config.rounds + 1):
         t0 = time.monotonic()
         if dp is None:
@@ -359,7 +418,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             idx = parts[cid - 1]
             local = _checked(trainer.train(params, data.x_train[idx], data.y_train[idx],
                                            Draws.seeded(config.seed, f"client/{cid}/round/{r}")), params, cid, r)
-            d = clip_l2(local - params, config.clip)
+            d = clip_l2(local - params, clip)
             # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
             if ddp is not None:  # ... scaled, rounded and noised on the client, before it is masked
                 updates.append(Update(cid, ddp.encode(weight[cid] * d).astype(np.float64), 1, integer=True))
@@ -367,21 +426,26 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                 updates.append(Update(cid, weight[cid] * d, 1))
             else:
                 updates.append(Update(cid, d, len(idx)))
-        n_drop = int(round(config.dropout * len(sampled)))
-        drop = sorted(np.array(sampled)[draws.permutation(len(sampled))[:n_drop]].tolist()) if n_drop else []
+        if dp is None:  # a fixed share of the sample drops: reproducible, and public like the sample size
+            n_drop = int(round(config.dropout * len(sampled)))
+            drop = sorted(np.array(sampled)[draws.permutation(len(sampled))[:n_drop]].tolist()) if n_drop else []
+        else:  # each sampled client drops on its own (what small_round_delta assumes), unseen like the sample
+            drop = [c for c, u in zip(sampled, draws.uniform(len(sampled))) if u < config.dropout]
         if updates:
             out = aggregator.aggregate(r, updates, drop)
+        elif dp is not None:  # the accounted mechanism releases the noise alone: an empty round is not skipped
+            out = RoundOutcome(r, [], [], [])
+            out.mean, out.total_samples = np.zeros_like(params), 0
         else:
             out = RoundOutcome(r, [], [], [], skipped="no client sampled")
         if dp is not None and out.mean is not None and not out.skipped:
             total = out.mean * out.total_samples  # the sum of w_k d_k over the included clients
-            expected = dp.sampling_rate * sum(weight.values())
-            out.mean = (total + gaussian_noise(len(total), dp.noise_std)) / expected
+            # a public constant (zero-out neighbours have the same N), never the sampled clients' weights
+            out.mean = (total + gaussian_noise(len(total), dp.noise_std)) / (dp.sampling_rate * len(clients))
         if ddp is not None and out.mean is not None and not out.skipped:
             total = np.round(out.mean * out.total_samples)  # the noisy integer sum (exact for SecAgg)
             out.noise_contributors = len(out.included)
-            expected = len(sampled) / len(clients) * sum(weight.values()) if len(sampled) else 1.0
-            out.mean = ddp.decode(total) / expected
+            out.mean = ddp.decode(total) / max(1, len(sampled))  # the fixed, public number sampled per round
         out.seconds = time.monotonic() - t0
         if out.mean is not None and not out.skipped:
             params = params + out.mean
@@ -393,6 +457,12 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             on_round(out, hist.accuracy[-1])
     hist.params = params
     return hist
+
+
+def dp_weights(parts: Sequence[npt.NDArray[np.int64]], weight_cap: int = 0) -> dict[int, float]:
+    """Each client's weight under DP: min(n_k / weight_cap, 1) for a public cap, 1 without one (weight_cap 0).
+    Never a function of the other clients' data (see FedAvgConfig.weight_cap)."""
+    return {cid: min(len(p) / weight_cap, 1.0) if weight_cap else 1.0 for cid, p in enumerate(parts, start=1)}
 
 
 def _checked(local: Any, params: Vector, cid: int, r: int) -> Vector:
@@ -416,4 +486,5 @@ def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = 
 
 
 __all__ = ["Aggregator", "FedAvgConfig", "History", "PlainAggregator", "RoundOutcome", "SecAggAggregator", "Update",
-           "centralised", "check_run", "clear_round", "clip_l2", "run_fedavg", "secagg_threshold", "weighted_mean"]
+           "centralised", "check_run", "clear_round", "clip_l2", "dp_clip", "dp_weights", "round_too_small",
+           "run_fedavg", "secagg_threshold", "skipped_rounds_delta", "weighted_mean"]

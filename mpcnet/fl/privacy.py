@@ -1,11 +1,20 @@
 """Central differential privacy for FedAvg: calibration and accounting by Google's ``dp-accounting`` (RDP).
 
-The privacy unit is one client (user-level DP): neighbouring runs differ by all of one client's data.  Per
-round, each client is sampled independently with probability q (Poisson sampling, what the accountant
-amplifies), its update is clipped to L2 norm C and weighted by min(n_k / n_cap, 1) <= 1, so adding or removing
-one client moves the sum of weighted updates by at most C.  The trusted noise-adder (the coordinator, after
-SecAgg has summed) adds N(0, (z C)^2) per coordinate and divides by the public expected weight
-q * sum_k w_k (a fixed denominator: the actual participants' count is not used, it would be sensitive).
+The privacy unit is one client (user-level DP).  Neighbouring runs differ by one client's data replaced with a
+client whose update is zero ("zero-out" adjacency, dp-accounting's ``REPLACE_SPECIAL``; Kairouz et al. 2021, as
+in distributed DP): the number of clients N is the same in both, so it may be public.  Per round, each client is
+sampled independently with probability q (Poisson sampling, what the accountant amplifies; the draw comes from OS
+entropy and the rounds' members are not published), its update is clipped to L2 norm C and weighted by w_k <= 1
+(1, or min(n_k / cap, 1) for a public cap), so zeroing one client moves the sum of weighted updates by at most
+C.  The trusted noise-adder (the coordinator, after SecAgg has summed) adds N(0, (z C)^2) per coordinate and
+divides by the public constant q * N (the actual participants' count is not used, it would be sensitive).
+
+A round too small to aggregate (one sampled client, which SecAgg cannot hide among others, or more planned
+dropouts than SecAgg's threshold allows) is skipped rather than released.  Under zero-out adjacency such a round
+happens with the same probability whatever the clients' data, and the run differs from the always-released
+mechanism the accountant covers only when one happens, so ``small_round_delta`` adds
+(1 + e^epsilon) * P(any round is too small) to delta (a total-variation argument).  A round with no client
+sampled releases the noise alone, as the accounted mechanism does.
 
 ``calibrate`` finds the smallest noise multiplier z with epsilon(delta) <= the target after ``rounds`` rounds;
 ``epsilon_spent`` is the accountant's answer for a given z.  No formula here is hand-written.
@@ -16,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +60,8 @@ def _accountant() -> object:
     except ImportError:
         raise InvalidInput("differential privacy needs Google's dp-accounting: pip install 'mpcnet[fl]' "
                            "(make venv does)") from None
-    return rdp.RdpAccountant()
+    from dp_accounting.privacy_accountant import NeighboringRelation
+    return rdp.RdpAccountant(neighboring_relation=NeighboringRelation.REPLACE_SPECIAL)
 
 
 def epsilon_spent(noise_multiplier: float, delta: float, rounds: int, sampling_rate: float) -> float:
@@ -88,9 +99,35 @@ def calibrate(epsilon: float, delta: float, rounds: int, sampling_rate: float, c
     return CentralDp(epsilon, delta, hi, rounds, sampling_rate, clip)
 
 
+def small_round_delta(dp: CentralDp, n_clients: int, too_small: Callable[[int, int], bool],
+                      dropout: float) -> float:
+    """What skipping rounds too small to aggregate adds to delta: (1 + e^epsilon) * P(some round is too small).
+
+    ``too_small(s, d)``: whether a round of ``s`` sampled clients, ``d`` of whom drop, is skipped.  The sample
+    size is Binomial(N, q) and each sampled client drops independently with probability ``dropout``; N is the
+    run's (zero-out neighbours have the same N).  A union bound over the rounds."""
+    if dp.noise_multiplier <= 0 or math.isinf(dp.epsilon):
+        return 0.0
+    p_small = 0.0
+    for s in range(n_clients + 1):
+        p_s = _binom_pmf(s, n_clients, dp.sampling_rate)
+        if p_s < 1e-300:
+            continue
+        p_small += p_s * sum(_binom_pmf(d, s, dropout) for d in range(s + 1) if too_small(s, d))
+    p_run = min(1.0, dp.rounds * p_small)
+    return min(1.0, (1 + math.exp(min(dp.epsilon, 700.0))) * p_run)
+
+
+def _binom_pmf(k: int, n: int, p: float) -> float:
+    if p <= 0 or p >= 1:
+        return float(k == (n if p >= 1 else 0))
+    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
+                    + (n - k) * math.log1p(-p))
+
+
 def gaussian_noise(dim: int, std: float, draws: Draws | None = None) -> npt.NDArray[np.float64]:
     """N(0, std^2) per coordinate from OS entropy (``draws`` only for tests)."""
     return (draws or Draws.secure()).normal(dim) * std
 
 
-__all__ = ["CentralDp", "calibrate", "epsilon_spent", "gaussian_noise"]
+__all__ = ["CentralDp", "calibrate", "epsilon_spent", "gaussian_noise", "small_round_delta"]
