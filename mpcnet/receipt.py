@@ -138,6 +138,11 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                      "(central DP, a trusted noise-adder)" if aggregator == "secagg" else
                      "the FedAvg server adds the noise to the sum it computed in the clear: it sees every update "
                      "and the un-noised aggregate (central DP, a trusted noise-adder)")
+        if aggregator == "secagg":
+            trust.append("the epsilon holds against readers of the released model; each round's clients learn who "
+                         "else was sampled, and, where the SecAgg coordinator is not the trusted server itself, its "
+                         "participants (who may fetch their round's result) and the coordinator see that round's "
+                         "un-noised sum: central DP trusts them like the server")
         privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level); neighbouring runs replace one "
                    "client's update with zeros (zero-out adjacency); " + _public_weights(weight_cap),
                    "epsilon": dp.epsilon, "delta": dp.delta + small_rounds_delta, "rounds": dp.rounds,
@@ -200,8 +205,8 @@ def public_rounds(rounds: list[dict[str, Any]], dp: Any) -> list[dict[str, Any]]
 def _public_weights(weight_cap: int) -> str:
     """What a DP FedAvg run's weighting makes public (its denominator is a public constant)."""
     if weight_cap:
-        return (f"each client's update is weighted min(n_k / {weight_cap}, 1) with the public cap {weight_cap}: the "
-                "number of clients and their sample counts (up to the cap) are treated as public")
+        return (f"each client's update is weighted min(n_k / {weight_cap}, 1) with the public cap {weight_cap}; the "
+                "number of clients is treated as public, their data sizes not")
     return "every client's update has weight 1: the number of clients is treated as public, their data sizes not"
 
 

@@ -147,7 +147,7 @@ def render(r: dict[str, Any]) -> list[str]:
         elif "epsilon" in dp:
             out.append(f"    epsilon {dp['epsilon']:g}, delta {dp.get('delta', 0):g}"
                        + (f" (realised {dp['realised_epsilon']:.4g})" if "realised_epsilon" in dp else ""))
-        for key in ("unit", "guarantee", "note", "shortfall"):
+        for key in ("unit", "guarantee", "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall"):
             if dp.get(key):
                 out.append(f"    {key}: {dp[key]}")
         if dp.get("ledger"):

@@ -60,7 +60,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from mpcnet.errors import MpcnetError, check_output_file
+    from mpcnet.errors import InvalidInput, MpcnetError, check_output_file
     console = Console()
     # refusals and failures: one line on stderr, however narrow the terminal (or a pipe: rich would wrap at 80)
     errors = Console(stderr=True, soft_wrap=True)
@@ -153,8 +153,12 @@ def fedavg_main(args: argparse.Namespace) -> int:
             if args.coordinator:
                 secure.check_reachable()
             aggregators[kind] = secure
-        for agg in aggregators.values():
-            fedavg.check_run(cfg, agg, len(parts))
+        try:  # a setting that cannot work: exit 2, like the refusals before the cluster started
+            for agg in aggregators.values():
+                fedavg.check_run(cfg, agg, len(parts), model.n_params)
+        except InvalidInput as exc:
+            errors.print(f"[red]mpcnet fedavg: {exc}[/]")
+            return 2
         # central DP: what rounds too small to aggregate add to delta (refused above when it is not small)
         small_delta = max(fedavg.skipped_rounds_delta(cfg, agg, len(parts)) for agg in aggregators.values())
         if dp is not None and dp.noise_multiplier > 0:
@@ -224,9 +228,12 @@ def fedavg_main(args: argparse.Namespace) -> int:
         try:
             # strict JSON: an infinite --epsilon is written as the string "inf" (JSON has no infinity)
             from mpcnet.jsonout import strict_json
+            # The centralised reference is a model of the pooled data without DP: its accuracy is not released
+            # with a DP run (it is printed on the operator's console above)
+            reference: Any = central if dp is None else "withheld: a non-private model of the pooled data"
             Path(args.out).write_text(json.dumps(strict_json({
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
-                "centralised": central, "runs": runs}), indent=1, default=str, allow_nan=False))
+                "centralised": reference, "runs": runs}), indent=1, default=str, allow_nan=False))
         except OSError as exc:  # checked writable before the run: the file system changed meanwhile
             errors.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
                           "receipts' summaries are printed above[/]")

@@ -279,8 +279,8 @@ class FedAvgConfig:
     # Under DP each client's update is weighted min(n_k / weight_cap, 1).  The cap must be public and fixed
     # before looking at the data: one derived from the clients' sizes (their mean, say) would change every
     # client's weight when one client joins, and one client would then move the sum by far more than C.  0 (the
-    # default) weights every client 1.  With a cap the clients' sizes enter the public denominator sum_k w_k.
-    # Without DP the average is weighted by sample counts and the cap is not used.
+    # default) weights every client 1.  The denominator is a public constant either way (q N, or the number
+    # sampled).  Without DP the average is weighted by sample counts and the cap is not used.
     weight_cap: int = 0
 
     def __post_init__(self) -> None:
@@ -303,9 +303,10 @@ class History:
     params: Vector | None = field(default=None, repr=False)
 
 
-def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> None:
+def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim: int | None = None) -> None:
     """Every check :func:`run_fedavg` makes before its first round, on its own: a caller that spends something
-    before the run (epsilon) calls it first, so that a run refused here has spent nothing."""
+    before the run (epsilon) calls it first, so that a run refused here has spent nothing.  ``dim``: the model's
+    number of parameters, if known (for central DP's clip under quantization)."""
     per_round = config.clients_per_round or n_clients
     if not 1 <= per_round <= n_clients:
         raise InvalidInput(f"clients per round must be in [1, {n_clients}] (the run has {n_clients} clients), got "
@@ -342,6 +343,8 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int) -> N
                            f"{agg_bits}-bit SecAgg")
     if dp is not None and dp.clip != config.clip:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
+    if dim is not None:
+        _check_dp_clip(config, aggregator, dim)
     if dp is not None and (extra := skipped_rounds_delta(config, aggregator, n_clients)) > dp.delta / 10:
         raise InvalidInput(
             f"with {n_clients} clients, sampling rate {dp.sampling_rate:g} and dropout {config.dropout:g}, "
@@ -357,6 +360,15 @@ def dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> float:
     if config.dp is None or slack is None:
         return config.clip
     return config.clip - float(slack(dim))
+
+
+def _check_dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> float:
+    clip = dp_clip(config, aggregator, dim)
+    if clip <= 0:
+        raise InvalidInput(f"the aggregator's quantization can move a {dim}-parameter update by "
+                           f"{config.clip - clip:.3g} in L2 norm, as much as the clip {config.clip:g}: central DP "
+                           "could not bound it; give SecAgg a smaller max_total_samples or a larger clip")
+    return clip
 
 
 def round_too_small(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
@@ -387,7 +399,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                config: FedAvgConfig, aggregator: Aggregator,
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
-    check_run(config, aggregator, len(parts))
+    check_run(config, aggregator, len(parts), getattr(model, "n_params", None))
     shape = (getattr(model, "n_features", None), getattr(model, "n_classes", None))
     if None not in shape and shape != (data.n_features, data.n_classes):
         raise InvalidInput(f"the model takes {shape[0]} features and {shape[1]} classes, the data has "
@@ -402,11 +414,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     per_round = config.clients_per_round or len(clients)
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
     weight = dp_weights(parts, config.weight_cap)
-    clip = dp_clip(config, aggregator, len(params))
-    if clip <= 0:
-        raise InvalidInput(f"the aggregator's quantization can move a {len(params)}-parameter update by "
-                           f"{config.clip - clip:.3g} in L2 norm, as much as the clip {config.clip:g}: central DP "
-                           "could not bound it; give SecAgg a smaller max_total_samples or a larger clip")
+    clip = _check_dp_clip(config, aggregator, len(params))
     for r in range(1, config.rounds + 1):
         t0 = time.monotonic()
         if dp is None:

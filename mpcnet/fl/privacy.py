@@ -103,26 +103,28 @@ def small_round_delta(dp: CentralDp, n_clients: int, too_small: Callable[[int, i
                       dropout: float) -> float:
     """What skipping rounds too small to aggregate adds to delta: (1 + e^epsilon) * P(some round is too small).
 
-    ``too_small(s, d)``: whether a round of ``s`` sampled clients, ``d`` of whom drop, is skipped.  The sample
-    size is Binomial(N, q) and each sampled client drops independently with probability ``dropout``; N is the
-    run's (zero-out neighbours have the same N).  A union bound over the rounds."""
+    ``too_small(s, d)``: whether a round of ``s`` sampled clients, ``d`` of whom drop, is skipped; for each s it
+    must be monotone in d (more drops never rescue a round).  The sample size is Binomial(N, q) and each sampled
+    client drops independently with probability ``dropout``; N is the run's (zero-out neighbours have the same
+    N).  A union bound over the rounds.  Sample sizes of probability below 1e-300 are counted as too small
+    without looking (at 1e-300 each); the rest costs a binary search per size, so N = 10^5 takes a second or two."""
     if dp.noise_multiplier <= 0 or math.isinf(dp.epsilon):
         return 0.0
+    from scipy.stats import binom  # (dp-accounting's dependency)
+    sizes = np.arange(n_clients + 1)
+    p_size = binom.pmf(sizes, n_clients, dp.sampling_rate)
     p_small = 0.0
-    for s in range(n_clients + 1):
-        p_s = _binom_pmf(s, n_clients, dp.sampling_rate)
-        if p_s < 1e-300:
+    for size in sizes[p_size >= 1e-300].tolist():
+        if not too_small(size, size):
             continue
-        p_small += p_s * sum(_binom_pmf(d, s, dropout) for d in range(s + 1) if too_small(s, d))
-    p_run = min(1.0, dp.rounds * p_small)
+        lo, hi = 0, size  # the fewest drops that make a round of this size too small
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if too_small(size, mid) else (mid + 1, hi)
+        p_small += float(p_size[size]) * float(binom.sf(lo - 1, size, dropout))
+    left_out = int(np.count_nonzero((p_size > 0) & (p_size < 1e-300)))  # each of probability below 1e-300
+    p_run = min(1.0, dp.rounds * (p_small + left_out * 1e-300))
     return min(1.0, (1 + math.exp(min(dp.epsilon, 700.0))) * p_run)
-
-
-def _binom_pmf(k: int, n: int, p: float) -> float:
-    if p <= 0 or p >= 1:
-        return float(k == (n if p >= 1 else 0))
-    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
-                    + (n - k) * math.log1p(-p))
 
 
 def gaussian_noise(dim: int, std: float, draws: Draws | None = None) -> npt.NDArray[np.float64]:

@@ -5,7 +5,9 @@ bits k and a public bound n on the number of clients summed:
 
 1. clip x to [-c, c];
 2. map to v = (x + c) / (2c) * L in [0, L], L = min(floor((2^k - 1) / n), 2^52)
-   levels (the 2^52 cap keeps v exact enough in float64);
+   levels, rounded down to an even number (the 2^52 cap keeps v exact enough
+   in float64; an even L puts 0 exactly on the grid, at L/2, so a zero update
+   encodes without rounding noise -- what zero-out DP adjacency assumes);
 3. round stochastically: q = floor(v) + [u < v - floor(v)] with u uniform in
    [0, 1) from the injected :class:`~mpcnet.secagg.crypto.RandomSource`
    (by default a fresh OS-entropy seed expanded by AES-256-CTR; 53-bit
@@ -22,7 +24,7 @@ and for the mean < 2c/L.  With k = 32, n = 1000, c = 1: 2c/L < 4.7e-7.
 **FedAvg.**  :class:`WeightedEncoder` aggregates sum_k n_k w_k / sum_k n_k:
 client k sends n_k * q(w_k) followed by one extra element n_k.  Given a
 public bound W >= sum_k n_k, the levels are L = min(floor((2^k - 1) / W), 2^52)
-so sum_k n_k q_k <= L * W never wraps.  The decoded weighted mean has error
+(even, as above) so sum_k n_k q_k <= L * W never wraps.  The decoded weighted mean has error
 < 2c/L per element (a weighted mean of per-client errors each below a step).
 
 **Integers.**  :func:`encode_ints` / :func:`decode_ints`: two's complement mod
@@ -67,6 +69,7 @@ def _levels(bits: int, bound: int) -> int:
     if bound < 1:
         raise ParamsError(f"head-room bound must be >= 1, got {bound}")
     levels = min(((1 << bits) - 1) // bound, MAX_LEVELS)
+    levels -= levels & 1  # even: 0 maps to L/2 exactly
     if levels < 2:
         raise ParamsError(f"2^{bits} leaves fewer than 2 levels for a sum bound of {bound}")
     return levels

@@ -97,7 +97,10 @@ def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(t
     first = subprocess.run([*base, "--out", str(tmp_path / "run.json")], cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=240)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    receipt = json.loads((tmp_path / "run.json").read_text())["runs"]["secagg"]["receipt"]
+    written = json.loads((tmp_path / "run.json").read_text())
+    receipt = written["runs"]["secagg"]["receipt"]
+    # the non-private centralised reference does not leave with a DP run (the operator's console shows it)
+    assert str(written["centralised"]).startswith("withheld") and "centralised on the pooled data" in first.stdout
     assert receipt["differential_privacy"]["epsilon"] == 3 and receipt["differential_privacy"]["delta"] == 1e-5
     assert receipt["differential_privacy"]["ledger"]["remaining"][0] == pytest.approx(2.0)
     assert any("secure aggregation" in layer for layer in receipt["layers"])
@@ -106,6 +109,18 @@ def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(t
     second = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert second.returncode == 3 and "which has epsilon 2, delta" in second.stderr  # one line, on stderr
     assert "test accuracy per round" not in second.stdout
+
+
+def test_a_central_dp_run_that_would_skip_small_rounds_too_often_is_refused_before_any_charge(tmp_path: Path) -> None:
+    """20 clients sampled at 0.3: a round of one client (which SecAgg cannot run) comes up often enough that its
+    skipping would add about 1 to delta; refused with exit 2 after the checks, before the ledger exists."""
+    ledger = tmp_path / "ledger.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "3", "--clients", "20",
+                           "--epsilon", "8", "--sample-rate", "0.3", "--aggregator", "secagg", "--ledger",
+                           str(ledger)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "would skip a round too small to aggregate often enough to add" in proc.stderr
+    assert not ledger.exists() and "test accuracy per round" not in proc.stdout
 
 
 def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) -> None:
@@ -122,7 +137,7 @@ def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) 
     run = json.loads(js.read_text(), parse_constant=no_infinity)
     assert run["args"]["epsilons"] == [1.0, "inf"]
     assert set(run["curves"]) == {"non-private", "eps=1", "eps=inf"}
-    # no noise: only the DP weighting (capped weights, fixed denominator) differs from FedAvg's
+    # no noise: only the DP weighting (uniform weights, fixed denominator) differs from FedAvg's
     assert run["curves"]["eps=inf"] == pytest.approx(run["curves"]["non-private"], abs=0.02)
     assert run["noise_multiplier"]["eps=1"] > 1
 

@@ -184,3 +184,21 @@ def test_central_dp_clips_below_c_by_what_the_quantization_can_add() -> None:
     over = max(float(np.linalg.norm(enc.decode(enc.encode(fedavg.clip_l2(Draws.seeded(f"w{t}").normal(dim) * 10, 0.5),
                                                           1))[0])) for t in range(50))
     assert over > 0.5
+
+
+def test_a_zero_update_encodes_exactly_so_a_zeroed_out_client_adds_nothing() -> None:
+    """Zero-out adjacency assumes the neighbouring client adds exactly 0; with an odd number of levels 0 fell
+    between two grid points and was rounded to +-step/2 at random."""
+    from mpcnet.secagg.quantization import WeightedEncoder
+    for bound in (427, 455, 1000, 2**20, 3):
+        enc = WeightedEncoder(5.0, bound, 32)
+        assert enc.levels % 2 == 0
+        codes = enc.encode(np.zeros(500), 1)[:-1]
+        assert set(codes.tolist()) == {enc.levels // 2}
+
+
+def test_the_central_dp_receipt_says_whom_the_epsilon_holds_against() -> None:
+    rounds = [{"round": 1, "sampled": [1, 2], "included": [1, 2], "dropped": [], "skipped": ""}]
+    dp = privacy.calibrate(8.0, 1e-5, 1, 1.0, clip=0.5)
+    trust = " ".join(fedavg_receipt("t", "secagg", rounds, 2, dp, None)["trust_assumptions"])
+    assert "holds against readers of the released model" in trust and "un-noised sum" in trust
