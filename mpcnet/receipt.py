@@ -69,8 +69,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
     weight cap (0: every client weighted 1).  ``small_rounds_delta``: central DP's addition to delta for rounds
     too small to aggregate (:func:`mpcnet.fl.fedavg.skipped_rounds_delta`), included in the delta given.
 
-    Under central DP with a sampling rate below 1 the rounds' member lists are withheld (counts only): the
-    epsilon is amplified by sampling, which holds only against a reader who cannot tell who was sampled."""
+    Under central DP with a sampling rate below 1 each round is given only as released or skipped
+    (:func:`public_rounds`): the epsilon is amplified by sampling, which holds only against a reader who cannot
+    tell who or how many were sampled."""
     from mpcnet.fl.distributed_dp import DistributedDp
     from mpcnet.fl.fedavg import secagg_threshold
     from mpcnet.secagg.graph import default_degree
@@ -162,11 +163,10 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
     if ledger:
         privacy["ledger"] = dict(ledger)
     keep = ("round", *MEMBER_LISTS, "skipped", "noise_contributors")
-    per_round = [{**{k: v for k, v in r.items() if k in keep}, **shapes.get(r["round"], {})}
-                 for r in rounds]
-    participants: dict[str, Any] = {"clients": clients, "rounds": per_round}
+    participants: dict[str, Any] = {"clients": clients, "rounds": public_rounds(rounds, dp) if secret_sample(dp) else
+                                    [{**{k: v for k, v in r.items() if k in keep}, **shapes.get(r["round"], {})}
+                                     for r in rounds]}
     if secret_sample(dp):
-        participants["rounds"] = public_rounds(rounds, dp)
         participants["withheld"] = ("each round's sampled, included and dropped clients, their numbers and the "
                                     "round's threshold: the epsilon counts on amplification by Poisson sampling, "
                                     "which holds only against a reader who cannot tell who or how many were "

@@ -154,13 +154,11 @@ def fedavg_main(args: argparse.Namespace) -> int:
                 secure.check_reachable()
             aggregators[kind] = secure
         try:  # a setting that cannot work: exit 2, like the refusals before the cluster started
-            for agg in aggregators.values():
-                fedavg.check_run(cfg, agg, len(parts), model.n_params)
+            # central DP: what rounds too small to aggregate add to delta (refused there when it is not small)
+            small_delta = max(fedavg.check_run(cfg, agg, len(parts), model.n_params) for agg in aggregators.values())
         except InvalidInput as exc:
             errors.print(f"[red]mpcnet fedavg: {exc}[/]")
             return 2
-        # central DP: what rounds too small to aggregate add to delta (refused above when it is not small)
-        small_delta = max(fedavg.skipped_rounds_delta(cfg, agg, len(parts)) for agg in aggregators.values())
         if dp is not None and dp.noise_multiplier > 0:
             try:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)

@@ -303,10 +303,11 @@ class History:
     params: Vector | None = field(default=None, repr=False)
 
 
-def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim: int | None = None) -> None:
+def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim: int | None = None) -> float:
     """Every check :func:`run_fedavg` makes before its first round, on its own: a caller that spends something
     before the run (epsilon) calls it first, so that a run refused here has spent nothing.  ``dim``: the model's
-    number of parameters, if known (for central DP's clip under quantization)."""
+    number of parameters, if known (for central DP's clip under quantization).  Returns what rounds too small to
+    aggregate add to central DP's delta (:func:`skipped_rounds_delta`; 0 without central DP)."""
     per_round = config.clients_per_round or n_clients
     if not 1 <= per_round <= n_clients:
         raise InvalidInput(f"clients per round must be in [1, {n_clients}] (the run has {n_clients} clients), got "
@@ -345,12 +346,14 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
     if dim is not None:
         _check_dp_clip(config, aggregator, dim)
-    if dp is not None and (extra := skipped_rounds_delta(config, aggregator, n_clients)) > dp.delta / 10:
+    extra = skipped_rounds_delta(config, aggregator, n_clients)
+    if dp is not None and extra > dp.delta / 10:
         raise InvalidInput(
             f"with {n_clients} clients, sampling rate {dp.sampling_rate:g} and dropout {config.dropout:g}, "
             f"{aggregator.name} would skip a round too small to aggregate often enough to add {extra:.2g} to delta "
             f"{dp.delta:g} (more than a tenth of it; skipping depends on who was sampled): raise the sampling "
             "rate or the number of clients, or lower the dropout")
+    return extra
 
 
 def dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> float:
