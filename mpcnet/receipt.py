@@ -141,9 +141,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                      "and the un-noised aggregate (central DP, a trusted noise-adder)")
         if aggregator == "secagg":
             trust.append("the epsilon holds against readers of the released model; each round's clients learn who "
-                         "else was sampled, and, where the SecAgg coordinator is not the trusted server itself, its "
-                         "participants (who may fetch their round's result) and the coordinator see that round's "
-                         "un-noised sum: central DP trusts them like the server")
+                         "else was sampled (not the round's sum: the coordinator gives it to the FedAvg server "
+                         "only), and, where the SecAgg coordinator is not the trusted server itself, the coordinator "
+                         "sees each round's un-noised sum: central DP trusts it like the server")
         privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level); neighbouring runs replace one "
                    "client's update with zeros (zero-out adjacency); " + _public_weights(weight_cap),
                    "epsilon": dp.epsilon, "delta": dp.delta + small_rounds_delta, "rounds": dp.rounds,
@@ -252,7 +252,9 @@ def secagg_receipt(round_id: str, params: Any, state: str, done: Any = None, abo
         trust = f"semi-honest coordinator; at most t - 1 = {t - 1} clients collude with it"
     out: dict[str, Any] = {
         "round": round_id,
-        "released": "the sum of the included clients' vectors (mod 2^%d), to the round's operator" % params.bits,
+        "released": "the sum of the included clients' vectors (mod 2^%d), to the round's operator%s" % (
+            params.bits, " only (the clients learn who was included, not the sum)"
+            if getattr(params, "sum_to_operator_only", False) else " and to its clients"),
         "layers": [layer],
         "participants": {"registered": list(params.client_ids)},
         "coordinator_saw": "masked vectors, the key advertisements, encrypted shares it relays, the Shamir shares "

@@ -9,6 +9,8 @@ prints the round's state, the included clients and the dropouts; with
 ``--sum-out FILE`` it writes the aggregate (a JSON list of the ring
 integers mod 2^bits; quantized rounds decode it with
 ``mpcnet.secagg_client.dequantize_result``) -- it never goes to the terminal.
+With ``--sum-to-operator-only`` the round's clients learn who was included
+and who dropped but not the sum (FedAvg's rounds are created so).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--stage-deadline", type=float, default=0.0, help="per-stage deadline (s)")
             p.add_argument("--join-deadline", type=float, default=0.0, help="advertise_keys deadline (s)")
             p.add_argument("--round-id", default="", help="round id (default: the server picks one)")
+            p.add_argument("--sum-to-operator-only", action="store_true",
+                           help="the sum goes to the operator only (clients learn who was included, not the sum)")
             p.add_argument("--tokens-out", required=True, help="file for the clients' bearer tokens (JSON)")
         else:
             p.add_argument("--round", required=True, dest="round_id")
@@ -136,7 +140,8 @@ def _create(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tup
     params = spb.SecAggRoundParams(round_id=args.round_id, client_ids=parse_ids(args.clients),
                                    threshold=args.threshold, vector_length=args.dim, bits=args.bits, graph=graph,
                                    degree=args.degree, stage_deadline_s=args.stage_deadline,
-                                   join_deadline_s=args.join_deadline)
+                                   join_deadline_s=args.join_deadline,
+                                   sum_to_operator_only=args.sum_to_operator_only)
     reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=args.timeout, metadata=metadata)
     out = Path(args.tokens_out)
     # written aside and renamed: `mpcnet agent` picks token files up as soon as they appear
@@ -150,7 +155,7 @@ def _create(stub: spbg.SecAggStub, args: argparse.Namespace, metadata: tuple[tup
                       "bits": p.bits, "vector_length": p.vector_length,
                       "graph": "sparse" if p.graph == spb.SECAGG_GRAPH_SECAGGPLUS else "full", "degree": p.degree,
                       "stage_deadline_s": p.stage_deadline_s, "join_deadline_s": p.join_deadline_s,
-                      "tokens_file": str(out)}))
+                      "sum_to_operator_only": p.sum_to_operator_only, "tokens_file": str(out)}))
     return 0
 
 

@@ -114,6 +114,7 @@ class _Round:
     stages: tuple[Stage, ...]
     quantization: spb.SecAggQuantization = field(default_factory=spb.SecAggQuantization)
     token_hashes: dict[int, bytes] = field(default_factory=dict, repr=False)  # SHA-256 of each client's token
+    sum_to_operator_only: bool = False  # clients hear who was included and who dropped, never the sum
     created: float = field(default_factory=time.monotonic)
     state: str = "running"  # running | done | aborted
     open_index: int = -1  # index in ``stages`` of the open (or last opened) stage
@@ -155,6 +156,7 @@ class _Round:
         if self._params_proto is None:
             p = params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
             p.quantization.CopyFrom(self.quantization)
+            p.sum_to_operator_only = self.sum_to_operator_only
             self._params_proto = p
         return self._params_proto
 
@@ -309,6 +311,9 @@ class SecAggService(spbg.SecAggServicer):
         if p.vector_length > limit:
             raise InvalidInput(f"vector_length {p.vector_length} is above {limit} for {p.bits or 32}-bit masks "
                                "(one masked vector must fit one gRPC message); split the vector into rounds")
+        if p.sum_to_operator_only and not self.cfg.cluster_secret:
+            raise FailedPrecondition("sum_to_operator_only needs a cluster secret: without one every caller counts "
+                                     "as the operator (set MPCNET_CLUSTER_SECRET or [cluster] secret_file)")
         stage_s = self._deadline(p.stage_deadline_s, "stage_deadline_s")
         join_s = self._deadline(p.join_deadline_s, "join_deadline_s")
         p.graph_seed = b""
@@ -327,7 +332,8 @@ class SecAggService(spbg.SecAggServicer):
         tokens = {cid: secrets.token_urlsafe(32) for cid in params.client_ids}
         rnd = _Round(params=params, stage_deadline_s=stage_s, join_deadline_s=join_s, server=new_server(params),
                      stages=rounds(params.active), quantization=p.quantization,
-                     token_hashes={cid: _hash(tok) for cid, tok in tokens.items()})
+                     token_hashes={cid: _hash(tok) for cid, tok in tokens.items()},
+                     sum_to_operator_only=p.sum_to_operator_only)
         self.rounds[params.round_id] = rnd
         self._persist(rnd)
         rnd.task = asyncio.get_running_loop().create_task(self._drive(rnd), name=f"secagg-{params.round_id}")
@@ -345,6 +351,9 @@ class SecAggService(spbg.SecAggServicer):
     async def _answer(self, rnd: _Round, cid: int, request: spb.SecAggNextRequest,
                       context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
         """One Next request of an authenticated, registered client: record its answer, wait for what comes next."""
+        if request.want_result and not request.stage_answered and rnd.sum_to_operator_only:
+            raise PermissionDenied(f"round {rnd.round_id}, client {cid}: this round gives its sum to the operator "
+                                   "only (sum_to_operator_only); join without want_result")
         if rnd.state != "running":
             return self._outcome(rnd, request.want_result)
         if not request.stage_answered:
@@ -380,20 +389,24 @@ class SecAggService(spbg.SecAggServicer):
             raise Unauthenticated(f"GetResult of round {request.round_id} needs the cluster secret "
                                   f"({CLUSTER_AUTH_KEY}) or a client token of the round ({CLIENT_TOKEN_KEY})")
         if kept is not None:
+            params = spb.SecAggRoundParams.FromString(kept.params)
             out = spb.SecAggGetResultReply(round_id=kept.round_id, state=kept.state)
             if kept.state == "done":
                 out.done.ParseFromString(kept.outcome)
                 out.stage = Stage.UNMASKING.value
+                if params.sum_to_operator_only and not cluster:
+                    out.done.ClearField("sum")
             else:
                 out.aborted.ParseFromString(kept.outcome)
                 out.stage = out.aborted.stage
-            params = spb.SecAggRoundParams.FromString(kept.params)
             out.receipt_json = json.dumps(secagg_receipt(kept.round_id, params, kept.state, out.done, out.aborted))
             return out
         rnd = self._round(request.round_id)
         reply = spb.SecAggGetResultReply(round_id=rnd.round_id, state=rnd.state, stage=rnd.stage.value)
         if rnd.state == "done":
             reply.done.CopyFrom(rnd.done_message())
+            if rnd.sum_to_operator_only and not cluster:
+                reply.done.ClearField("sum")
         elif rnd.state == "aborted":
             reply.aborted.CopyFrom(spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
         if rnd.state != "running":
@@ -546,7 +559,7 @@ class SecAggService(spbg.SecAggServicer):
     def _outcome(self, rnd: _Round, want_result: bool = True) -> spb.SecAggNextReply:
         if rnd.state == "done":
             done = rnd.done_message()
-            if not want_result:
+            if not want_result or rnd.sum_to_operator_only:
                 done = spb.SecAggDone(included=done.included, dropped=done.dropped, word_bytes=done.word_bytes)
             return spb.SecAggNextReply(done=done)
         return spb.SecAggNextReply(aborted=spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))

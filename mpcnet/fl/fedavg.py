@@ -213,7 +213,10 @@ class SecAggAggregator:
             vector_length=dim if integer else dim + 1,
             bits=self.bits, stage_deadline_s=self.stage_deadline_s,
             graph=spb.SECAGG_GRAPH_SECAGGPLUS if self.graph == "sparse" else spb.SECAGG_GRAPH_COMPLETE,
-            join_deadline_s=self.stage_deadline_s, quantization=quant)
+            join_deadline_s=self.stage_deadline_s, quantization=quant,
+            # the FedAvg server hands out the next model; the clients never need the round's sum, and under
+            # central DP it must stay with the trusted server (it is the un-noised aggregate)
+            sum_to_operator_only=True)
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
             try:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import numpy as np
 import pytest
 
@@ -50,6 +51,14 @@ def test_secure_fedavg_equals_plain_fedavg_up_to_quantization(cluster: LocalClus
     assert secure.params is not None and plain.params is not None
     assert np.abs(secure.params - plain.params).max() < 1e-4
     assert abs(secure.accuracy[-1] - plain.accuracy[-1]) <= 0.005
+    # each round's sum went to the FedAvg server alone: the coordinator gives the clients' tokens no sum
+    from mpcnet.v1 import secagg_pb2 as spb
+    from mpcnet.v1 import secagg_pb2_grpc as spbg
+    with grpc.insecure_channel(cluster.coordinator) as channel:
+        res = spbg.SecAggStub(channel).GetResult(spb.SecAggGetResultRequest(round_id=f"fedavg-{agg.tag}-1-r1"),
+                                                 timeout=10, metadata=cluster.auth_metadata)
+    assert res.state == "done" and len(res.done.sum) > 0
+    assert "operator only" in json.loads(res.receipt_json)["released"]
 
 
 def test_a_round_below_threshold_is_skipped_and_the_model_kept(cluster: LocalCluster) -> None:

@@ -57,11 +57,12 @@ class Round:
 def create_round(cluster: LocalCluster, ids: Sequence[int], t: int, *, plus: bool = False, degree: int = 0,
                  join_s: float = JOIN_S, length: int = LENGTH, bits: int = 32,
                  quantization: spb.SecAggQuantization | None = None,
-                 verify_keys: Sequence[bytes] = (), stage_s: float = STAGE_S) -> Round:
+                 verify_keys: Sequence[bytes] = (), stage_s: float = STAGE_S, operator_only: bool = False) -> Round:
     graph = spb.SECAGG_GRAPH_SECAGGPLUS if plus else spb.SECAGG_GRAPH_COMPLETE
     params = spb.SecAggRoundParams(client_ids=list(ids), threshold=t, vector_length=length, bits=bits, graph=graph,
                                    degree=degree, stage_deadline_s=stage_s, join_deadline_s=join_s,
-                                   active=bool(verify_keys), verify_keys=list(verify_keys))
+                                   active=bool(verify_keys), verify_keys=list(verify_keys),
+                                   sum_to_operator_only=operator_only)
     if quantization is not None:
         params.quantization.CopyFrom(quantization)
     reply = stub(cluster).CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=10,
@@ -409,6 +410,38 @@ def test_done_reply_carries_the_aggregate_only_when_asked(cluster: LocalCluster)
         assert np.array_equal(aggregate_of(result(cluster, rnd).done), expected_sum("want", ids))
 
 
+def test_sum_to_operator_only_keeps_the_sum_from_the_clients(cluster: LocalCluster) -> None:
+    """A round created with sum_to_operator_only (as FedAvg's are): a client's want_result join is refused, its
+    done reply and its GetResult (client token) name who was included, without the sum; the operator's GetResult
+    (cluster secret) has the exact sum; the receipt says where the sum went."""
+    import asyncio
+
+    from mpcnet.secagg_client import run_clients, seeded_inputs
+
+    ids = [1, 2, 3]
+    rnd = create_round(cluster, ids, t=2, operator_only=True)
+    assert rnd.params.sum_to_operator_only
+    md = (("mpcnet-client-token", rnd.tokens[1]),)
+    with pytest.raises(grpc.RpcError) as err:
+        stub(cluster).Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=1, want_result=True), timeout=10,
+                           metadata=md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "want_result" in err.value.details()
+    outcomes = asyncio.run(run_clients(cluster.coordinator, rnd.id, ids, seeded_inputs("op-only"),
+                                       tokens=rnd.tokens))
+    assert [o.state for o in outcomes] == ["done"] * 3 and all(o.sum is None for o in outcomes)
+    # after the round, a late want_result (a join or a stage's answer) gets the outcome without the sum
+    late = stub(cluster).Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=1, stage_answered="unmasking",
+                                                    want_result=True), timeout=10, metadata=md)
+    assert late.WhichOneof("outcome") == "done" and late.done.sum == b"" and list(late.done.included) == ids
+    as_client = result(cluster, rnd, metadata=md)
+    assert as_client.state == "done" and list(as_client.done.included) == ids and as_client.done.sum == b""
+    operator = result(cluster, rnd)
+    assert np.array_equal(aggregate_of(operator.done), expected_sum("op-only", ids))
+    assert "operator only" in json.loads(as_client.receipt_json)["released"]
+    plain = create_round(cluster, [1, 2], t=2)
+    assert not plain.params.sum_to_operator_only
+
+
 class ManualClient:
     """One client played by the test itself over the raw stub (the core steps, then whatever the test sends)."""
 
@@ -701,13 +734,18 @@ def test_round_cli_create_run_result(cluster: LocalCluster, tmp_path: Path) -> N
 def test_round_receipt_survives_a_coordinator_restart(tmp_path: Path) -> None:
     """The receipt is rebuilt from the journal (parameters and outcome) after the coordinator is SIGKILLed."""
     with LocalCluster(2, workdir=tmp_path / "cluster", stage_timeout_s=20, rpc_timeout_s=10) as own:
-        rnd = create_round(own, [1, 2, 3, 4], t=3)
+        rnd = create_round(own, [1, 2, 3, 4], t=3, operator_only=True)
         victim = spawn(own, rnd, [4], "restart", die_at="masked_input_collection")
         survivors = spawn(own, rnd, [1, 2, 3], "restart")
         assert finish(victim)[0] == -9 and finish(survivors)[0] == 0
         before = json.loads(result(own, rnd).receipt_json)
         own.kill("coordinator")
         own.start_coordinator()
-        after = json.loads(result(own, rnd).receipt_json)
+        kept = result(own, rnd)
+        after = json.loads(kept.receipt_json)
         assert after == before
+        # the journal keeps sum_to_operator_only: a client's token still gets no sum after the restart
+        assert np.array_equal(aggregate_of(kept.done), expected_sum("restart", [1, 2, 3]))
+        as_client = result(own, rnd, metadata=(("mpcnet-client-token", rnd.tokens[2]),))
+        assert as_client.state == "done" and as_client.done.sum == b"" and list(as_client.done.included) == [1, 2, 3]
         assert after["participants"]["dropped"] == [{"client": 4, "stage": "masked_input_collection"}]

@@ -202,3 +202,4 @@ def test_the_central_dp_receipt_says_whom_the_epsilon_holds_against() -> None:
     dp = privacy.calibrate(8.0, 1e-5, 1, 1.0, clip=0.5)
     trust = " ".join(fedavg_receipt("t", "secagg", rounds, 2, dp, None)["trust_assumptions"])
     assert "holds against readers of the released model" in trust and "un-noised sum" in trust
+    assert "not the round's sum" in trust  # FedAvg's rounds are sum_to_operator_only
