@@ -112,7 +112,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                          "(distributed DP); clients are trusted to add their own noise share, and a coalition of the "
                          "coordinator with c clients can subtract only those c shares: the epsilon holds against the "
                          "coordinator alone, and against such a coalition it is that of the (t - c)/t of the noise "
-                         "left, larger the larger c is")
+                         "left, larger the larger c is; a participant knows its own share, so against one client "
+                         "reading the model it is the c = 1 case (a little above the epsilon when a round sums "
+                         "exactly t clients)")
         else:
             trust.append(f"without SecAgg the aggregator sees each client's update with only its own 1/"
                          f"{dp.min_contributors} share of the noise: the epsilon above holds for the released model "
@@ -124,8 +126,9 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
         privacy: dict[str, Any] = {"mechanism": "skellam (distributed)", "unit": "one client (user-level); neighbouring runs "
                    "replace one client's update with zeros (zero-out adjacency); no amplification by sampling; "
                    + _public_weights(weight_cap),
-                   "epsilon": dp.epsilon, "delta": dp.delta, "rounds": dp.rounds,
-                   "noise_multiplier": dp.noise_multiplier, "realised_epsilon": realised,
+                   # spent: the calibration's, or more when rounds summed fewer than t clients' noise
+                   "epsilon": max(dp.epsilon, realised), "planned_epsilon": dp.epsilon, "delta": dp.delta,
+                   "rounds": dp.rounds, "noise_multiplier": dp.noise_multiplier, "realised_epsilon": realised,
                    "rounds_short_of_noise": short,
                    "accountant": "dp-accounting RDP at integer orders, the Skellam bound (Agarwal et al. 2021) "
                                  "as zCDP events"}

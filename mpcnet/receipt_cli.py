@@ -146,7 +146,8 @@ def render(r: dict[str, Any]) -> list[str]:
             out.append("    epsilon unbounded (no differential privacy)")
         elif "epsilon" in dp:
             out.append(f"    epsilon {dp['epsilon']:g}, delta {dp.get('delta', 0):g}"
-                       + (f" (realised {dp['realised_epsilon']:.4g})" if "realised_epsilon" in dp else ""))
+                       + (f" (planned {dp['planned_epsilon']:g}, realised {dp['realised_epsilon']:.4g})"
+                          if "realised_epsilon" in dp else ""))
         for key in ("unit", "guarantee", "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall"):
             if dp.get(key):
                 out.append(f"    {key}: {dp[key]}")

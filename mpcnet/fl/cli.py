@@ -221,7 +221,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         eps = rc["differential_privacy"]["epsilon"]
         console.print(f"[bold]privacy receipt ({k})[/]: " + "; ".join(rc["layers"]) +
                       f". DP: {rc['differential_privacy']['mechanism']}, epsilon "
-                      f"{'unbounded' if eps is None else f'{eps:g}'}. Trusts: " + "; ".join(rc["trust_assumptions"]))
+                      f"{'unbounded' if eps is None else f'{eps:.4g}'}{_planned(rc['differential_privacy'])}. "
+                      "Trusts: " + "; ".join(rc["trust_assumptions"]))
     if args.out:
         try:
             # strict JSON: an infinite --epsilon is written as the string "inf" (JSON has no infinity)
@@ -274,6 +275,13 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
         return {"dataset": key, "path": str(ledger.path),
                 "spent_by_this_run": [len(kinds) * dp.epsilon, len(kinds) * (dp.delta + small_delta)],
                 "remaining": [eps, dl]}
+
+
+def _planned(privacy: dict[str, Any]) -> str:
+    """' (planned E)' when a distributed-DP run spent more than it was calibrated for."""
+    planned = privacy.get("planned_epsilon")
+    return f" (planned {planned:g}: rounds short of noise)" if planned is not None and privacy["epsilon"] > planned \
+        else ""
 
 
 class _ShortfallRecorder:

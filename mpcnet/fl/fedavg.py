@@ -347,6 +347,8 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
                            f"{agg_bits}-bit SecAgg")
     if dp is not None and dp.clip != config.clip:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
+    if ddp is not None:
+        _check_noise_contributors(config, aggregator, per_round, ddp.min_contributors, ddp.epsilon)
     if dim is not None:
         _check_dp_clip(config, aggregator, dim)
     extra = skipped_rounds_delta(config, aggregator, n_clients)
@@ -357,6 +359,31 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
             f"{dp.delta:g} (more than a tenth of it; skipping depends on who was sampled): raise the sampling "
             "rate or the number of clients, or lower the dropout")
     return extra
+
+
+def _check_noise_contributors(config: FedAvgConfig, aggregator: Aggregator, per_round: int, t: int,
+                              epsilon: float) -> None:
+    """Distributed DP is calibrated for sums of at least ``t`` clients' noise shares.  The planned dropout is a
+    fixed number per round, so a run whose every round would sum fewer, or abort, is known before it starts: it
+    is refused here, before the epsilon is charged, rather than found out round by round."""
+    n_drop = int(round(config.dropout * per_round))
+    kept = per_round - n_drop
+    fraction = getattr(aggregator, "threshold_fraction", None)
+    if getattr(aggregator, "graph", None) == "full" and fraction is not None and per_round >= 2:
+        threshold = secagg_threshold(per_round, "full", float(fraction))
+        if threshold < t:
+            raise InvalidInput(f"{aggregator.name}'s threshold {threshold} of {per_round} completes rounds that sum "
+                               f"fewer than the t = {t} clients' noise the distributed-DP calibration assumes: "
+                               "calibrate for that threshold, or raise the aggregator's threshold fraction")
+        if round_too_small(aggregator, per_round, n_drop):
+            raise InvalidInput(f"with {per_round} clients a round and dropout {config.dropout:g}, {n_drop} leave "
+                               f"every round and {kept} survive, fewer than {aggregator.name}'s threshold "
+                               f"{threshold}: every round would abort while the epsilon is charged; lower the "
+                               "dropout")
+    if kept < t:
+        raise InvalidInput(f"with {per_round} clients a round and dropout {config.dropout:g}, every round would sum "
+                           f"only {kept} clients' noise, fewer than the t = {t} the distributed-DP noise is "
+                           f"calibrated for: the run would spend more than epsilon {epsilon:g}; lower the dropout")
 
 
 def dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> float:

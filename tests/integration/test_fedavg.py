@@ -205,18 +205,33 @@ def test_distributed_dp_fedavg_through_secagg_charges_the_ledger_and_says_who_ad
     assert shown.stdout.count("noise shares") == 3 and "epsilon 4, delta 1e-05" in shown.stdout
 
 
-def test_a_distributed_dp_shortfall_is_recorded_and_the_receipt_shows_the_balance_after_it(tmp_path: Path) -> None:
-    """Half the clients drop in both rounds: each sum holds 4 noise shares where t = 6 were planned.  The realised
-    epsilon goes to the ledger as overruns, and the receipt's ledger balance is the one after them (it used to be
-    the balance at the start of the run)."""
+def test_a_distributed_dp_shortfall_is_recorded_and_the_receipt_shows_the_balance_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Half the clients fail in both rounds, unplanned (a planned dropout that deep is refused before the run):
+    each sum holds 4 noise shares where t = 6 were planned.  The realised epsilon goes to the ledger as overruns,
+    and the receipt's ledger balance is the one after them (it used to be the balance at the start of the run)."""
+    from mpcnet.cli import main
+
+    plain_aggregate = fedavg.PlainAggregator.aggregate
+
+    def four_fail(self: fedavg.PlainAggregator, round_no: int, updates: list[fedavg.Update],
+                  drop: list[int]) -> fedavg.RoundOutcome:
+        return plain_aggregate(self, round_no, updates, sorted({*drop, *(u.client for u in updates[:4])}))
+
+    monkeypatch.setattr(fedavg.PlainAggregator, "aggregate", four_fail)
     ledger, out = tmp_path / "ledger.sqlite", tmp_path / "run.json"
-    proc = subprocess.run([sys.executable, "-m", "mpcnet.cli", "fedavg", "--rounds", "2", "--clients", "8",
-                           "--clip", "0.5", "--epsilon", "4", "--dp", "distributed", "--dropout", "0.5",
-                           "--aggregator", "plain", "--ledger", str(ledger), "--budget", "10", "1e-4",
-                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    base = ["fedavg", "--rounds", "2", "--clients", "8", "--clip", "0.5", "--epsilon", "4", "--dp", "distributed",
+            "--aggregator", "plain", "--ledger", str(ledger), "--budget", "10", "1e-4"]
+    # planned: 4 of 8 leave every round, so every sum would be short of noise -- refused, nothing charged
+    assert main([*base, "--dropout", "0.5"]) == 2
+    assert "fewer than the t = 6" in capsys.readouterr().err
+    assert not ledger.exists() or EpsilonLedger(ledger).releases() == []
+    assert main([*base, "--out", str(out)]) == 0
     privacy = json.loads(out.read_text())["runs"]["plain"]["receipt"]["differential_privacy"]
     assert privacy["rounds_short_of_noise"] == [1, 2] and privacy["realised_epsilon"] > 4.5
+    # the headline epsilon is what was spent, the calibration's beside it
+    assert privacy["epsilon"] == privacy["realised_epsilon"] and privacy["planned_epsilon"] == 4
+    assert f"epsilon {privacy['realised_epsilon']:.4g} (planned 4: rounds short of noise)" in capsys.readouterr().out
     with EpsilonLedger(ledger) as led:
         spent, remaining = led.spent("sklearn:breast_cancer"), led.remaining("sklearn:breast_cancer")
         assert [r.name for r in led.releases()] == ["fedavg-plain", "fedavg-plain round 1 (shortfall)",

@@ -4,7 +4,7 @@ and the noise variance after a real (in-memory) SecAgg aggregation."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pytest
@@ -123,10 +123,19 @@ def test_receipt_names_dropped_clients_and_a_noise_shortfall() -> None:
     ds = data.load("breast_cancer")
     m = models.make_model("logreg", ds.n_features, ds.n_classes)
     parts = data.split_iid(len(ds.y_train), 10)
-    # calibrated for t = 10 contributors, but 2 of the 10 drop each round: every round is short of noise
+    # calibrated for t = 10 contributors, but 2 of the 10 fail each round, unplanned (a planned dropout that
+    # deep is refused before the run): every round is short of noise
     ddp = calibrate_distributed(8.0, 1e-5, 3, clip=0.5, dim=m.n_params, min_contributors=10, max_clients=10)
+
+    class TwoFail(fedavg.PlainAggregator):
+        def aggregate(self, round_no: int, updates: Sequence[fedavg.Update],
+                      drop: Sequence[int]) -> fedavg.RoundOutcome:
+            return super().aggregate(round_no, updates, [u.client for u in updates[:2]])
+
+    with pytest.raises(InvalidInput, match="only 8 clients' noise, fewer than the t = 10"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.2, ddp=ddp), TwoFail(), 10)
     hist = fedavg.run_fedavg(m, models.SgdTrainer(m, epochs=1, lr=0.05), ds, parts,
-                             fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.2, ddp=ddp), fedavg.PlainAggregator())
+                             fedavg.FedAvgConfig(rounds=3, clip=0.5, ddp=ddp), TwoFail())
     rounds = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
                "skipped": o.skipped, "noise_contributors": o.noise_contributors} for o in hist.rounds]
     rc = fedavg_receipt("t", "plain", rounds, 10, ddp, None)
@@ -136,6 +145,23 @@ def test_receipt_names_dropped_clients_and_a_noise_shortfall() -> None:
     assert privacy["rounds_short_of_noise"] == [1, 2, 3]
     assert privacy["realised_epsilon"] > 8.0 and "spent epsilon" in privacy["shortfall"]
     assert any("only its own 1/10 share" in t for t in rc["trust_assumptions"])
+
+
+def test_a_run_whose_every_round_is_short_of_noise_or_aborts_is_refused_before_it_starts() -> None:
+    """Distributed DP's planned dropout is a fixed number a round: a run that would sum fewer than t clients'
+    noise in every round, abort every SecAgg round, or whose SecAgg threshold is below t is refused by check_run
+    (before the CLI charges the ledger); a dropout within the margin passes."""
+    ddp = calibrate_distributed(4.0, 1e-5, 3, clip=0.5, dim=62, min_contributors=6, max_clients=9)
+    secagg = fedavg.SecAggAggregator("127.0.0.1:1", (), clip=0.5, max_total_samples=100)  # t = ceil(2/3 9) = 6
+    for agg in (fedavg.PlainAggregator(), secagg):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.2, ddp=ddp), agg, 9)  # 7 of 9 stay
+    with pytest.raises(InvalidInput, match="only 5 clients' noise, fewer than the t = 6"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.4, ddp=ddp), fedavg.PlainAggregator(), 9)
+    with pytest.raises(InvalidInput, match="every round would abort"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.5, dropout=0.4, ddp=ddp), secagg, 9)
+    low = fedavg.SecAggAggregator("127.0.0.1:1", (), clip=0.5, max_total_samples=100, threshold_fraction=0.5)
+    with pytest.raises(InvalidInput, match="threshold 5 of 9 completes rounds that sum fewer than the t = 6"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=3, clip=0.5, ddp=ddp), low, 9)
 
 
 def test_a_round_short_of_noise_is_recorded_in_the_ledger_as_it_happens(tmp_path) -> None:
