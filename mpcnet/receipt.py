@@ -16,7 +16,9 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
         "job_id": job_id,
         "layers": ["additive secret sharing over Z_2^64 among %d compute nodes" % n_nodes],
         "trust_assumptions": "semi-honest, non-colluding compute nodes (any %d of %d learn nothing); "
-                             "trusted dealer (sees triples, never inputs)" % (n_nodes - 1, n_nodes),
+                             "trusted dealer (sees triples, never inputs) that colludes with no node: it knows "
+                             "every Beaver and truncation mask, so with one node's view it would see every opened "
+                             "masked value in the clear" % (n_nodes - 1, n_nodes),
         "inputs": [{"name": k, "owner": o, "seen_in_clear_by": [o],
                     "each_node_holds": "one uniformly random additive share",
                     "public": f"shape {list(t.shape)}, {'integer' if t.frac_bits == 0 else 'fixed point'}, "
@@ -92,7 +94,8 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                           "neighbourhood " + ("(withheld per round with the sample)" if secret_sample(dp) else
                                               "(each round's k and t are listed with it)"))
             trust.append("fewer than t of any client's k neighbours collude with the coordinator (semi-honest "
-                         "coordinator); the graph is random and fixed before the clients' keys are known")
+                         "coordinator); the graph is random and fixed before the clients' keys are known; "
+                         + SURVIVORS_CONNECTED)
         else:
             layers.append("secure aggregation (Bonawitz et al.): the coordinator sees masked updates and their sum "
                           f"only; each round needs a threshold t = ceil({threshold_fraction:.2f} n) of its n clients "
@@ -185,6 +188,10 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
 
 
 MEMBER_LISTS = ("sampled", "included", "dropped")
+# what keeps a SecAgg+ round's partial sums hidden besides the threshold (mpcnet.secagg.stage.check_survivors)
+SURVIVORS_CONNECTED = ("a round is unmasked only when its survivors are connected in the graph (else it aborts: "
+                       "groups no pairwise mask joins would be unmasked one by one), and against colluding "
+                       "clients the guarantee holds with high probability over the random graph (Bell et al.)")
 
 
 def secret_sample(dp: Any) -> bool:
@@ -216,7 +223,7 @@ def _public_weights(weight_cap: int) -> str:
 def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> Any:
     if not plan.releases:
         return "none (exact result)"
-    exact = [k for k in plan.outputs if k not in {r.output for r in plan.releases}]
+    exact = [k for k in plan.outputs if k in plan.exact_outputs]
     return {
         "mechanism": f"discrete Laplace, added inside the secret sharing: each of the {n_nodes} nodes adds one "
                      "share (a difference of negative binomials); only all nodes together know the noise",
@@ -234,7 +241,8 @@ def _job_dp(plan: Plan, privacy: list[dict[str, Any]] | None, n_nodes: int) -> A
         "releases": privacy or [],
         "exact_outputs": exact,
         "note": ("these outputs are exact and not covered by DP: " + ", ".join(exact)) if exact else
-                "every output is a DP release",
+                "every output is a DP release, or computed from DP releases and public values only "
+                "(post-processing: covered by the releases' epsilon)",
     }
 
 
@@ -244,11 +252,13 @@ def secagg_receipt(round_id: str, params: Any, state: str, done: Any = None, abo
     sparse = int(getattr(params, "graph", 0)) == 2  # SECAGG_GRAPH_SECAGGPLUS
     n, t = len(params.client_ids), int(params.threshold)
     if sparse:
+        from mpcnet.secagg.graph import default_degree
+        k = int(params.degree) or default_degree(n)
         layer = (f"secure aggregation, SecAgg+ (Bell et al.): each of the {n} clients masks with and shares its "
-                 f"keys among its {params.degree or 'default'} graph neighbours; threshold t = {t} within each "
+                 f"keys among its {k} graph neighbours; threshold t = {t} of the {k + 1} in each closed "
                  "neighbourhood")
         trust = (f"semi-honest coordinator; fewer than t = {t} of any client's neighbours collude with it; the "
-                 "graph is random and fixed before the clients' keys are known")
+                 "graph is random and fixed before the clients' keys are known; " + SURVIVORS_CONNECTED)
     else:
         layer = (f"secure aggregation (Bonawitz et al.): pairwise masks between all {n} clients plus a self mask; "
                  f"Shamir threshold t = {t} of {n}")
@@ -257,7 +267,8 @@ def secagg_receipt(round_id: str, params: Any, state: str, done: Any = None, abo
         "round": round_id,
         "released": "the sum of the included clients' vectors (mod 2^%d), to the round's operator%s" % (
             params.bits, " only (the clients learn who was included, not the sum)"
-            if getattr(params, "sum_to_operator_only", False) else " and to its clients"),
+            if getattr(params, "sum_to_operator_only", False)
+            else " and to any registered client of the round that asks, dropped ones included"),
         "layers": [layer],
         "participants": {"registered": list(params.client_ids)},
         "coordinator_saw": "masked vectors, the key advertisements, encrypted shares it relays, the Shamir shares "

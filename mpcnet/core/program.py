@@ -270,6 +270,9 @@ class Plan:
     opened_to_nodes: tuple[str, ...]
     digest: str
     releases: tuple[DpRelease, ...] = ()
+    # outputs that depend on some input other than through DP noise (the rest are DP releases, or computed
+    # from DP releases and public values only: post-processing, covered by the releases' epsilon)
+    exact_outputs: tuple[str, ...] = ()
 
     @property
     def layers(self) -> int:
@@ -676,6 +679,7 @@ def compile_program(
         opened_to_nodes=tuple(comp.opened),
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
         releases=tuple(comp.releases),
+        exact_outputs=tuple(k for k in program.outputs if comp.deps.get(k)),
     )
 
 

@@ -15,7 +15,8 @@ sum released is that of the inputs of U3.
 """
 
 from mpcnet.secagg.driver import TranscriptEntry, run_round, signing_keys_for, verify_keys_for
-from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DoubleRevealRefused, IllegalTransition,
+from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DisconnectedSurvivors,
+                                  DisconnectedSurvivorsRefused, DoubleRevealRefused, IllegalTransition,
                                   InconsistentShares, InsufficientSurvivors, InvalidSignatureRefused,
                                   OutsideViewRefused, ParamsError, ProtocolViolation, RefusedRequest, SecAggError,
                                   TooFewSurvivorsRefused)
@@ -24,7 +25,8 @@ from mpcnet.secagg.params import SecAggParams
 from mpcnet.secagg.stage import Stage
 
 __all__ = [
-    "ConsistencyRefused", "DecryptionFailed", "DoubleRevealRefused", "GraphKind", "IllegalTransition",
+    "ConsistencyRefused", "DecryptionFailed", "DisconnectedSurvivors", "DisconnectedSurvivorsRefused",
+    "DoubleRevealRefused", "GraphKind", "IllegalTransition",
     "InconsistentShares", "InsufficientSurvivors", "InvalidSignatureRefused", "NeighbourGraph", "OutsideViewRefused",
     "ParamsError", "ProtocolViolation", "RefusedRequest", "SecAggError", "SecAggParams", "Stage",
     "TooFewSurvivorsRefused", "TranscriptEntry", "run_round", "signing_keys_for", "verify_keys_for",

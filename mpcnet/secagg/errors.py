@@ -61,6 +61,20 @@ class InsufficientSurvivors(SecAggError, Aborted):
         )
 
 
+class DisconnectedSurvivors(InsufficientSurvivors):
+    """SecAgg+: the masked-input survivors fall into groups that no pairwise mask joins.  Unmasking them would
+    give the server each group's sum -- down to one client's input -- not only the total: the round aborts."""
+
+    def __init__(self, stage: "Stage", groups: list[frozenset[int]], threshold: int) -> None:
+        self.stage, self.threshold, self.scope = stage, threshold, "round"
+        self.survivors = sum(len(g) for g in groups)
+        self.groups = groups
+        sizes = ", ".join(str(len(g)) for g in groups)
+        SecAggError.__init__(self, f"secure aggregation aborted after {stage.value}: the {self.survivors} survivors "
+                                   f"fall into {len(groups)} groups of sizes {sizes} that no pairwise mask joins "
+                                   "(SecAgg+ graph); unmasking would reveal each group's sum, not only the total")
+
+
 class RefusedRequest(SecAggError, PermissionDenied):
     """An honest client refuses a server request (base class)."""
 
@@ -75,6 +89,10 @@ class OutsideViewRefused(RefusedRequest):
 
 class TooFewSurvivorsRefused(RefusedRequest):
     """The server reported fewer than ``threshold`` survivors."""
+
+
+class DisconnectedSurvivorsRefused(RefusedRequest):
+    """SecAgg+: the survivor set the server reported splits into groups no pairwise mask joins."""
 
 
 class ConsistencyRefused(RefusedRequest):

@@ -55,6 +55,26 @@ class NeighbourGraph:
     def degree(self) -> int:
         return min(len(n) for n in self.adjacency.values())
 
+    def groups(self, members: frozenset[int]) -> list[frozenset[int]]:
+        """The connected components of the graph restricted to ``members``, largest first.  Unmasking a
+        survivor set that splits into several of them would give each one's sum: no pairwise mask joins them."""
+        left = set(members)
+        found = []
+        while left:
+            start = left.pop()
+            group, frontier = {start}, [start]
+            while frontier:
+                reached: list[int] = []
+                for u in frontier:
+                    new = self.adjacency[u] & left
+                    if new:
+                        left -= new
+                        group |= new
+                        reached.extend(new)
+                frontier = reached
+            found.append(frozenset(group))
+        return sorted(found, key=lambda g: (-len(g), min(g)))
+
 
 def default_degree(n: int) -> int:
     """2 * ceil(log2 n), capped at n - 1, lowered by one if n*k would be odd."""

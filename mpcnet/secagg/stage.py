@@ -10,7 +10,10 @@ After every round the server checks the threshold (:func:`check_survivors`):
 with survivors U_r, it needs |U_r| >= t, and for every client u whose
 secrets may have to be reconstructed (u in U_r for the first two rounds, u in
 U_2 afterwards) at least t live holders |N[u] & U_r| >= t.  For the complete
-graph the second condition is the first.  Otherwise the round aborts with
+graph the second condition is the first.  On a sparse (SecAgg+) graph the
+masked-input survivors U3 must also be connected in the graph: survivors in
+two groups that share no pairwise mask would be unmasked group by group
+(:class:`DisconnectedSurvivors`).  Otherwise the round aborts with
 :class:`InsufficientSurvivors` naming the stage -- before any share that could
 unmask an input is requested.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from mpcnet.secagg.errors import IllegalTransition, InsufficientSurvivors
+from mpcnet.secagg.errors import DisconnectedSurvivors, IllegalTransition, InsufficientSurvivors
 from mpcnet.secagg.graph import NeighbourGraph
 
 
@@ -62,3 +65,7 @@ def check_survivors(stage: Stage, graph: NeighbourGraph, threshold: int, survivo
         live = len(graph.closed(owner) & survivors)
         if live < threshold:
             raise InsufficientSurvivors(stage, live, threshold, scope=f"neighbourhood of client {owner}")
+    if stage is Stage.MASKED_INPUT_COLLECTION:
+        groups = graph.groups(survivors)
+        if len(groups) > 1:
+            raise DisconnectedSurvivors(stage, groups, threshold)

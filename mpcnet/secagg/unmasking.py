@@ -12,6 +12,9 @@
      neighbours and every dropped peer lie in its own view V2 of the share
      senders (:class:`OutsideViewRefused`);
    * |alive| >= t and |alive & V2| >= t (:class:`TooFewSurvivorsRefused`);
+   * on a sparse (SecAgg+) graph, ``alive`` is connected in the graph: else
+     the server could unmask each group's sum on its own
+     (:class:`DisconnectedSurvivorsRefused`);
    * active mode: ``alive`` is exactly the set it signed and at least t
      distinct members of ``alive`` signed it validly
      (:class:`ConsistencyRefused`).
@@ -39,8 +42,8 @@ from mpcnet.secagg import crypto, prg, shamir
 from mpcnet.secagg._common import client_enter, expected_senders, server_collect
 from mpcnet.secagg.consistency_check import check_alive_view
 from mpcnet.secagg.encoding import message
-from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DoubleRevealRefused, InconsistentShares,
-                                  OutsideViewRefused, ProtocolViolation)
+from mpcnet.secagg.errors import (ConsistencyRefused, DecryptionFailed, DisconnectedSurvivorsRefused,
+                                  DoubleRevealRefused, InconsistentShares, OutsideViewRefused, ProtocolViolation)
 from mpcnet.secagg.stage import Stage, check_transition
 from mpcnet.secagg.state import ClientState, ServerState
 
@@ -105,6 +108,11 @@ def client_step(state: ClientState, request: UnmaskingRequest) -> tuple[ClientSt
     if outside:
         raise OutsideViewRefused(f"client {u}: dropped list names clients {outside} outside this client's view")
     alive = check_alive_view(state, request.alive, Stage.UNMASKING)
+    if not state.graph.complete:
+        groups = state.graph.groups(alive)
+        if len(groups) > 1:
+            raise DisconnectedSurvivorsRefused(f"client {u}: the survivor set splits into {len(groups)} groups no "
+                                               "pairwise mask joins; revealing would unmask each group's sum")
     if params.active:
         if alive != state.signed_survivors:
             raise ConsistencyRefused(f"client {u}: survivor set differs from the one it signed")

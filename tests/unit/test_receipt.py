@@ -93,3 +93,35 @@ def test_a_model_without_dp_has_a_strict_json_receipt_and_run_file() -> None:
     assert "epsilon unbounded (no differential privacy)" in "\n".join(render(rc))
     assert strict_json({"args": {"epsilon": math.inf, "delta": 1e-5}, "x": [-math.inf, 1.5]}) == {
         "args": {"epsilon": "inf", "delta": 1e-5}, "x": ["-inf", 1.5]}
+
+
+def test_an_output_computed_from_a_dp_release_alone_is_post_processing_not_exact() -> None:
+    """A review found 's_scaled' = 2 * dp_sum(...) called 'exact and not covered by DP'; it is covered by the
+    release's epsilon.  An output that also reads an input other than through noise stays exact."""
+    from mpcnet.core.program import Program, SecretType, compile_program
+    from mpcnet.receipt import job_receipt
+
+    inputs = {"x": SecretType((10,), 16, 100.0, True, True), "y": SecretType((10,), 16, 100.0)}
+    prog = (Program().dp_sum("s", "x", 1.0).mul_public("s_scaled", "s", 2.0).sum("ys", "y").add("mixed", "s", "ys")
+            .output("s", ["a"]).output("s_scaled", ["a"]).output("mixed", ["a"]))
+    plan = compile_program(prog, inputs)
+    dp = job_receipt("j", plan, {k: (t, "a") for k, t in inputs.items()}, 3)["differential_privacy"]
+    assert dp["exact_outputs"] == ["mixed"] and "mixed" in dp["note"]
+    only_dp = compile_program(Program().dp_sum("s", "x", 1.0).mul_public("s_scaled", "s", 2.0)
+                              .output("s", ["a"]).output("s_scaled", ["a"]), inputs)
+    dp = job_receipt("j", only_dp, {"x": (inputs["x"], "a")}, 3)["differential_privacy"]
+    assert dp["exact_outputs"] == [] and "post-processing" in dp["note"]
+
+
+def test_a_secaggplus_round_receipt_gives_the_degree_it_ran_and_the_connectivity_rule() -> None:
+    from mpcnet.receipt import secagg_receipt
+    from mpcnet.v1 import secagg_pb2 as spb
+
+    params = spb.SecAggRoundParams(client_ids=list(range(1, 31)), threshold=6, bits=32, vector_length=4,
+                                   graph=spb.SECAGG_GRAPH_SECAGGPLUS)  # degree 0: the default, 2 ceil(log2 30)
+    rc = secagg_receipt("r", params, "running")
+    assert "among its 10 graph neighbours; threshold t = 6 of the 11" in rc["layers"][0]
+    assert "connected in the graph" in rc["trust_assumptions"][0]
+    assert "dropped ones included" in rc["released"]
+    params.sum_to_operator_only = True
+    assert "operator only" in secagg_receipt("r", params, "running")["released"]
