@@ -38,13 +38,13 @@ def default_path() -> Path:
     return Path(os.environ.get("MPCNET_LEDGER") or Path.home() / ".mpcnet" / "epsilon-ledger.sqlite")
 
 
-def check_chosen_location(path: str | None) -> None:
+def check_chosen_location(path: str | None, flag: str = "--ledger") -> None:
     """For the CLIs, before any work: a ledger path someone chose (--ledger, MPCNET_LEDGER) must be in a directory
     that exists.  Only ~/.mpcnet is made on demand: a mistyped directory would otherwise start a fresh ledger with
     a fresh budget, and the run would spend from that instead of the dataset's real one."""
     chosen = path or os.environ.get("MPCNET_LEDGER")
     if chosen and not Path(chosen).parent.is_dir():
-        where = "--ledger" if path else "MPCNET_LEDGER"
+        where = flag if path else "MPCNET_LEDGER"
         raise InvalidInput(f"{where} {chosen}: the directory {Path(chosen).parent} does not exist (a new ledger there "
                            "would start with a fresh budget); create it first, or fix the path")
 
@@ -68,9 +68,20 @@ class Release:
     epsilon: float
     delta: float
     at: float
+    # the dataset's (epsilon, delta) left right after this release, read in the transaction that recorded it
+    # (charge_all only; None when read back from the ledger)
+    remaining_after: tuple[float, float] | None = None
 
 
 LEDGER_TABLES = frozenset({"budgets", "releases"})
+
+
+class NoBudget(InvalidInput):
+    """A dataset without a budget, where none is given by default."""
+
+    def __init__(self, message: str, dataset: str) -> None:
+        super().__init__(message)
+        self.dataset = dataset
 
 
 class LedgerBusy(MpcnetError):
@@ -130,15 +141,23 @@ class EpsilonLedger:
             raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with {held}): choose "
                                  "another file with --ledger or MPCNET_LEDGER")
         if create:
-            try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(SCHEMA)
-            except sqlite3.Error as exc:
-                self.db.close()
-                if _locked(exc):
-                    raise self._busy("opened") from None
-                raise LedgerUnusable(f"cannot use {self.path} as the epsilon ledger: {exc}") from None
+            # Switching a new file to WAL fails at once ("locked", no busy wait) while another process is doing
+            # the same: concurrent first charges on a fresh ledger retry here for up to the busy timeout.
+            deadline = time.monotonic() + busy_timeout_s
+            while True:
+                try:
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                    self.db.execute("PRAGMA synchronous=FULL")
+                    self.db.executescript(SCHEMA)  # CREATE ... IF NOT EXISTS: safe to run again
+                    break
+                except sqlite3.Error as exc:
+                    if _locked(exc) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        continue
+                    self.db.close()
+                    if _locked(exc):
+                        raise self._busy("opened") from None
+                    raise LedgerUnusable(f"cannot use {self.path} as the epsilon ledger: {exc}") from None
 
     def close(self) -> None:
         self.db.close()
@@ -196,8 +215,9 @@ class EpsilonLedger:
     def remaining(self, dataset: str) -> tuple[float, float]:
         b = self.budget(dataset)
         if b is None:
-            raise InvalidInput(f"dataset {dataset!r} has no privacy budget: set one with "
-                               f"`mpcnet ledger budget --dataset {dataset} --epsilon E --delta D`")
+            raise NoBudget(f"dataset {dataset!r} has no privacy budget: set one with "
+                           f"`mpcnet ledger budget --ledger {self.path} --dataset {dataset} --epsilon E --delta D`",
+                           dataset)
         eps, dl = self.spent(dataset)
         return b[0] - eps, b[1] - dl
 
@@ -242,7 +262,7 @@ class EpsilonLedger:
                                       (dataset, name, mechanism, json.dumps(dict(params), sort_keys=True, default=str),
                                        epsilon, delta, at))
                 out.append(Release(int(cur.lastrowid or 0), dataset, name, mechanism, dict(params), epsilon, delta,
-                                   at))
+                                   at, self.remaining(dataset)))
         return out
 
     def record_overrun(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,

@@ -102,8 +102,8 @@ def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
                 info = pbg.CoordinatorStub(channel).GetJob(pb.GetJobRequest(job_id=args.job), timeout=args.timeout,
                                                            metadata=md)
                 if not info.receipt_json:
-                    raise InvalidInput(f"job {args.job} is {info.state}: it has no receipt (a job gets one when it "
-                                       "completes)")
+                    raise InvalidInput(f"job {args.job} is {info.state}: it has no receipt (a job gets one when its "
+                                       "nodes are told to run; this one never got that far)")
                 return dict(json.loads(info.receipt_json), state=info.state)
             from mpcnet.v1 import secagg_pb2 as spb
             from mpcnet.v1 import secagg_pb2_grpc as spbg
@@ -121,6 +121,8 @@ def render(r: dict[str, Any]) -> list[str]:
     out: list[str] = []
     what = r.get("job_id") or r.get("round") or r.get("run") or "result"
     out.append(f"privacy receipt of {what}" + (f": {r['released']}" if r.get("released") else ""))
+    if r.get("outcome"):
+        out.append(f"  outcome: {r['outcome']}")
     for layer in r.get("layers", []):
         out.append(f"  layer: {layer}")
     for inp in r.get("inputs", []):

@@ -98,6 +98,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
             msg = pb.JobInfo.FromString(info)
             msg.state = "failed"
             msg.error = msg.error or "the coordinator restarted while the job ran; run it again as a new job"
+            msg.receipt_json = failed_receipt(msg.receipt_json, msg.error)
             return msg.SerializeToString()
 
         def aborted(params: bytes) -> bytes:
@@ -281,7 +282,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
         the same statistic asked again under another job name (or input name) spends again.  All charges of a
         job are taken together or refused together (RESOURCE_EXHAUSTED, with the remaining budget)."""
         from mpcnet.dp.accounting import discrete_laplace_epsilon
-        from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerBusy, LedgerUnusable
+        from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerBusy, LedgerUnusable, NoBudget
         charges: list[tuple[str, str, str, dict[str, object], float, float]] = []
         out: list[dict[str, Any]] = []
         for rel in plan.releases:
@@ -307,8 +308,10 @@ class CoordinatorService(pbg.CoordinatorServicer):
             # in a worker thread with its own connection: a busy ledger (SQLite waits up to 10 s for a writer)
             # must not stall the event loop the SecAgg rounds share
             with EpsilonLedger(self.ledger_path()) as ledger:
-                ledger.charge_all(charges, default_budget=default)
-                return {d: ledger.remaining(d) for d in {c[0] for c in charges}}
+                recorded = ledger.charge_all(charges, default_budget=default)
+            # each dataset's balance right after this job's last charge to it, read inside the charging
+            # transaction: a concurrent job's charge landing just after it is not subtracted here
+            return {r.dataset: r.remaining_after for r in recorded if r.remaining_after is not None}
         try:
             balances = await asyncio.to_thread(charge)
         except BudgetExceeded as exc:
@@ -327,7 +330,13 @@ class CoordinatorService(pbg.CoordinatorServicer):
             log.error("job %s: the epsilon ledger cannot be used: %s", job.job_id, exc)
             raise FailedPrecondition(f"job '{job.job_id}': the coordinator's epsilon ledger cannot be used (its log "
                                      "says why); no DP release can be charged until the operator fixes it") from None
-        except InvalidInput as exc:  # no budget set and no default
+        except NoBudget as exc:  # no budget set and no default (the server's path stays in its log)
+            log.warning("job %s: %s", job.job_id, exc)
+            raise FailedPrecondition(
+                f"job '{job.job_id}': dataset {exc.dataset!r} has no privacy budget: the operator sets one on the "
+                "coordinator's own ledger, `mpcnet ledger budget --ledger <coordinator state dir>/epsilon-ledger."
+                f"sqlite (or its [privacy] ledger) --dataset {exc.dataset} --epsilon E --delta D`") from None
+        except InvalidInput as exc:
             raise FailedPrecondition(f"job '{job.job_id}': {exc}") from None
         for item in out:
             item["ledger_remaining"] = {d: balances[d][0] for d in item["datasets"]}
@@ -375,6 +384,10 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 self.all_nodes(f"prepare stage of job '{job.job_id}'",
                                lambda i: self.node(i).Prepare(exe, timeout=self.cfg.stage_timeout_s)),
                 timeout=self.cfg.job_timeout_s + 5)
+            # The receipt is journalled before any node may release: if the coordinator dies while the nodes
+            # finish, the outputs may reach their readers, and the receipt must survive to say what they cost.
+            job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes, privacy), indent=2)
+            self.persist(job, batch.batch_id)
             results = await asyncio.wait_for(
                 self.all_nodes(f"online stage of job '{job.job_id}'",
                                lambda i: self.node(i).Execute(exe, timeout=self.cfg.job_timeout_s)),
@@ -391,6 +404,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 # Any exit but success (error, deadline, caller cancelled): mark failed, tell every node.
                 job.state = "failed"
                 job.error = job.error or "RunJob was cancelled by the caller"
+                job.receipt = failed_receipt(job.receipt, job.error)
                 log.warning("job %s failed: %s", job.job_id, job.error)
                 self.persist(job)
                 abort = pb.AbortJobRequest(job_id=job.job_id, reason=job.error)
@@ -401,7 +415,6 @@ class CoordinatorService(pbg.CoordinatorServicer):
         job.state = "done"
         job.outputs = [pb.SecretSpec(name=k, shape=plan.types[k].shape, frac_bits=plan.types[k].frac_bits)
                        for k in plan.outputs]
-        job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes, privacy), indent=2)
         self.persist(job)
         reports = [r.report for r in results]
         for rep, prep in zip(reports, prepared):
@@ -413,8 +426,29 @@ class CoordinatorService(pbg.CoordinatorServicer):
             bytes_exchanged=sum(r.bytes_sent for r in reports), nodes=reports)
 
 
+def failed_receipt(receipt_json: str, why: str) -> str:
+    """A job that failed once its nodes could run keeps its receipt (its DP releases were charged, and some
+    outputs may have reached their readers), marked with how it ended; without one (it failed before any node
+    ran) it has none."""
+    if not receipt_json:
+        return ""
+    receipt = json.loads(receipt_json)
+    receipt["outcome"] = (f"the job failed ({why}) after its nodes were told to run: some outputs may have "
+                          "reached their readers; the DP releases above were charged and stay charged")
+    return json.dumps(receipt, indent=2)
+
+
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.coordinator
+    if cfg.ledger:
+        # a mistyped [privacy] ledger / MPCNET_LEDGER directory would start a fresh ledger, with every party's
+        # budget fresh: refuse to start instead (only the default location is made on demand)
+        from mpcnet.config import ConfigError
+        from mpcnet.ledger import check_chosen_location
+        try:
+            check_chosen_location(cfg.ledger, "the epsilon ledger ([privacy] ledger or MPCNET_LEDGER)")
+        except InvalidInput as exc:
+            raise ConfigError(str(exc)) from None
     service = CoordinatorService(cfg)
     metrics = role_metrics("coordinator", cfg)
     server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"), metrics)

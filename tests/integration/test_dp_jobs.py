@@ -207,3 +207,53 @@ def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cl
     res = alice.run(job, prog)
     assert abs(float(alice.reveal(job, "n")) - 50) < 30
     assert res.receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(1.0)
+
+
+def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_path) -> None:
+    """The receipt is journalled before Execute is sent: the coordinator SIGKILLed while the nodes execute (the
+    outputs may reach their readers) comes back with the job failed and its receipt kept, marked with how it
+    ended (a review found such a job with its charge and no receipt)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from mpcnet.cluster import REPO_ROOT
+    from mpcnet.v1 import mpc_pb2 as pb
+    from mpcnet.v1 import mpc_pb2_grpc as pbg
+
+    slow = {"seed": "s", "rules": [{"method": "/mpcnet.v1.Node/Execute", "action": "delay", "delay_s": 5.0}]}
+    with LocalCluster(3, workdir=tmp_path / "c", faults={f"node{i}": slow for i in (1, 2, 3)}) as own:
+        alice = mpcnet.connect(own.coordinator, "alice", job_timeout_s=30)
+        job = alice.create_job()
+        alice.share(job, "age", np.full(50, 40.0), bound=120.0, nonnegative=True, dp_only=True)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                alice.run(job, mpcnet.Program().dp_mean("m", "age", 2.0).output("m", to=["alice"]))
+            except BaseException as exc:  # noqa: BLE001 - the coordinator dies under it
+                failed.append(exc)
+        runner = threading.Thread(target=run)
+        runner.start()
+        import grpc
+        stub = pbg.CoordinatorStub(grpc.insecure_channel(own.coordinator))
+        deadline = time.monotonic() + 60
+        while not stub.GetJob(pb.GetJobRequest(job_id=job), timeout=10, metadata=own.auth_metadata).receipt_json:
+            assert time.monotonic() < deadline, "the receipt never appeared while the job ran"
+            time.sleep(0.05)
+        own.kill("coordinator")  # the nodes are executing (their Execute is held 5 s)
+        own.start_coordinator()
+        runner.join(60)
+        assert failed, "run() should fail: its coordinator died"
+        env = dict(os.environ, MPCNET_CLUSTER_SECRET=own.cluster_secret, PYTHONPATH=str(REPO_ROOT))
+        shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "receipt", "--job", job, "--coordinator",
+                                own.coordinator, "--json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                               timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        receipt = json.loads(shown.stdout)
+        assert receipt["state"] == "failed" and "some outputs may have reached their readers" in receipt["outcome"]
+        assert receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(2.0)
+        with _ledger(own) as led:
+            assert [r.epsilon for r in led.releases("party:alice")] == [pytest.approx(2.0)]

@@ -137,3 +137,30 @@ def test_a_refused_request_of_several_releases_quotes_the_balance_before_it_and_
         with pytest.raises(BudgetExceeded, match=r"^refused: 'one' would spend epsilon 9\.5, delta 0 of dataset 'd', "
                                                  r"which has epsilon 9, delta 0 left$"):
             led.charge("d", "one", "laplace", {}, 9.5, 0.0)
+
+
+def test_charge_all_gives_each_release_the_balance_right_after_it(tmp_path: Path) -> None:
+    """What a receipt quotes as the balance is read inside the charging transaction: a charge by someone else
+    that lands after it does not show (the coordinator read the balance after commit, and a concurrent job's
+    charge could be subtracted too)."""
+    with EpsilonLedger(tmp_path / "l.sqlite") as led:
+        led.set_budget("d", 10.0, 1e-5)
+        first, second = led.charge_all([("d", "a", "m", {}, 0.5, 0.0), ("d", "b", "m", {}, 0.5, 1e-6)])
+        led.charge("d", "someone else's", "m", {}, 2.0, 0.0)
+        assert first.remaining_after == (9.5, 1e-5) and second.remaining_after == pytest.approx((9.0, 9e-6))
+        assert led.remaining("d") == pytest.approx((7.0, 9e-6))
+        with pytest.raises(InvalidInput, match=f"--ledger {tmp_path / 'l.sqlite'} --dataset other"):
+            led.charge("other", "q", "m", {}, 1.0, 0.0)  # the fix names the file it means
+
+
+def test_a_coordinator_with_a_ledger_in_a_missing_directory_does_not_start(tmp_path: Path) -> None:
+    """A mistyped [privacy] ledger / MPCNET_LEDGER directory would give every party a fresh budget: the
+    coordinator refuses to start (configuration error, exit 2) and creates nothing."""
+    import os
+    missing = tmp_path / "ledgres" / "epsilon-ledger.sqlite"
+    env = dict(os.environ, MPCNET_LEDGER=str(missing), PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, "-m", "nodes.coordinator", "--listen", "127.0.0.1:0"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "configuration error" in proc.stderr and f"the directory {missing.parent} does not exist" in proc.stderr
+    assert not missing.parent.exists()
