@@ -8,6 +8,12 @@ peer and stage where relevant, and never contain secret values.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class MpcnetError(Exception):
     status = "INTERNAL"
@@ -60,6 +66,18 @@ BY_STATUS: dict[str, type[MpcnetError]] = {
     for cls in (InvalidInput, NotFound, AlreadyExists, PermissionDenied, Unauthenticated,
                 FailedPrecondition, ResourceExhausted, PeerTimeout, PeerUnavailable, Aborted)
 }
+
+
+def make_output_dir(flag: str, path: "str | os.PathLike[str]") -> "Path":
+    """The results directory a command writes into, made before any work (a benchmark's numbers would be lost
+    at the end): a path that is a file, or cannot be made, is refused naming ``flag``."""
+    from pathlib import Path
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"{flag} {out}: cannot make that directory ({exc.strerror or exc})") from None
+    return out
 
 
 def check_output_file(flag: str, path: str) -> None:

@@ -247,6 +247,9 @@ class CoordinatorService(pbg.CoordinatorServicer):
             if job is None:
                 raise NotFound(f"unknown job '{request.job_id}'")
             return job.info()
+        if metadata_value(context, CLUSTER_AUTH_KEY) is not None and not metadata_value(context, PARTY_TOKEN_KEY):
+            raise Unauthenticated(f"GetJob of job '{request.job_id}': wrong cluster secret ({CLUSTER_AUTH_KEY}); "
+                                  "an operator needs this coordinator's secret, a party its party token")
         caller = self.caller(context)
         return self.job(request.job_id, caller).info(caller)
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 from mpcnet.bench.plain_average import NetworkPlainAggregator, PlainAverageProcess
 from mpcnet.bench.secagg_runner import proc_cpu_seconds
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, make_output_dir
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models
 from mpcnet.fl.fedavg import RoundOutcome, Update, clear_round, secagg_threshold
@@ -122,6 +122,7 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     if not clients or min(clients) < 2:
         raise InvalidInput(f"client counts {list(clients)}: give at least one, each at least 2 (SecAgg sums two or "
                            "more)")
+    out = make_output_dir("--out", out_dir or DEFAULT_OUT)
     ds = fldata.load(dataset)
     if max(clients) > len(ds.y_train):
         raise InvalidInput(f"{max(clients)} clients for {len(ds.y_train)} training samples: at most one client per "
@@ -187,8 +188,6 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
                       f"{r['secagg_math_round_s']:.3f} ({r['secagg_math_ratio']:.2f}x)", _cpu_pair(r),
                       f"{r['plain_accuracy']:.4f}", f"{r['secure_accuracy']:.4f}", f"{r['accuracy_gap_points']:.2f}")
     console.print(table)
-    out = Path(out_dir) if out_dir else DEFAULT_OUT
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest = out / f"fedavg-{dataset}-{model_kind}-{stamp}.json"
     from mpcnet.bench.runner import machine_description

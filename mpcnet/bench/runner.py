@@ -34,6 +34,7 @@ from rich.table import Table
 import mpcnet
 from mpcnet.bench.benchdata import BenchData
 from mpcnet.cluster import REPO_ROOT, LocalCluster
+from mpcnet.errors import make_output_dir
 
 
 def machine_description() -> dict[str, Any]:
@@ -96,6 +97,7 @@ def run_bench(workload: str, size: int, repeats: int = 3, with_mpyc: bool = True
     if size < 1 or repeats < 1:
         console.print(f"[red]mpcnet bench {workload}: --size and --repeats must be at least 1 (got {size}, {repeats})[/]")
         return 2
+    out = make_output_dir("--out", out_dir or REPO_ROOT / "benchmarks" / "results")
     ours = bench_mpcnet(workload, size, repeats, console)
     peer: dict[str, Any] | None = None
     peer_error = ""
@@ -128,8 +130,6 @@ def run_bench(workload: str, size: int, repeats: int = 3, with_mpyc: bool = True
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": machine_description(), "mpcnet": ours, "mpyc": peer, "mpyc_error": peer_error,
               "ratios_mpyc_over_mpcnet": ratios}
-    out = Path(out_dir) if out_dir else REPO_ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     path = out / f"{workload}-{size}-{stamp}.json"
     path.write_text(json.dumps(result, indent=2))

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mpcnet.bench.benchdata import BenchData
+from mpcnet.errors import make_output_dir
 
 __all__ = ["run_secagg_bench", "worker_main"]
 
@@ -391,6 +392,7 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
     if wrong:
         console.print("[red]mpcnet bench secagg: " + "; ".join(wrong) + "[/]")
         return 2
+    out = make_output_dir("--out", out_dir or REPO_ROOT / "benchmarks" / "results")
     fpy = ""
     if with_flower:
         fpy = flower_python or str(REPO_ROOT / FLOWER_VENV / "bin" / "python")
@@ -430,8 +432,6 @@ def run_secagg_bench(clients: int, dim: int, dropout: float = 0.1, graph: str = 
                               "in one process, no network or serialisation (its round_s_parallel_clients estimate "
                               "is NOT used); 'round' divides by mpcnet round_s (CreateRound to result, over gRPC, "
                               "with real SIGKILLed clients). > 1 means mpcnet is faster.")}
-    out = Path(out_dir) if out_dir else REPO_ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     base = f"secagg-{graph}-n{clients}-d{dim}"
     path = out / f"{base}-{stamp}.json"

@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
                    "the DP weighting without noise); default: no DP")
     p.add_argument("--delta", type=float, default=1e-5, help="DP delta")
-    p.add_argument("--dp", choices=("central", "distributed"), default="central",
-                   help="with --epsilon: central (the server adds Gaussian noise after SecAgg) or distributed (each "
-                   "client adds Skellam noise before masking; nobody sees an un-noised aggregate)")
+    p.add_argument("--dp", choices=("central", "distributed"), default=None,
+                   help="with --epsilon: central (the default: the server adds Gaussian noise after SecAgg) or "
+                   "distributed (each client adds Skellam noise before masking; nobody sees an un-noised aggregate)")
     p.add_argument("--sample-rate", type=float, default=1.0, help="DP: Poisson sampling rate of clients per round")
     p.add_argument("--ledger", default=None, help="epsilon ledger (default MPCNET_LEDGER or "
                    "~/.mpcnet/epsilon-ledger.sqlite)")
@@ -77,6 +77,13 @@ def fedavg_main(args: argparse.Namespace) -> int:
                              "the clear with --aggregator plain")
         if args.out:
             check_output_file("--out", args.out)
+        # flags that shape a DP run do nothing without --epsilon: the run would be non-private, told only by
+        # its receipt
+        shaping = [flag for flag, given in (("--dp", args.dp is not None), ("--sample-rate", args.sample_rate != 1.0),
+                                            ("--weight-cap", args.weight_cap != 0)) if given]
+        if args.epsilon is None and shaping:
+            raise ValueError(f"{', '.join(shaping)} without --epsilon: the run would have no differential privacy; "
+                             "give --epsilon (e.g. --epsilon 8), or leave out " + ", ".join(shaping))
         if args.epsilon is not None:
             from mpcnet.ledger import check_chosen_location
             check_chosen_location(args.ledger)
@@ -163,8 +170,13 @@ def fedavg_main(args: argparse.Namespace) -> int:
             try:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)
             except MpcnetError as exc:
-                from mpcnet.ledger import BudgetExceeded
-                errors.print(f"[red]mpcnet fedavg: {exc}[/]")
+                from mpcnet.ledger import BudgetExceeded, default_path
+                hint = ""
+                if isinstance(exc, BudgetExceeded):  # what to do: the budget is the dataset's, set on its first run
+                    hint = (f"; spend less (--epsilon), or raise the budget with `mpcnet ledger budget --ledger "
+                            f"{args.ledger or default_path()} --dataset {exc.dataset} --epsilon E --delta D` "
+                            "(--budget sets only a new dataset's)")
+                errors.print(f"[red]mpcnet fedavg: {exc}{hint}[/]")
                 return 3 if isinstance(exc, BudgetExceeded) else 2  # 3: over budget; 2: the ledger file itself
         central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                               batch_size=args.batch_size), ds, args.seed)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, make_output_dir
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models, privacy
 from mpcnet.fl.distributed_dp import calibrate_distributed
@@ -79,11 +79,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         else:
             plans.append((eps, None if eps is None else privacy.calibrate(eps, args.delta, args.rounds, 1.0,
                                                                           args.clip), None))
-    out = Path(args.out) if args.out else DEFAULT_OUT
-    try:  # after the checks above, before the sweep
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(f"--out {out}: cannot make that directory ({exc.strerror})") from None
+    out = make_output_dir("--out", args.out or DEFAULT_OUT)  # after the checks above, before the sweep
     cluster = LocalCluster(3).start() if args.aggregator == "secagg" else None
     try:
         with Progress(console=console, transient=True) as bar:

@@ -113,6 +113,10 @@ def test_receipt_cli_shows_a_jobs_receipt_to_the_operator_only(cluster: LocalClu
     env.pop("MPCNET_CLUSTER_SECRET")
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "cluster secret" in refused.stderr
+    # a wrong secret says so (it said "missing mpcnet-party-token metadata: register the party first")
+    wrong = subprocess.run(cmd, env=dict(env, MPCNET_CLUSTER_SECRET="not-the-secret"), capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == 2 and "wrong cluster secret" in wrong.stderr, wrong.stderr
     # a party that is not in the job cannot read it either
     bob = mpcnet.connect(cluster.coordinator, unique("bob"))
     with pytest.raises(PermissionDenied):

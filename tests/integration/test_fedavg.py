@@ -117,6 +117,7 @@ def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(t
     # the same query again, under another run: 3 more does not fit in the 2 left; refused before it starts
     second = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert second.returncode == 3 and "which has epsilon 2, delta" in second.stderr  # one line, on stderr
+    assert f"raise the budget with `mpcnet ledger budget --ledger {ledger} --dataset sklearn:" in second.stderr
     assert "test accuracy per round" not in second.stdout
 
 

@@ -43,6 +43,10 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--out", "/proc/run.json", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
      "--out /proc/run.json cannot be written"),  # was a traceback after training, with the epsilon spent
     (["fedavg-sweep", "--out", "/proc/version"], "cannot make that directory"),
+    (["bench", "fedavg", "--fedavg-clients", "3", "--out", "/proc/version"], "cannot make that directory"),  # was
+    # a traceback after the whole benchmark ran
+    (["fedavg", "--dp", "distributed"], "--dp without --epsilon: the run would have no differential privacy"),
+    (["fedavg", "--sample-rate", "0.3", "--weight-cap", "5"], "--sample-rate, --weight-cap without --epsilon"),
     (["fedavg", "--split", "dirichlet", "--alpha", "nan"], "alpha must be finite and > 0, got nan"),  # was a hang
     (["fedavg-sweep", "--split", "dirichlet", "--alpha", "inf"], "alpha must be finite and > 0, got inf"),
     (["fedavg-sweep", "--clients", "1"], "SecAgg needs at least 2"),
