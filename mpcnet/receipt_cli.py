@@ -148,7 +148,7 @@ def render(r: dict[str, Any]) -> list[str]:
             out.append("    epsilon unbounded (no differential privacy)")
         elif "epsilon" in dp:
             out.append(f"    epsilon {dp['epsilon']:g}, delta {dp.get('delta', 0):g}"
-                       + (f" (planned {dp['planned_epsilon']:g}, realised {dp['realised_epsilon']:.4g})"
+                       + (f" (planned {dp.get('planned_epsilon', dp['epsilon']):g}, realised {dp['realised_epsilon']:.4g})"
                           if "realised_epsilon" in dp else ""))
         for key in ("unit", "guarantee", "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall"):
             if dp.get(key):

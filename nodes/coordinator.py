@@ -443,16 +443,17 @@ def failed_receipt(receipt_json: str, why: str) -> str:
 
 async def serve(cfg: Config) -> None:
     listen = cfg.listen or cfg.coordinator
+    service = CoordinatorService(cfg)  # its journal makes the state directory
     if cfg.ledger:
         # a mistyped [privacy] ledger / MPCNET_LEDGER directory would start a fresh ledger, with every party's
-        # budget fresh: refuse to start instead (only the default location is made on demand)
+        # budget fresh: refuse to start instead (the default location, and the state directory, are made)
         from mpcnet.config import ConfigError
         from mpcnet.ledger import check_chosen_location
         try:
             check_chosen_location(cfg.ledger, "the epsilon ledger ([privacy] ledger or MPCNET_LEDGER)")
         except InvalidInput as exc:
+            await service.close()
             raise ConfigError(str(exc)) from None
-    service = CoordinatorService(cfg)
     metrics = role_metrics("coordinator", cfg)
     server = RoleServer("coordinator", listen, cfg.cluster_secret, cfg.tls_for("coordinator"), metrics)
     pbg.add_CoordinatorServicer_to_server(service, server.server)

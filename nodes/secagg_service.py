@@ -301,6 +301,10 @@ class SecAggService(spbg.SecAggServicer):
                           context: grpc.aio.ServicerContext) -> spb.SecAggCreateRoundReply:
         p = spb.SecAggRoundParams()
         p.CopyFrom(request.params)
+        if p.sum_to_operator_only and not self.cfg.cluster_secret:  # first: FedAvg's probe relies on this order
+            raise FailedPrecondition("sum_to_operator_only needs a cluster secret: without one every caller counts "
+                                     "as the operator (set MPCNET_CLUSTER_SECRET or the secret_file of the "
+                                     "configuration's cluster table)")
         if not p.round_id:
             p.round_id = f"secagg-{secrets.token_hex(8)}"
         if p.round_id in self.rounds or (self.journal is not None and self.journal.round(p.round_id) is not None):
@@ -311,9 +315,6 @@ class SecAggService(spbg.SecAggServicer):
         if p.vector_length > limit:
             raise InvalidInput(f"vector_length {p.vector_length} is above {limit} for {p.bits or 32}-bit masks "
                                "(one masked vector must fit one gRPC message); split the vector into rounds")
-        if p.sum_to_operator_only and not self.cfg.cluster_secret:
-            raise FailedPrecondition("sum_to_operator_only needs a cluster secret: without one every caller counts "
-                                     "as the operator (set MPCNET_CLUSTER_SECRET or [cluster] secret_file)")
         stage_s = self._deadline(p.stage_deadline_s, "stage_deadline_s")
         join_s = self._deadline(p.join_deadline_s, "join_deadline_s")
         p.graph_seed = b""

@@ -60,6 +60,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from rich.markup import escape
+
     from mpcnet.errors import InvalidInput, MpcnetError, check_output_file
     console = Console()
     # refusals and failures: one line on stderr, however narrow the terminal (or a pipe: rich would wrap at 80)
@@ -122,7 +124,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
         # --coordinator's secret and TLS files: a setting, refused here like the others (exit 2)
         access = _coordinator(args) if args.aggregator != "plain" else (None, (), None, None)
     except (MpcnetError, ValueError) as exc:
-        errors.print(f"[red]mpcnet fedavg: {exc}[/]")
+        errors.print(f"[red]mpcnet fedavg: {escape(str(exc))}[/]")
         return 2
     console.print(f"{args.dataset}: {len(ds.y_train)} training / {len(ds.y_test)} test samples, "
                   f"{ds.n_features} features, {ds.n_classes} classes; {args.clients} clients ({args.split}"
@@ -164,7 +166,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
             # central DP: what rounds too small to aggregate add to delta (refused there when it is not small)
             small_delta = max(fedavg.check_run(cfg, agg, len(parts), model.n_params) for agg in aggregators.values())
         except InvalidInput as exc:
-            errors.print(f"[red]mpcnet fedavg: {exc}[/]")
+            errors.print(f"[red]mpcnet fedavg: {escape(str(exc))}[/]")
             return 2
         if dp is not None and dp.noise_multiplier > 0:
             try:
@@ -176,7 +178,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                     hint = (f"; spend less (--epsilon), or raise the budget with `mpcnet ledger budget --ledger "
                             f"{args.ledger or default_path()} --dataset {exc.dataset} --epsilon E --delta D` "
                             "(--budget sets only a new dataset's)")
-                errors.print(f"[red]mpcnet fedavg: {exc}{hint}[/]")
+                errors.print(f"[red]mpcnet fedavg: {escape(str(exc) + hint)}[/]")
                 return 3 if isinstance(exc, BudgetExceeded) else 2  # 3: over budget; 2: the ledger file itself
         central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
                                                               batch_size=args.batch_size), ds, args.seed)
@@ -192,7 +194,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                         shortfall.round_done(out)
                 histories[kind] = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg, on_round=on_round)
     except MpcnetError as exc:
-        errors.print(f"[red]mpcnet fedavg: {exc}[/]")
+        errors.print(f"[red]mpcnet fedavg: {escape(str(exc))}[/]")
         return 1
     finally:
         if cluster is not None:

@@ -143,16 +143,20 @@ class SecAggAggregator:
     def check_reachable(self, timeout_s: float = 10.0) -> None:
         """Raise the MpcnetError a round would meet if the coordinator is unreachable or refuses the operator's
         credentials, before anything is spent (epsilon) on a run that cannot start.  The probe is a CreateRound
-        whose vector is longer than any round takes: the coordinator checks the credentials first, then refuses
-        the parameters (INVALID_ARGUMENT, the healthy answer) and creates nothing."""
+        whose vector is longer than any round takes: the coordinator checks the credentials first, then whether it
+        can keep the sum from the clients (sum_to_operator_only needs its cluster secret), then refuses the
+        parameters (INVALID_ARGUMENT, the healthy answer) and creates nothing."""
         import grpc
 
         from mpcnet.transport.rpc import from_rpc_error, sync_channel
         from mpcnet.transport.tls import Identity
         from mpcnet.v1 import secagg_pb2 as spb
         from mpcnet.v1 import secagg_pb2_grpc as spbg
+        # refused either way, so no round is made: INVALID_ARGUMENT (its length) is the healthy answer, and a
+        # coordinator without a cluster secret answers FAILED_PRECONDITION first (it cannot keep a FedAvg round's
+        # sum from the clients)
         probe = spb.SecAggRoundParams(round_id=f"fedavg-probe-{self.tag}", client_ids=[1, 2], threshold=2,
-                                      vector_length=2**32 - 1)
+                                      vector_length=2**32 - 1, sum_to_operator_only=True)
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             try:
                 spbg.SecAggStub(channel).CreateRound(spb.SecAggCreateRoundRequest(params=probe), timeout=timeout_s,
@@ -223,6 +227,9 @@ class SecAggAggregator:
                 reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=30, metadata=self.md)
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} (CreateRound)") from None
+            if not reply.params.sum_to_operator_only:  # a coordinator older than the flag ignores it
+                raise MpcnetError(f"SecAgg coordinator at {self.address} would give round {reply.round_id}'s sum to "
+                                  "its clients (it does not know sum_to_operator_only: upgrade it); no client joined")
 
             def inputs(cid: int, _p: Any, enc: Any) -> Any:
                 u = by_id[cid]

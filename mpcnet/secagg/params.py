@@ -60,6 +60,9 @@ class SecAggParams:
             k = self.effective_degree
             if not 1 <= k <= n - 1 or (n * k) % 2:
                 raise ParamsError(f"degree {k} impossible for {n} clients (need 1 <= k <= n-1, n*k even)")
+            if k == 1 and n > 2:  # a perfect matching: its pairs share no mask, so every round would abort
+                raise ParamsError(f"degree 1 on {n} clients splits them into pairs no mask joins (each pair's sum "
+                                  "would be unmasked on its own): use degree 2 or more")
             holders = k + 1
         else:
             if self.degree:

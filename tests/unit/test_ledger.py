@@ -153,6 +153,67 @@ def test_charge_all_gives_each_release_the_balance_right_after_it(tmp_path: Path
             led.charge("other", "q", "m", {}, 1.0, 0.0)  # the fix names the file it means
 
 
+def _bare_coordinator(tmp_path: Path, **env_extra: str) -> tuple[subprocess.Popen[str], str]:
+    """A coordinator process of its own (no nodes, no dealer), with ``env_extra`` in its environment."""
+    import os
+
+    from mpcnet.cluster import free_port
+    address = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPCNET_")}
+    env.update(PYTHONPATH=str(REPO_ROOT), MPCNET_LISTEN=address, **env_extra)
+    proc = subprocess.Popen([sys.executable, "-m", "nodes.coordinator"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, address
+
+
+def _wait_serving(proc: subprocess.Popen[str], address: str) -> None:
+    import time
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            assert proc.poll() is None, proc.communicate(timeout=10)[1][-2000:]
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, "the coordinator did not come up"
+            time.sleep(0.2)
+
+
+def test_a_coordinator_ledger_in_its_state_directory_is_fine_on_a_fresh_host(tmp_path: Path) -> None:
+    """The README's configuration puts the ledger in the state directory, which the journal makes at start: the
+    missing-directory check comes after it (a review found the coordinator refusing to start there)."""
+    state = tmp_path / "fresh" / "coordinator"
+    proc, address = _bare_coordinator(tmp_path, MPCNET_STATE_DIR=str(state),
+                                      MPCNET_LEDGER=str(state / "epsilon-ledger.sqlite"))
+    try:
+        _wait_serving(proc, address)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_fedavg_refuses_before_any_round_a_coordinator_that_cannot_keep_the_sum_from_clients(tmp_path: Path) -> None:
+    """Without a cluster secret every caller counts as the operator, so sum_to_operator_only is refused, and
+    FedAvg's pre-run check says so before anything is charged (it used to pass, and round 1 failed)."""
+    from mpcnet.errors import FailedPrecondition
+    from mpcnet.fl import fedavg
+    proc, address = _bare_coordinator(tmp_path, MPCNET_STATE_DIR=str(tmp_path / "state"))
+    try:
+        _wait_serving(proc, address)
+        agg = fedavg.SecAggAggregator(address, (), clip=1.0, max_total_samples=100)
+        with pytest.raises(FailedPrecondition, match="sum_to_operator_only needs a cluster secret"):
+            agg.check_reachable()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
 def test_a_coordinator_with_a_ledger_in_a_missing_directory_does_not_start(tmp_path: Path) -> None:
     """A mistyped [privacy] ledger / MPCNET_LEDGER directory would give every party a fresh budget: the
     coordinator refuses to start (configuration error, exit 2) and creates nothing."""

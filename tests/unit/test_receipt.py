@@ -125,3 +125,10 @@ def test_a_secaggplus_round_receipt_gives_the_degree_it_ran_and_the_connectivity
     assert "dropped ones included" in rc["released"]
     params.sum_to_operator_only = True
     assert "operator only" in secagg_receipt("r", params, "running")["released"]
+
+
+def test_a_distributed_dp_receipt_written_before_planned_epsilon_still_shows() -> None:
+    old = {"run": "r", "layers": ["x"], "trust_assumptions": ["y"],
+           "differential_privacy": {"mechanism": "skellam (distributed)", "epsilon": 4.0, "delta": 1e-5,
+                                    "realised_epsilon": 3.5}}
+    assert any("epsilon 4, delta 1e-05 (planned 4, realised 3.5)" in line for line in render(old))

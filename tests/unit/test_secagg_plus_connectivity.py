@@ -85,3 +85,12 @@ def test_groups_partition_the_members_into_connected_pieces_with_no_edge_between
             frontier = [v for u in frontier for v in graph.neighbours(u) & g if v not in reached
                         and not reached.add(v)]  # type: ignore[func-returns-value]
         assert reached == g
+
+
+def test_degree_one_on_more_than_two_clients_is_refused_when_the_round_is_made() -> None:
+    """Degree 1 is a perfect matching: no pair shares a mask with another, so every round would abort after all
+    the clients' work (and before the connectivity check, each pair's sum was unmasked)."""
+    from mpcnet.secagg.errors import ParamsError
+    with pytest.raises(ParamsError, match="degree 1 on 4 clients splits them into pairs"):
+        SecAggParams("d1", (1, 2, 3, 4), threshold=2, vector_length=1, graph_kind=GraphKind.REGULAR, degree=1)
+    SecAggParams("d1", (1, 2), threshold=2, vector_length=1, graph_kind=GraphKind.REGULAR, degree=1)  # one pair
