@@ -491,6 +491,9 @@ class NodeService(pbg.NodeServicer):
         if request.secret not in job.outputs:
             if job.state == "expired":
                 raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}': {job.error}")
+            if job.state == "aborted":
+                raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' was aborted ({job.error}); it "
+                                         "serves no outputs")
             if job.state != "done":
                 raise FailedPrecondition(f"node {self.node_id}: job '{job.job_id}' is {job.state}; no outputs yet")
             raise NotFound(f"node {self.node_id}: job '{job.job_id}' has no output '{request.secret}'")
@@ -504,7 +507,11 @@ class NodeService(pbg.NodeServicer):
     @servicer_errors
     async def AbortJob(self, request: pb.AbortJobRequest, context: grpc.aio.ServicerContext) -> pb.AbortJobResponse:
         job = self.job(request.job_id)
-        if job.state in ("open", "preparing", "prepared", "running"):
+        if job.state in ("open", "preparing", "prepared", "running", "done"):
+            # done too: the coordinator failed the job (another node failed, or it restarted while the nodes
+            # finished); a failed job serves no further output -- what was revealed already, its receipt says
+            if job.state == "done":
+                job.outputs.clear()
             job.state = "aborted"
             job.ended = time.monotonic()
             job.prepared = None

@@ -214,22 +214,29 @@ def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cl
 
 
 def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_path) -> None:
-    """The receipt is journalled before Execute is sent: the coordinator SIGKILLed while the nodes execute (the
-    outputs may reach their readers) comes back with the job failed and its receipt kept, marked with how it
-    ended (a review found such a job with its charge and no receipt)."""
+    """The receipt is journalled before Execute is sent.  The coordinator is stopped while the nodes execute (a
+    crash at that moment), the nodes finish and serve the DP release to its reader, then the coordinator is
+    SIGKILLed and restarted: the job is failed, its receipt kept and marked with how it ended (a review found such
+    a job with its charge and no receipt), and the nodes, told to abort it, serve its output no more."""
     import os
+    import signal
     import subprocess
     import sys
     import threading
     import time
 
+    import grpc
+
     from mpcnet.cluster import REPO_ROOT
+    from mpcnet.core import fixedpoint
+    from mpcnet.core.sharing import reconstruct
+    from mpcnet.transport.tensors import ArrayAssembler
     from mpcnet.v1 import mpc_pb2 as pb
     from mpcnet.v1 import mpc_pb2_grpc as pbg
 
-    slow = {"seed": "s", "rules": [{"method": "/mpcnet.v1.Node/Execute", "action": "delay", "delay_s": 5.0}]}
+    slow = {"seed": "s", "rules": [{"method": "/mpcnet.v1.Node/Execute", "action": "delay", "delay_s": 3.0}]}
     with LocalCluster(3, workdir=tmp_path / "c", faults={f"node{i}": slow for i in (1, 2, 3)}) as own:
-        alice = mpcnet.connect(own.coordinator, "alice", job_timeout_s=30)
+        alice = mpcnet.connect(own.coordinator, "alice", job_timeout_s=60)
         job = alice.create_job()
         alice.share(job, "age", np.full(50, 40.0), bound=120.0, nonnegative=True, dp_only=True)
         failed: list[BaseException] = []
@@ -239,15 +246,31 @@ def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_
                 alice.run(job, mpcnet.Program().dp_mean("m", "age", 2.0).output("m", to=["alice"]))
             except BaseException as exc:  # noqa: BLE001 - the coordinator dies under it
                 failed.append(exc)
+
+        def share_of(node: int) -> np.ndarray:
+            assembler = ArrayAssembler(1, 1, "share")
+            for chunk in alice.nodes[node].Reveal(pb.RevealRequest(job_id=job, secret="m"), timeout=10,
+                                                  metadata=alice._md):
+                assembler.add(chunk)
+            return assembler.result(())
+
         runner = threading.Thread(target=run)
         runner.start()
-        import grpc
         stub = pbg.CoordinatorStub(grpc.insecure_channel(own.coordinator))
         deadline = time.monotonic() + 60
         while not stub.GetJob(pb.GetJobRequest(job_id=job), timeout=10, metadata=own.auth_metadata).receipt_json:
             assert time.monotonic() < deadline, "the receipt never appeared while the job ran"
             time.sleep(0.05)
-        own.kill("coordinator")  # the nodes are executing (their Execute is held 5 s)
+        os.kill(own.pid("coordinator"), signal.SIGSTOP)  # the nodes are executing (their Execute is held 3 s)
+        while True:  # the nodes finish and serve the release to its reader, the coordinator none the wiser
+            try:
+                shares = [share_of(i) for i in (1, 2, 3)]
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline + 60, "the nodes never finished"
+                time.sleep(0.2)
+        assert abs(float(fixedpoint.decode(reconstruct(shares), 16)) - 40.0) < 20  # a noisy mean of 40s
+        own.kill("coordinator")
         own.start_coordinator()
         runner.join(60)
         assert failed, "run() should fail: its coordinator died"
@@ -261,3 +284,12 @@ def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_
         assert receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(2.0)
         with _ledger(own) as led:
             assert [r.epsilon for r in led.releases("party:alice")] == [pytest.approx(2.0)]
+        # the restarted coordinator tells the nodes to abort the job: they drop its output
+        while True:
+            try:
+                share_of(1)
+            except grpc.RpcError as exc:
+                if "was aborted" in (exc.details() or ""):
+                    break
+            assert time.monotonic() < deadline + 120, "node 1 still serves the failed job's output"
+            time.sleep(0.2)
