@@ -208,6 +208,26 @@ def test_secaggplus_round(cluster: LocalCluster) -> None:
     assert np.array_equal(aggregate_of(res.done), expected_sum("plus", ids))
 
 
+def test_secaggplus_survivors_split_by_two_deaths_abort_the_round_before_unmasking(cluster: LocalCluster) -> None:
+    """Degree 2 on 8 clients is one cycle: two SIGKILLed clients that are not neighbours cut the survivors into
+    two arcs that share no mask.  The coordinator aborts at masked_input_collection, naming the split, instead
+    of unmasking each arc's sum; every survivor hears it, and nothing is released."""
+    from tests.unit.test_secagg_plus_connectivity import cycle_order
+    ids = list(range(1, 9))
+    rnd = create_round(cluster, ids, t=2, plus=True, degree=2)
+    order = cycle_order(params_from_proto(rnd.params))
+    dead = [order[0], order[3]]  # the arcs order[1:3] and order[4:] survive
+    victims = spawn(cluster, rnd, dead, "split", die_at="masked_input_collection")
+    survivors = spawn(cluster, rnd, [c for c in ids if c not in dead], "split")
+    assert finish(victims)[0] == -9
+    code, lines, err = finish(survivors)
+    assert code == 3, err[-2000:]
+    assert all(ln["state"] == "aborted" and "groups of sizes 4, 2" in ln["reason"] for ln in lines), lines
+    res = result(cluster, rnd)
+    assert res.state == "aborted" and res.aborted.stage == "masked_input_collection"
+    assert json.loads(res.receipt_json)["released"].startswith("nothing")
+
+
 def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
     s = stub(cluster)
 
