@@ -218,11 +218,21 @@ class SecAggService(spbg.SecAggServicer):
         return rnd
 
     def _client_round(self, round_id: str, cid: int, context: grpc.aio.ServicerContext) -> _Round:
-        """The round a client's call names, once the client is known to be registered and to hold its token."""
-        rnd = self._round(round_id)
-        if cid not in rnd.params.client_ids:
-            raise PermissionDenied(f"client {cid} is not registered for SecAgg round {rnd.round_id}")
-        self._check_token(rnd, cid, context)
+        """The round a client's call names, once the caller holds that client's token for it.  Who is registered
+        in a round, and how a finished round ended, are told only to a holder of a token of that round: a
+        round's client ids may be a secret sample (central DP), and an abort reason gives survivor counts."""
+        token = metadata_value(context, CLIENT_TOKEN_KEY)
+        rnd = self.rounds.get(round_id)
+        if rnd is None:
+            kept = self.journal.round(round_id) if self.journal is not None else None
+            if kept is not None and not any_token_matches(kept.token_hashes, token):
+                raise FailedPrecondition(f"SecAgg round {round_id!r} is over; its outcome is for its clients and "
+                                         "operator (GetResult with a client token or the cluster secret)")
+            rnd = self._round(round_id)  # unknown (NOT_FOUND), or over, with the reason, for its own client
+        if not rnd.token_valid(cid, token):
+            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} "
+                                  "metadata, or no such client in the round; send the token CreateRound returned "
+                                  "for this client id")
         return rnd
 
     @staticmethod
@@ -240,12 +250,6 @@ class SecAggService(spbg.SecAggServicer):
         rnd.attending.discard(cid)
         if not ended and rnd.state == "running":
             self._client_gone(rnd, cid, why)
-
-    @staticmethod
-    def _check_token(rnd: _Round, cid: int, context: grpc.aio.ServicerContext) -> None:
-        if not rnd.token_valid(cid, metadata_value(context, CLIENT_TOKEN_KEY)):
-            raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} metadata; "
-                                  "send the token CreateRound returned for this client id")
 
     def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
         if self.metrics is not None:

@@ -254,7 +254,7 @@ def test_bad_input_gets_actionable_status(cluster: LocalCluster) -> None:
         timeout=10, metadata=cluster.auth_metadata))
     rid = rnd.id
     code, msg = code_of(spb.SecAggNextRequest(round_id=rid, client_id=9))
-    assert code == grpc.StatusCode.PERMISSION_DENIED and "client 9" in msg
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "client 9" in msg  # registration is told to no one
     md = (("mpcnet-client-token", rnd.tokens[1]),)
     joined = s.Next(spb.SecAggNextRequest(round_id=rid, client_id=1), timeout=10, metadata=md)
     assert joined.request.stage == "advertise_keys"
@@ -607,7 +607,7 @@ def test_duplicate_ids_second_presence_and_late_join_refused(cluster: LocalClust
         next(s.Attend(spb.SecAggAttendRequest(round_id=rnd.id, client_id=1), timeout=10, metadata=first.md))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "presence" in err.value.details()
     for rid, cid, md, code in (("nope", 1, first.md, grpc.StatusCode.NOT_FOUND),
-                               (rnd.id, 9, first.md, grpc.StatusCode.PERMISSION_DENIED),
+                               (rnd.id, 9, first.md, grpc.StatusCode.UNAUTHENTICATED),
                                (rnd.id, 2, first.md, grpc.StatusCode.UNAUTHENTICATED)):  # 1's token for client 2
         with pytest.raises(grpc.RpcError) as err:
             next(s.Attend(spb.SecAggAttendRequest(round_id=rid, client_id=cid), timeout=10, metadata=md))
@@ -664,7 +664,7 @@ def test_session_bad_input_gets_actionable_status(cluster: LocalCluster) -> None
     assert session_refusal(s, [spb.SecAggNextRequest(round_id="nope", client_id=1)], md[1])[0] == \
         grpc.StatusCode.NOT_FOUND
     code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=9)], md[1])
-    assert code == grpc.StatusCode.PERMISSION_DENIED and "client 9" in msg
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "client 9" in msg  # registration is told to no one
     code, msg = session_refusal(s, [spb.SecAggNextRequest(round_id=rnd.id, client_id=2)], md[1])
     assert code == grpc.StatusCode.UNAUTHENTICATED and "mpcnet-client-token" in msg
     # bytes that are no SecAggNextRequest at all
@@ -768,4 +768,11 @@ def test_round_receipt_survives_a_coordinator_restart(tmp_path: Path) -> None:
         assert np.array_equal(aggregate_of(kept.done), expected_sum("restart", [1, 2, 3]))
         as_client = result(own, rnd, metadata=(("mpcnet-client-token", rnd.tokens[2]),))
         assert as_client.state == "done" and as_client.done.sum == b"" and list(as_client.done.included) == [1, 2, 3]
+        # how a finished round ended is told to its own clients only, not to a caller without a token of it
+        for token, told in (("forged", False), (rnd.tokens[1], True)):
+            md = (("mpcnet-client-token", token),)
+            with pytest.raises(grpc.RpcError) as err:
+                stub(own).Next(spb.SecAggNextRequest(round_id=rnd.id, client_id=1), timeout=10, metadata=md)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert ("is done" in err.value.details()) == told, err.value.details()
         assert after["participants"]["dropped"] == [{"client": 4, "stage": "masked_input_collection"}]
