@@ -104,6 +104,9 @@ def _main(argv: list[str]) -> int:
                    help='JSON {"<id>": "<token>"} from CreateRound (or MPCNET_CLIENT_TOKENS with the same JSON)')
     c.add_argument("--signing-keys-file", default=None,
                    help='active rounds: JSON {"<id>": "<Ed25519 signing key, 64 hex>"}')
+    c.add_argument("--verify-keys-file", default=None,
+                   help='active rounds: JSON {"<id>": "<Ed25519 verify key, 64 hex>"} of EVERY client of the round, '
+                   "from the operator (the PKI): the coordinator's copy is not trusted")
     c.add_argument("--timeout", type=float, default=30.0, help="deadline of the join call (seconds)")
     c.add_argument("--die-at", default=None, help="TEST ONLY: SIGKILL this process right before answering STAGE")
     c.add_argument("--tls-dir", default=None, help="certificate directory (ca.crt, client-NAME.crt/.key) for mTLS "

@@ -190,8 +190,10 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
 MEMBER_LISTS = ("sampled", "included", "dropped")
 # what keeps a SecAgg+ round's partial sums hidden besides the threshold (mpcnet.secagg.stage.check_survivors)
 SURVIVORS_CONNECTED = ("a round is unmasked only when its survivors are connected in the graph (else it aborts: "
-                       "groups no pairwise mask joins would be unmasked one by one), and against colluding "
-                       "clients the guarantee holds with high probability over the random graph (Bell et al.)")
+                       "groups no pairwise mask joins would be unmasked one by one); that rule counts dropouts "
+                       "only, and against colluding clients (one can be the only link between two groups) the "
+                       "guarantee holds with high probability over the random graph at about 2 log2 n "
+                       "neighbours (Bell et al.; the default degree)")
 
 
 def secret_sample(dp: Any) -> bool:

@@ -28,7 +28,10 @@ Every call carries the client's bearer token (from CreateRound) as the
 ``mpcnet-client-token`` metadata; ``mpcnet client`` reads the tokens from
 ``--tokens-file`` or ``MPCNET_CLIENT_TOKENS`` (JSON ``{"<id>": "<token>"}``)
 and, for active rounds, Ed25519 signing keys from ``--signing-keys-file``
-(JSON ``{"<id>": "<64 hex>"}``).
+(JSON ``{"<id>": "<64 hex>"}``) and every client's verify key from
+``--verify-keys-file`` (the same form): in active mode the coordinator is not
+trusted, so the PKI comes from the operator, and a client with a signing key
+refuses a passive round (:func:`mpcnet.secagg.params.check_trusted`).
 
 Inputs come from an :data:`InputSource` -- ``derive_input`` (deterministic
 from a seed and the client id, so tests can compute the expected sum) or a
@@ -69,7 +72,7 @@ from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share
 from mpcnet.secagg.crypto import OsRandom, SeededRandom
 from mpcnet.secagg.encoding import decode, encode
 from mpcnet.secagg.errors import ProtocolViolation
-from mpcnet.secagg.params import SecAggParams
+from mpcnet.secagg.params import SecAggParams, check_trusted
 from mpcnet.secagg.state import ClientState
 from mpcnet.secagg.stage import Stage
 from mpcnet.secagg_wire import (FEDAVG, MAX_DEADLINE_S, REAL_SUM, REQUEST_TYPES, RING, ValueEncoding, dequantize,
@@ -219,19 +222,30 @@ def load_tokens(path: str | None, ids: Sequence[int]) -> dict[int, str]:
     return {cid: table[cid] for cid in ids}
 
 
-def load_signing_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
-    """Ed25519 signing keys (32 bytes, hex) for active rounds, one per client id."""
-    table = _id_table(path, None, "signing keys file")
+def load_signing_keys(path: str, ids: Sequence[int], what: str = "signing keys file") -> dict[int, bytes]:
+    """Ed25519 keys (32 bytes, hex) for active rounds, one per client id (signing keys: the ids this process
+    runs; verify keys, ``what="verify keys file"``: every client of the round, with ``ids`` those in the file)."""
+    table = _id_table(path, None, what)
     out = {}
     for cid in ids:
         try:
             key = bytes.fromhex(table[cid])
         except (KeyError, ValueError):
-            raise InvalidInput(f"signing keys file {path}: no valid hex key for client {cid}") from None
+            raise InvalidInput(f"{what} {path}: no valid hex key for client {cid}") from None
         if len(key) != 32:
-            raise InvalidInput(f"signing keys file {path}: the key of client {cid} is not 32 bytes")
+            raise InvalidInput(f"{what} {path}: the key of client {cid} is not 32 bytes")
         out[cid] = key
     return out
+
+
+def load_verify_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
+    """Every client's Ed25519 verify key for an active round, from the operator (the PKI); it must hold this
+    process's clients ``ids`` too."""
+    table = _id_table(path, None, "verify keys file")
+    missing = sorted(set(ids) - set(table))
+    if missing:
+        raise InvalidInput(f"verify keys file {path}: no key for client(s) {missing} this process runs")
+    return load_signing_keys(path, sorted(table), "verify keys file")
 
 
 def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | None, request: object,
@@ -256,6 +270,7 @@ def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | Non
 
 async def run_client(address: str, round_id: str, client_id: int, inputs: InputSource, *, token: str,
                      die_at: Stage | None = None, signing_key: bytes | None = None,
+                     verify_keys: Mapping[int, bytes] | None = None,
                      rpc_timeout_s: float = 30.0, want_result: bool = False,
                      tls: TlsFiles | None = None, attend: bool = True,
                      stop_at: Stage | None = None,
@@ -263,6 +278,8 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
                      session: bool = True) -> ClientOutcome:
     """Take part in one round as ``client_id`` (``token``: its bearer token from CreateRound);
     returns how the round ended for this client (with the aggregate in ``sum`` when ``want_result``).
+    ``signing_key`` and ``verify_keys`` (every client's, from the operator): active rounds only, checked
+    against what the coordinator sends (:func:`~mpcnet.secagg.params.check_trusted`) before any key leaves.
     ``stop_at``: a scripted dropout (conformance runs) -- leave before answering that stage, closing the
     channel and the presence stream as a crashed client would, and return state "stopped".
     ``hold``: awaited with each stage's request before the answer (`mpcnet agent --drill-hooks`: a drill
@@ -312,6 +329,7 @@ async def run_client(address: str, round_id: str, client_id: int, inputs: InputS
             if params.active and signing_key is None:
                 raise InvalidInput(f"round {round_id} is active: client {client_id} needs its Ed25519 signing key "
                                    "(--signing-keys-file)")
+            check_trusted(params, client_id, signing_key, verify_keys)
             join_s, stage_s = reply.params.join_deadline_s, reply.params.stage_deadline_s
             bound = join_s + 5 * (stage_s + ANSWER_MARGIN_S)  # the whole round, all stages at their deadlines
             # presence: the session itself, else an Attend stream held beside the Next calls (or none)
@@ -439,13 +457,15 @@ async def _rounds(call: Callable[[spb.SecAggNextRequest, float], Awaitable[spb.S
 
 async def run_clients(address: str, round_id: str, client_ids: Sequence[int], inputs: InputSource, *,
                       tokens: Mapping[int, str], signing_keys: Mapping[int, bytes] | None = None,
+                      verify_keys: Mapping[int, bytes] | None = None,
                       die_at: Stage | None = None, rpc_timeout_s: float = 30.0,
                       want_result: bool = False, tls: TlsFiles | None = None,
                       attend: bool = True, session: bool = True) -> list[ClientOutcome]:
     """Run many logical clients concurrently in this process (each its own channel and keys)."""
     keys = signing_keys or {}
     return list(await asyncio.gather(*(run_client(address, round_id, cid, inputs, token=tokens[cid],
-                                                  signing_key=keys.get(cid), die_at=die_at,
+                                                  signing_key=keys.get(cid), verify_keys=verify_keys,
+                                                  die_at=die_at,
                                                   rpc_timeout_s=rpc_timeout_s, want_result=want_result, tls=tls,
                                                   attend=attend, session=session)
                                  for cid in client_ids)))
@@ -480,6 +500,10 @@ def client_main(args: argparse.Namespace) -> int:
                   else file_inputs(args.input_file, ids))
         tokens = load_tokens(args.tokens_file, ids)
         signing_keys = load_signing_keys(args.signing_keys_file, ids) if args.signing_keys_file else None
+        verify_keys = load_verify_keys(args.verify_keys_file, ids) if args.verify_keys_file else None
+        if signing_keys is not None and verify_keys is None:
+            raise InvalidInput("--signing-keys-file without --verify-keys-file: an active round's verify keys must "
+                               "come from the operator, not from the coordinator")
         tls = client_tls(args.tls_dir, args.tls_name)
     except MpcnetError as exc:
         print(f"mpcnet client: {exc}", file=sys.stderr)
@@ -505,7 +529,8 @@ def client_main(args: argparse.Namespace) -> int:
                       file=sys.stderr)
         try:
             return await run_clients(args.coordinator, args.round_id, ids, inputs, tokens=tokens,
-                                     signing_keys=signing_keys, die_at=die_at, rpc_timeout_s=args.timeout, tls=tls,
+                                     signing_keys=signing_keys, verify_keys=verify_keys, die_at=die_at,
+                                     rpc_timeout_s=args.timeout, tls=tls,
                                      attend=not args.no_attend, session=not args.no_session)
         finally:
             if bus is not None:

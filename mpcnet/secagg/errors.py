@@ -91,6 +91,11 @@ class TooFewSurvivorsRefused(RefusedRequest):
     """The server reported fewer than ``threshold`` survivors."""
 
 
+class UntrustedParamsRefused(RefusedRequest):
+    """Active mode: round parameters that would make the client trust the coordinator (a passive round for a
+    client with a signing key, or verify keys other than the operator's)."""
+
+
 class DisconnectedSurvivorsRefused(RefusedRequest):
     """SecAgg+: the survivor set the server reported splits into groups no pairwise mask joins."""
 

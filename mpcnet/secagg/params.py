@@ -11,14 +11,22 @@ al.'s active-security variant).
 The threshold counts share holders inside a client's closed neighbourhood
 N[u]: for the complete graph that is all n clients (2 <= t <= n); for
 SecAgg+ it is the k + 1 clients of N[u] (2 <= t <= k + 1).  Bonawitz et al.
-recommend t > n/2 (passive) and t > 2n/3 (active) for the complete graph;
-that policy is the caller's, it is not enforced here.
+recommend t > n/2 (passive) and t > 2n/3 (active) for the complete graph.
+
+Active mode (a coordinator that may lie) is refused where it would not hold:
+on the SecAgg+ graph, whose consistency signatures are a neighbourhood's
+only (a server could show different groups different survivor sets), and
+with t <= n/2 (two disjoint groups of t could each sign a different survivor
+set).  With c colluding clients its bound is c < 2t - n.  What makes an
+active round safe must not come from the coordinator alone:
+:func:`check_trusted` is what a client checks of the parameters it is sent.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
 from mpcnet.secagg.crypto import MAX_CLIENT_ID, SEED_BYTES, KEY_BYTES, RandomSource, resolve
 from mpcnet.secagg.errors import ParamsError
@@ -73,6 +81,12 @@ class SecAggParams:
         if self.active:
             if len(self.verify_keys) != n or any(len(k) != KEY_BYTES for k in self.verify_keys):
                 raise ParamsError(f"active mode needs one {KEY_BYTES}-byte Ed25519 verify key per client")
+            if self.graph_kind is not GraphKind.COMPLETE:
+                raise ParamsError("active mode needs the complete graph: on SecAgg+'s the consistency signatures "
+                                  "are only a neighbourhood's, and a server could show each group its own survivors")
+            if 2 * self.threshold <= n:
+                raise ParamsError(f"active mode needs a threshold above n/2 ({n // 2 + 1} or more of {n}; Bonawitz "
+                                  f"et al. advise above 2n/3), got {self.threshold}")
         elif self.verify_keys:
             raise ParamsError("verify_keys are for active mode only")
 
@@ -94,3 +108,29 @@ class SecAggParams:
     def fresh_graph_seed(rng: RandomSource | None = None) -> bytes:
         """The public randomness the server announces for a SecAgg+ graph."""
         return resolve(rng).random_bytes(SEED_BYTES)
+
+
+def check_trusted(params: SecAggParams, client_id: int, signing_key: bytes | None,
+                  verify_keys: Mapping[int, bytes] | None) -> None:
+    """What a client checks of the round parameters the coordinator sent, before it advertises keys.
+
+    In active mode the coordinator is not trusted, yet it delivers the parameters: a client that took the
+    verify keys from it would encrypt its shares to keys the coordinator chose, and a client that accepted a
+    passive round would trust it after all.  So a client holding a signing key joins active rounds only, and
+    the round's clients and verify keys must be exactly the ones its operator gave it (``verify_keys``, the
+    PKI).  (The threshold is bounded by the parameters' own checks: above n/2 in active mode.)"""
+    from mpcnet.secagg.errors import UntrustedParamsRefused
+    if signing_key is not None and not params.active:
+        raise UntrustedParamsRefused(f"client {client_id}: it holds a signing key, so it takes part in active "
+                                     f"rounds only, and round {params.round_id} is passive (a coordinator that "
+                                     "may lie could downgrade the round)")
+    if not params.active:
+        return
+    if verify_keys is None:
+        raise UntrustedParamsRefused(f"client {client_id}: round {params.round_id} is active, and its verify keys "
+                                     "must come from the operator, not from the coordinator (--verify-keys-file)")
+    sent = dict(zip(params.client_ids, params.verify_keys))
+    if sent != dict(verify_keys):
+        differ = sorted(c for c in set(sent) | set(verify_keys) if sent.get(c) != verify_keys.get(c))
+        raise UntrustedParamsRefused(f"client {client_id}: round {params.round_id}'s clients or verify keys differ "
+                                     f"from the ones its operator gave it (clients {differ[:10]})")

@@ -52,9 +52,9 @@ SCENARIOS = (
              {Stage.UNMASKING: (1, 4)}),
     Scenario("d_abort_below_threshold", "2 drop before ShareKeys, 1 more before masked input: abort", 5, 3,
              {Stage.SHARE_KEYS: (1, 2), Stage.MASKED_INPUT_COLLECTION: (3,)}),
-    Scenario("e_secaggplus_active", "SecAgg+ (n=8, k=4, t=3), active mode, drops at two stages", 8, 3,
-             {Stage.MASKED_INPUT_COLLECTION: (3,), Stage.UNMASKING: (6,)},
-             graph_kind=GraphKind.REGULAR, degree=4, active=True),
+    # active mode runs on the complete graph with t > n/2 only (SecAggParams); SecAgg+ is in the network tests
+    Scenario("e_secagg_active", "SecAgg (n=8, t=5), active mode, drops at two stages", 8, 5,
+             {Stage.MASKED_INPUT_COLLECTION: (3,), Stage.UNMASKING: (6,)}, active=True),
 )
 
 

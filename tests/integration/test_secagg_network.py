@@ -73,7 +73,7 @@ def create_round(cluster: LocalCluster, ids: Sequence[int], t: int, *, plus: boo
 
 def spawn(cluster: LocalCluster, rnd: Round, ids: Sequence[int], seed: str | None,
           die_at: str | None = None, *, input_file: Path | None = None, tokens_file: Path | None = None,
-          signing_keys_file: Path | None = None, tokens: str | None = None,
+          signing_keys_file: Path | None = None, verify_keys_file: Path | None = None, tokens: str | None = None,
           extra: Sequence[str] = ()) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "mpcnet.cli", "client", "--coordinator", cluster.coordinator, "--round", rnd.id,
            "--ids", ",".join(map(str, ids)), "--timeout", "20", *extra]
@@ -82,6 +82,8 @@ def spawn(cluster: LocalCluster, rnd: Round, ids: Sequence[int], seed: str | Non
         cmd += ["--die-at", die_at]
     if signing_keys_file is not None:
         cmd += ["--signing-keys-file", str(signing_keys_file)]
+    if verify_keys_file is not None:
+        cmd += ["--verify-keys-file", str(verify_keys_file)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("MPCNET_CLIENT_TOKENS", None)
     if tokens_file is not None:
@@ -370,11 +372,13 @@ def test_active_round_with_client_killed_at_consistency_check(cluster: LocalClus
     keys: Mapping[int, bytes] = signing_keys_for(ids)
     rnd = create_round(cluster, ids, t=3, verify_keys=verify_keys_for(keys))
     assert rnd.params.active
-    keys_file = tmp_path / "signing.json"
+    keys_file, pki = tmp_path / "signing.json", tmp_path / "verify.json"
     keys_file.write_text(json.dumps({str(c): k.hex() for c, k in keys.items()}))
+    pki.write_text(json.dumps({str(c): k.hex() for c, k in zip(ids, verify_keys_for(keys))}))  # from the operator
     seed = "active"
-    victim = spawn(cluster, rnd, [5], seed, die_at="consistency_check", signing_keys_file=keys_file)
-    survivors = spawn(cluster, rnd, [1, 2, 3, 4], seed, signing_keys_file=keys_file)
+    victim = spawn(cluster, rnd, [5], seed, die_at="consistency_check", signing_keys_file=keys_file,
+                   verify_keys_file=pki)
+    survivors = spawn(cluster, rnd, [1, 2, 3, 4], seed, signing_keys_file=keys_file, verify_keys_file=pki)
     assert finish(victim)[0] == -9
     code, lines, err = finish(survivors)
     assert code == 0, err[-2000:]
@@ -383,6 +387,27 @@ def test_active_round_with_client_killed_at_consistency_check(cluster: LocalClus
     assert res.state == "done" and list(res.done.included) == ids  # 5 sent its masked input before dying
     assert [(d.client_id, d.stage) for d in res.done.dropped] == [(5, "consistency_check")]
     assert np.array_equal(aggregate_of(res.done), expected_sum(seed, ids))
+
+
+def test_an_active_client_trusts_the_operators_keys_not_the_coordinators(cluster: LocalCluster,
+                                                                         tmp_path: Path) -> None:
+    """A review showed a coordinator that put its own verify keys (or a passive round) in the parameters and
+    read a client's input.  A client with a signing key now refuses a passive round, and an active round whose
+    verify keys differ from its operator's file, before any key of its leaves (it drops at advertise_keys)."""
+    ids = [1, 2, 3]
+    keys: Mapping[int, bytes] = signing_keys_for(ids)
+    signing, pki = tmp_path / "signing.json", tmp_path / "verify.json"
+    signing.write_text(json.dumps({str(c): k.hex() for c, k in keys.items()}))
+    other = signing_keys_for(ids, b"someone-else's-keys-0123456789ab")  # what a lying coordinator registered
+    pki.write_text(json.dumps({str(c): k.hex() for c, k in zip(ids, verify_keys_for(keys))}))
+    for rnd, words in ((create_round(cluster, ids, t=2, join_s=5.0, verify_keys=verify_keys_for(other)),
+                        "differ from the ones its operator gave it"),
+                       (create_round(cluster, ids, t=2, join_s=5.0), "passive (a coordinator that may lie")):
+        code, lines, err = finish(spawn(cluster, rnd, [1], "pki", signing_keys_file=signing, verify_keys_file=pki))
+        assert code == 1 and lines[0]["state"] == "error" and words in lines[0]["reason"], (lines, err[-2000:])
+    no_pki = spawn(cluster, create_round(cluster, ids, t=2, join_s=5.0), [1], "pki", signing_keys_file=signing)
+    code, _, err = finish(no_pki)
+    assert code == 2 and "--signing-keys-file without --verify-keys-file" in err
 
 
 def test_a_client_whose_input_does_not_fit_leaves_before_advertising_keys(cluster: LocalCluster,

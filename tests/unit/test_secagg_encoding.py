@@ -15,7 +15,7 @@ from mpcnet.secagg.unmasking import RevealedShare, UnmaskingResponse
 
 IDS = (1, 2, 3, 4)
 SIGN = signing_keys_for(IDS, bytes(16))
-PARAMS = SecAggParams("enc", IDS, threshold=2, vector_length=3, active=True, verify_keys=verify_keys_for(SIGN))
+PARAMS = SecAggParams("enc", IDS, threshold=3, vector_length=3, active=True, verify_keys=verify_keys_for(SIGN))
 
 
 def transcript() -> list[TranscriptEntry]:

@@ -224,3 +224,35 @@ def test_masked_input_refuses_wrong_input() -> None:
         masked_input.client_step(state, req, np.array([1, 1 << 40], dtype=np.uint64))
     with pytest.raises(TooFewSurvivorsRefused):
         masked_input.client_step(state, req, np.array([1, 2], dtype=np.uint64))
+
+
+def test_active_mode_is_refused_where_it_would_not_hold() -> None:
+    """A review split the survivors' views on SecAgg+ (its consistency signatures are a neighbourhood's) and
+    with t <= n/2 (two groups of t signing different survivor sets): such active rounds cannot be made."""
+    from mpcnet.secagg.errors import ParamsError
+    from mpcnet.secagg.graph import GraphKind
+    ten = tuple(range(1, 11))
+    keys = verify_keys_for(signing_keys_for(ten, b"refusal-signing-seed-0123456789a"))
+    with pytest.raises(ParamsError, match="active mode needs the complete graph"):
+        SecAggParams("a-plus", ten, threshold=3, vector_length=1, graph_kind=GraphKind.REGULAR, degree=4, active=True,
+                     verify_keys=keys)
+    with pytest.raises(ParamsError, match="active mode needs a threshold above n/2"):
+        SecAggParams("a5", ten, threshold=5, vector_length=1, active=True, verify_keys=keys)
+    SecAggParams("a6", ten, threshold=6, vector_length=1, active=True, verify_keys=keys)
+
+
+def test_a_client_takes_the_pki_from_its_operator_not_from_the_coordinator() -> None:
+    from mpcnet.secagg.errors import UntrustedParamsRefused
+    from mpcnet.secagg.params import check_trusted
+    pki = dict(zip(IDS, ACTIVE.verify_keys))
+    check_trusted(ACTIVE, 1, SIGN[1], pki)  # the operator's keys: fine
+    check_trusted(PASSIVE, 1, None, None)  # a passive client in a passive round
+    with pytest.raises(UntrustedParamsRefused, match="passive"):
+        check_trusted(PASSIVE, 1, SIGN[1], pki)  # a downgrade
+    with pytest.raises(UntrustedParamsRefused, match="must come from the operator"):
+        check_trusted(ACTIVE, 1, SIGN[1], None)
+    swapped = dataclasses.replace(ACTIVE, verify_keys=(ACTIVE.verify_keys[0], bytes(32), *ACTIVE.verify_keys[2:]))
+    with pytest.raises(UntrustedParamsRefused, match=r"differ .* \(clients \[2\]\)"):
+        check_trusted(swapped, 1, SIGN[1], pki)
+    with pytest.raises(UntrustedParamsRefused, match=r"clients \[5\]"):
+        check_trusted(ACTIVE, 1, SIGN[1], {c: k for c, k in pki.items() if c != 5})
