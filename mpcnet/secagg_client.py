@@ -222,10 +222,13 @@ def load_tokens(path: str | None, ids: Sequence[int]) -> dict[int, str]:
     return {cid: table[cid] for cid in ids}
 
 
-def load_signing_keys(path: str, ids: Sequence[int], what: str = "signing keys file") -> dict[int, bytes]:
-    """Ed25519 keys (32 bytes, hex) for active rounds, one per client id (signing keys: the ids this process
-    runs; verify keys, ``what="verify keys file"``: every client of the round, with ``ids`` those in the file)."""
-    table = _id_table(path, None, what)
+def load_signing_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
+    """Ed25519 signing keys (32 bytes, hex) for active rounds, one per client id this process runs."""
+    return _keys(_id_table(path, None, "signing keys file"), path, ids, "signing keys file")
+
+
+def _keys(table: Mapping[int, str], path: str, ids: Sequence[int], what: str) -> dict[int, bytes]:
+    """The 32-byte hex keys of ``ids`` in ``table`` (read from ``path``)."""
     out = {}
     for cid in ids:
         try:
@@ -245,7 +248,7 @@ def load_verify_keys(path: str, ids: Sequence[int]) -> dict[int, bytes]:
     missing = sorted(set(ids) - set(table))
     if missing:
         raise InvalidInput(f"verify keys file {path}: no key for client(s) {missing} this process runs")
-    return load_signing_keys(path, sorted(table), "verify keys file")
+    return _keys(table, path, sorted(table), "verify keys file")
 
 
 def _step(stage: Stage, params: SecAggParams, cid: int, state: ClientState | None, request: object,

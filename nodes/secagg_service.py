@@ -210,12 +210,16 @@ class SecAggService(spbg.SecAggServicer):
         if rnd is None:
             kept = self.journal.round(round_id) if self.journal is not None else None
             if kept is not None:
-                why = (spb.SecAggAborted.FromString(kept.outcome).reason if kept.state == "aborted"
-                       else "it is done")
-                raise FailedPrecondition(f"SecAgg round {round_id!r} is {kept.state} ({why}); ask GetResult for its "
-                                         "outcome")
+                raise self._over(kept)
             raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
         return rnd
+
+    @staticmethod
+    def _over(kept: Any) -> FailedPrecondition:
+        """A finished round (from the journal), with how it ended."""
+        why = spb.SecAggAborted.FromString(kept.outcome).reason if kept.state == "aborted" else "it is done"
+        return FailedPrecondition(f"SecAgg round {kept.round_id!r} is {kept.state} ({why}); ask GetResult for its "
+                                  "outcome")
 
     def _client_round(self, round_id: str, cid: int, context: grpc.aio.ServicerContext) -> _Round:
         """The round a client's call names, once the caller holds that client's token for it.  Who is registered
@@ -225,10 +229,12 @@ class SecAggService(spbg.SecAggServicer):
         rnd = self.rounds.get(round_id)
         if rnd is None:
             kept = self.journal.round(round_id) if self.journal is not None else None
-            if kept is not None and not any_token_matches(kept.token_hashes, token):
+            if kept is None:
+                raise NotFound(f"unknown SecAgg round {round_id!r}: create it with CreateRound first")
+            if not any_token_matches(kept.token_hashes, token):
                 raise FailedPrecondition(f"SecAgg round {round_id!r} is over; its outcome is for its clients and "
                                          "operator (GetResult with a client token or the cluster secret)")
-            rnd = self._round(round_id)  # unknown (NOT_FOUND), or over, with the reason, for its own client
+            raise self._over(kept)
         if not rnd.token_valid(cid, token):
             raise Unauthenticated(f"round {rnd.round_id}, client {cid}: missing or wrong {CLIENT_TOKEN_KEY} "
                                   "metadata, or no such client in the round; send the token CreateRound returned "

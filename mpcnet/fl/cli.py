@@ -57,10 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def fedavg_main(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
-
-    from rich.markup import escape
 
     from mpcnet.errors import InvalidInput, MpcnetError, check_output_file
     console = Console()
