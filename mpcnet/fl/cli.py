@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=float, default=5.0, help="L2 bound on each client's update")
     p.add_argument("--dropout", type=float, default=0.0, help="fraction of each round's clients that drop mid-round")
     p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
-                   "the DP weighting without noise); default: no DP")
+                   "the DP weighting without noise, sampled from --seed); default: no DP")
     p.add_argument("--delta", type=float, default=1e-5, help="DP delta")
     p.add_argument("--dp", choices=("central", "distributed"), default=None,
                    help="with --epsilon: central (the default: the server adds Gaussian noise after SecAgg) or "
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-cap", type=int, default=0, help="DP: weight each client min(n_k / CAP, 1), a public "
                    "cap fixed before looking at the data (default 0: every client weight 1)")
     p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order (and "
-                   "the clients sampled, except under central DP, whose sample comes from OS entropy)")
+                   "the clients sampled, except under central DP with noise, whose sample comes from OS entropy)")
     p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes) as JSON here")
 
 
@@ -101,7 +101,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if args.epsilon is not None and args.dp == "distributed":
             from mpcnet.fl.distributed_dp import calibrate_distributed
             if math.isinf(args.epsilon):
-                raise ValueError("distributed DP needs a finite --epsilon (epsilon = inf is plain FedAvg)")
+                raise ValueError("distributed DP needs a finite --epsilon (for no noise, leave out --dp: --epsilon inf is "
+                                 "central DP's clipping and weighting without noise)")
             if args.sample_rate != 1.0:
                 raise ValueError("distributed DP claims no amplification by sampling: use --per-round, not "
                                  "--sample-rate")

@@ -356,6 +356,12 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
     if ddp is not None:
         _check_noise_contributors(config, aggregator, per_round, ddp.min_contributors, ddp.epsilon)
+    if dp is None:  # a fixed number leaves every round: a run whose every round is skipped is known now
+        n_drop = planned_drops(config.dropout, per_round)
+        if round_must_abort(aggregator, per_round, n_drop):
+            raise InvalidInput(f"with {per_round} clients a round and dropout {config.dropout:g}, {n_drop} leave "
+                               f"every round and {per_round - n_drop} remain: {aggregator.name} would skip every "
+                               "round (too few survivors to aggregate); lower the dropout or sample more clients")
     if dim is not None:
         _check_dp_clip(config, aggregator, dim)
     extra = skipped_rounds_delta(config, aggregator, n_clients)
@@ -373,7 +379,7 @@ def _check_noise_contributors(config: FedAvgConfig, aggregator: Aggregator, per_
     """Distributed DP is calibrated for sums of at least ``t`` clients' noise shares.  The planned dropout is a
     fixed number per round, so a run whose every round would sum fewer, or abort, is known before it starts: it
     is refused here, before the epsilon is charged, rather than found out round by round."""
-    n_drop = int(round(config.dropout * per_round))
+    n_drop = planned_drops(config.dropout, per_round)
     kept = per_round - n_drop
     fraction = getattr(aggregator, "threshold_fraction", None)
     if getattr(aggregator, "graph", None) == "full" and fraction is not None and per_round >= 2:
@@ -411,6 +417,22 @@ def _check_dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> fl
     return clip
 
 
+def planned_drops(dropout: float, sampled: int) -> int:
+    """How many of a round's ``sampled`` clients leave without central DP: ``dropout * sampled``, halves rounded up
+    (Python's round() would send 0.5 to 0 and 2.5 to 2)."""
+    return math.floor(dropout * sampled + 0.5)
+
+
+def round_must_abort(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
+    """Whether a round of ``sampled`` clients, ``dropped`` of whom leave, is skipped whoever they are: exactly
+    :func:`round_too_small` for plain averaging and the complete graph; on SecAgg+, where which clients drop
+    decides, only when fewer survive in all than one neighbourhood's threshold."""
+    graph, fraction = getattr(aggregator, "graph", None), getattr(aggregator, "threshold_fraction", None)
+    if graph is None or fraction is None or graph == "full" or sampled < 4:
+        return round_too_small(aggregator, sampled, dropped)
+    return sampled - dropped < secagg_threshold(sampled, graph, fraction)
+
+
 def round_too_small(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
     """Whether ``aggregator`` skips a round of ``sampled`` clients of whom ``dropped`` leave (SecAgg: too few to
     run, or fewer survivors than its threshold; conservative on SecAgg+, where the drops might all fall in one
@@ -440,6 +462,10 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
     check_run(config, aggregator, len(parts), getattr(model, "n_params", None))
+    empty = [k for k, part in enumerate(parts, start=1) if len(part) == 0]
+    if empty:  # SecAgg's FedAvg encoding needs a weight n_k >= 1: such a client would be a silent dropout
+        raise InvalidInput(f"client(s) {empty[:10]} hold no training samples: give every client at least one "
+                           "(split_dirichlet's min_size)")
     shape = (getattr(model, "n_features", None), getattr(model, "n_classes", None))
     if None not in shape and shape != (data.n_features, data.n_classes):
         raise InvalidInput(f"the model takes {shape[0]} features and {shape[1]} classes, the data has "
@@ -447,8 +473,11 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     dp, ddp = config.dp, config.ddp
     # Central DP's amplification by sampling holds only against someone who cannot tell who was sampled: its
     # sample (and which sampled clients drop) comes from OS entropy, not from the seed, which is public (it is in
-    # the run's JSON).  Everything else -- and every run without central DP -- stays reproducible from the seed.
-    draws = Draws.secure() if dp is not None else Draws.seeded(config.seed, "fedavg")
+    # the run's JSON).  Everything else -- and every run without central DP noise -- stays reproducible from the
+    # seed.
+    # With no noise (epsilon = inf) there is no amplification to protect: seeded, so that a run is reproducible and
+    # its secure and plain runs see the same clients (their gap is then SecAgg's quantization alone).
+    draws = Draws.secure() if dp is not None and dp.noise_multiplier > 0 else Draws.seeded(config.seed, "fedavg")
     params = model.init(Draws.seeded(config.seed, "init"))
     clients = list(range(1, len(parts) + 1))
     per_round = config.clients_per_round or len(clients)
@@ -464,7 +493,9 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
         updates = []
         for cid in sampled:
             idx = parts[cid - 1]
-            local = _checked(trainer.train(params, data.x_train[idx], data.y_train[idx],
+            # a copy: a trainer that updates its input in place (torch.from_numpy + optimizer.step) would otherwise
+            # train the global model itself, in the clear, past the aggregator, the clip and the noise
+            local = _checked(trainer.train(params.copy(), data.x_train[idx], data.y_train[idx],
                                            Draws.seeded(config.seed, f"client/{cid}/round/{r}")), params, cid, r)
             d = clip_l2(local - params, clip)
             # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
@@ -475,7 +506,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             else:
                 updates.append(Update(cid, d, len(idx)))
         if dp is None:  # a fixed share of the sample drops: reproducible, and public like the sample size
-            n_drop = int(round(config.dropout * len(sampled)))
+            n_drop = planned_drops(config.dropout, len(sampled))
             drop = sorted(np.array(sampled)[draws.permutation(len(sampled))[:n_drop]].tolist()) if n_drop else []
         else:  # each sampled client drops on its own (what small_round_delta assumes), unseen like the sample
             drop = [c for c, u in zip(sampled, draws.uniform(len(sampled))) if u < config.dropout]
@@ -534,5 +565,6 @@ def centralised(model: Model, trainer: LocalTrainer, data: Dataset, seed: str = 
 
 
 __all__ = ["Aggregator", "FedAvgConfig", "History", "PlainAggregator", "RoundOutcome", "SecAggAggregator", "Update",
-           "centralised", "check_run", "clear_round", "clip_l2", "dp_clip", "dp_weights", "round_too_small",
-           "run_fedavg", "secagg_threshold", "skipped_rounds_delta", "weighted_mean"]
+           "centralised", "check_run", "clear_round", "clip_l2", "dp_clip", "dp_weights", "planned_drops",
+           "round_must_abort", "round_too_small", "run_fedavg", "secagg_threshold", "skipped_rounds_delta",
+           "weighted_mean"]

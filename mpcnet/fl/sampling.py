@@ -55,11 +55,26 @@ class Draws:
         return np.argsort(self.uint64(n), kind="stable").astype(np.int64)
 
     def gamma(self, shape: float, n: int) -> FloatArray:
-        """Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 through the U^(1/shape) boost."""
+        """Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 through the U^(1/shape) boost (which
+        underflows to 0 for small shapes: :meth:`log_gamma` does not)."""
+        out = self._gamma_at_least_one(shape, n)
+        if shape < 1:
+            out *= self.open_uniform(n) ** (1.0 / shape)
+        return out
+
+    def log_gamma(self, shape: float, n: int) -> FloatArray:
+        """log of ``n`` Gamma(shape, 1) draws (the same draws as :meth:`gamma` from the same stream): finite
+        where the boost's U^(1/shape) is below the smallest double (shape below about 0.002)."""
+        out = np.log(self._gamma_at_least_one(shape, n))
+        if shape < 1:
+            out += np.log(self.open_uniform(n)) / shape
+        return out
+
+    def _gamma_at_least_one(self, shape: float, n: int) -> FloatArray:
+        """Gamma(a, 1) draws with a = shape, or shape + 1 below 1 (the boost's base)."""
         if not 0 < shape < np.inf:  # NaN or inf would never pass the rejection step below: a hang
             raise ValueError(f"gamma shape must be finite and > 0, got {shape}")
-        boost = shape < 1
-        a = shape + 1.0 if boost else shape
+        a = shape + 1.0 if shape < 1 else shape
         d = a - 1.0 / 3.0
         c = 1.0 / np.sqrt(9.0 * d)
         out = np.empty(n)
@@ -71,14 +86,14 @@ class Draws:
             ok = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * np.log(np.where(v > 0, v, 1.0)))
             out[todo[ok]] = d * v[ok]
             todo = todo[~ok]
-        if boost:
-            out *= self.open_uniform(n) ** (1.0 / shape)
         return out
 
     def dirichlet(self, alpha: float, k: int, n: int) -> FloatArray:
-        """``n`` draws from the symmetric Dirichlet(alpha) on ``k`` categories, shape (n, k)."""
-        g = self.gamma(alpha, n * k).reshape(n, k)
-        g = np.maximum(g, 1e-300)
+        """``n`` draws from the symmetric Dirichlet(alpha) on ``k`` categories, shape (n, k).  Normalised in log
+        space: for a small alpha every Gamma draw of a row can underflow to 0, which would make the row uniform
+        (no skew at all) where it should be nearly one-hot."""
+        logg = self.log_gamma(alpha, n * k).reshape(n, k)
+        g = np.exp(logg - logg.max(axis=1, keepdims=True))
         return g / g.sum(axis=1, keepdims=True)
 
 

@@ -286,3 +286,104 @@ def test_a_secagg_aggregator_refuses_more_samples_than_its_quantization_range_be
     with pytest.raises(InvalidInput, match="the sampled clients hold 16 samples, more than the aggregator's "
                                            "max_total_samples 10"):
         agg.aggregate(1, updates, [])
+
+
+def test_dirichlet_with_a_tiny_alpha_is_nearly_one_hot_not_uniform() -> None:
+    """Draws.gamma's U^(1/alpha) boost underflows to 0 for every category of a row at small alpha; the row used
+    to come out uniform (1/k each): alpha 1e-4 gave less skew than alpha 0.01."""
+    p = Draws.seeded("x", "t").dirichlet(0.001, 2, 4000)
+    assert np.all(np.isfinite(p)) and np.allclose(p.sum(axis=1), 1.0)
+    assert np.mean(np.abs(p[:, 0] - 0.5) < 1e-9) < 0.01  # was 0.26 of the rows exactly 50/50
+    assert abs(float(np.mean(p[:, 0])) - 0.5) < 0.05  # still symmetric: each category wins about half the rows
+    ds = data.load("digits")
+    classes = [len(np.unique(ds.y_train[part])) for part in data.split_dirichlet(ds.y_train, 5, 1e-4)]
+    assert np.mean(classes) <= 3  # nearly every class to one client: 2 each on average (was 6-8)
+    # the log-space draws are the same variates as gamma() from the same stream
+    np.testing.assert_allclose(np.exp(Draws.seeded("g").log_gamma(0.7, 50)), Draws.seeded("g").gamma(0.7, 50))
+
+
+def test_a_trainer_that_updates_its_input_in_place_cannot_bypass_the_aggregator() -> None:
+    """torch.from_numpy(params) + optimizer.step() updates the array it was given: with the global model itself
+    that trained it client after client in the clear, and every aggregated mean was 0."""
+    ds = data.load("breast_cancer")
+    model = models.make_model("logreg", ds.n_features, ds.n_classes)
+    parts = data.split_iid(len(ds.y_train), 10)
+
+    class InPlace:
+        def train(self, params, x, y, draws):  # type: ignore[no-untyped-def]
+            _, g = model.loss_grad(params, x, y)
+            params -= 0.05 * g
+            return params
+
+    class Copying:
+        def train(self, params, x, y, draws):  # type: ignore[no-untyped-def]
+            _, g = model.loss_grad(params, x, y)
+            return params - 0.05 * g
+
+    cfg = fedavg.FedAvgConfig(rounds=2)
+    in_place = fedavg.run_fedavg(model, InPlace(), ds, parts, cfg, fedavg.PlainAggregator())
+    copying = fedavg.run_fedavg(model, Copying(), ds, parts, cfg, fedavg.PlainAggregator())
+    assert all(np.linalg.norm(o.mean) > 0 for o in in_place.rounds)
+    np.testing.assert_array_equal(in_place.params, copying.params)
+
+
+def test_epsilon_inf_runs_are_reproducible_from_the_seed() -> None:
+    """No noise, no amplification to protect: the sample and the drops come from the seed, so the SecAgg and plain
+    runs of one `mpcnet fedavg --epsilon inf` see the same clients (they used to come from OS entropy)."""
+    from mpcnet.fl.privacy import calibrate
+    ds = data.load("breast_cancer")
+    model = models.make_model("logreg", ds.n_features, ds.n_classes)
+    parts = data.split_iid(len(ds.y_train), 20)
+    tr = models.SgdTrainer(model)
+    cfg = fedavg.FedAvgConfig(rounds=3, clip=1.0, dropout=0.3, dp=calibrate(float("inf"), 1e-5, 3, 0.5, 1.0))
+    assert cfg.dp is not None and cfg.dp.noise_multiplier == 0
+    a = fedavg.run_fedavg(model, tr, ds, parts, cfg, fedavg.PlainAggregator())
+    b = fedavg.run_fedavg(model, tr, ds, parts, cfg, fedavg.PlainAggregator())
+    assert [o.included for o in a.rounds] == [o.included for o in b.rounds]
+    assert [o.dropped for o in a.rounds] == [o.dropped for o in b.rounds]
+    assert any(o.dropped for o in a.rounds) and any(len(o.included) < 20 for o in a.rounds)  # really sampled
+    np.testing.assert_array_equal(a.params, b.params)
+    # with noise, the sample stays unseen (OS entropy): two runs sample differently (equal with p ~ 2^-60)
+    noisy = fedavg.FedAvgConfig(rounds=3, clip=1.0, dp=calibrate(8.0, 1e-5, 3, 0.5, 1.0))
+    c = fedavg.run_fedavg(model, tr, ds, parts, noisy, fedavg.PlainAggregator())
+    d = fedavg.run_fedavg(model, tr, ds, parts, noisy, fedavg.PlainAggregator())
+    assert [o.included for o in c.rounds] != [o.included for o in d.rounds]
+
+
+class _SecAggStub(_Stub):
+    def __init__(self, graph: str) -> None:
+        super().__init__()
+        self.graph, self.threshold_fraction = graph, 2 / 3
+
+
+def test_a_run_whose_every_round_must_be_skipped_is_refused_before_it_starts() -> None:
+    """Without central DP the same number drops every round: 2 of 3 left every SecAgg round one survivor under the
+    threshold of 2, and the run exited 0 with an untrained model."""
+    with pytest.raises(InvalidInput, match="2 leave every round and 1 remain: secagg would skip every round"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.5), _SecAggStub("full"), 3)
+    with pytest.raises(InvalidInput, match="1 leave every round and 0 remain: plain would skip every round"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.6, clients_per_round=1), _Stub("plain", 1), 5)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("full"), 3)  # 1 drops, 2 = t remain
+    # SecAgg+: which clients drop decides, so only a certain abort is refused (fewer in all than t)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.1), _SecAggStub("sparse"), 100)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("sparse"), 100)
+    t = fedavg.secagg_threshold(100, "sparse", 2 / 3)
+    with pytest.raises(InvalidInput, match="would skip every round"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=(101 - t) / 100), _SecAggStub("sparse"), 100)
+
+
+def test_planned_drops_round_halves_up() -> None:
+    assert [fedavg.planned_drops(d, n) for d, n in ((0.05, 10), (0.25, 2), (0.25, 6), (0.1, 20), (0.0, 7))] == \
+        [1, 1, 2, 2, 0]
+
+
+def test_a_client_without_samples_is_refused_naming_it() -> None:
+    """SecAgg's FedAvg encoding needs n_k >= 1: an empty client used to be a silent dropout of every SecAgg round
+    (and a weight-0 client of plain averaging), so the two aggregators summed different clients."""
+    ds = data.load("breast_cancer")
+    model = models.make_model("logreg", ds.n_features, ds.n_classes)
+    parts = data.split_iid(len(ds.y_train), 4)
+    parts[2] = parts[2][:0]
+    with pytest.raises(InvalidInput, match=r"client\(s\) \[3\] hold no training samples"):
+        fedavg.run_fedavg(model, models.SgdTrainer(model), ds, parts, fedavg.FedAvgConfig(rounds=1),
+                          fedavg.PlainAggregator())
