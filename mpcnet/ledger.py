@@ -42,6 +42,8 @@ def check_chosen_location(path: str | None, flag: str = "--ledger") -> None:
     """For the CLIs, before any work: a ledger path someone chose (--ledger, MPCNET_LEDGER) must be in a directory
     that exists.  Only ~/.mpcnet is made on demand: a mistyped directory would otherwise start a fresh ledger with
     a fresh budget, and the run would spend from that instead of the dataset's real one."""
+    if path is not None and not path.strip():  # an empty --ledger "" would quietly mean the default ledger
+        raise InvalidInput(f"{flag} is empty: give the ledger's file, or leave {flag} out for the default")
     chosen = path or os.environ.get("MPCNET_LEDGER")
     if chosen and not Path(chosen).parent.is_dir():
         where = flag if path else "MPCNET_LEDGER"
@@ -74,6 +76,12 @@ class Release:
 
 
 LEDGER_TABLES = frozenset({"budgets", "releases"})
+LEDGER_COLUMNS = {"budgets": {"dataset", "epsilon", "delta", "created"},
+                  "releases": {"id", "dataset", "name", "mechanism", "params", "epsilon", "delta", "at"}}
+# a row whose spending is not a number >= 0 (hand-edited, or another program's): SUM() would count text as 0 and a
+# negative epsilon as budget given back, so such a ledger is refused rather than under-counted
+_BAD_AMOUNT = ("NOT (typeof(epsilon) IN ('real', 'integer') AND typeof(delta) IN ('real', 'integer') "
+               "AND epsilon >= 0 AND delta >= 0)")
 
 
 class NoBudget(InvalidInput):
@@ -101,6 +109,11 @@ class LedgerUnusable(InvalidInput):
     The message names the path: for the person who chose it, not for remote callers of a coordinator."""
 
 
+def _check_dataset_name(dataset: str) -> None:
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise InvalidInput("a dataset's name in the ledger must not be empty (--dataset)")
+
+
 class EpsilonLedger:
     """The ledger at ``path`` (default: MPCNET_LEDGER, else ~/.mpcnet/epsilon-ledger.sqlite).  ``create=False``
     (reading commands): the file is opened read-only and must already be a ledger -- a missing file is an error
@@ -120,6 +133,9 @@ class EpsilonLedger:
         if not create and not self.path.is_file():
             raise InvalidInput(f"no epsilon ledger at {self.path}: setting a budget (`mpcnet ledger budget`) or the "
                                "first DP release makes one; --ledger or MPCNET_LEDGER chooses another file")
+        if self.path.exists() and not self.path.is_file():  # /dev/null, a directory, a FIFO
+            raise LedgerUnusable(f"{self.path} is not a regular file: it cannot hold the epsilon ledger; choose "
+                                 "another file with --ledger or MPCNET_LEDGER")
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +156,13 @@ class EpsilonLedger:
             held = f"tables {', '.join(foreign)}" if foreign else "no ledger tables"
             raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with {held}): choose "
                                  "another file with --ledger or MPCNET_LEDGER")
+        for table in sorted(tables & LEDGER_TABLES):  # the ledger's names, another program's columns
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if not LEDGER_COLUMNS[table] <= columns:
+                self.db.close()
+                raise LedgerUnusable(f"{self.path} is not an epsilon ledger: its table {table} lacks the columns "
+                                     f"{', '.join(sorted(LEDGER_COLUMNS[table] - columns))}; choose another file "
+                                     "with --ledger or MPCNET_LEDGER")
         if create:
             # Switching a new file to WAL fails at once ("locked", no busy wait) while another process is doing
             # the same: concurrent first charges on a fresh ledger retry here for up to the busy timeout.
@@ -194,6 +217,7 @@ class EpsilonLedger:
         if not (0 < epsilon < math.inf and 0 <= delta < 1):
             raise InvalidInput(f"a budget needs a finite epsilon > 0 and 0 <= delta < 1, got epsilon {epsilon:g}, "
                                f"delta {delta:g}")
+        _check_dataset_name(dataset)
         with self._writing("changed"):  # no charge can land between the check and the update
             eps, dl = self.spent(dataset)
             if eps > epsilon or dl > delta:
@@ -204,13 +228,28 @@ class EpsilonLedger:
                             (dataset, epsilon, delta, time.time()))
 
     def budget(self, dataset: str) -> tuple[float, float] | None:
-        row = self.db.execute("SELECT epsilon, delta FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
+        row = self.db.execute(f"SELECT epsilon, delta, {_BAD_AMOUNT} FROM budgets WHERE dataset = ?",
+                              (dataset,)).fetchone()
+        if row and row[2]:
+            raise LedgerUnusable(f"{self.path}: the budget of dataset {dataset!r} is not a number >= 0 (epsilon "
+                                 f"{row[0]!r}, delta {row[1]!r}): the ledger was edited; set it again with "
+                                 "`mpcnet ledger budget` after checking its releases")
         return (float(row[0]), float(row[1])) if row else None
 
     def spent(self, dataset: str) -> tuple[float, float]:
+        self._check_amounts(dataset)
         row = self.db.execute("SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM releases "
                               "WHERE dataset = ?", (dataset,)).fetchone()
         return float(row[0]), float(row[1])
+
+    def _check_amounts(self, dataset: str | None) -> None:
+        where = "dataset = ? AND " if dataset is not None else ""
+        bad = [r[0] for r in self.db.execute(f"SELECT id FROM releases WHERE {where}{_BAD_AMOUNT} ORDER BY id LIMIT 5",
+                                             (dataset,) if dataset is not None else ())]
+        if bad:
+            raise LedgerUnusable(f"{self.path}: release(s) {', '.join(map(str, bad))} spend an epsilon or delta that "
+                                 "is not a number >= 0: the ledger was edited, and what it says was spent cannot be "
+                                 "trusted; refusing to use it")
 
     def remaining(self, dataset: str) -> tuple[float, float]:
         b = self.budget(dataset)
@@ -233,7 +272,8 @@ class EpsilonLedger:
         ``default_budget``: the budget a dataset without one gets (None: such a dataset is refused)."""
         if default_budget is not None and not (0 < default_budget[0] < math.inf and 0 <= default_budget[1] < 1):
             raise InvalidInput(f"a default budget needs a finite epsilon > 0 and 0 <= delta < 1, not {default_budget}")
-        for _, name, _, _, epsilon, delta in charges:
+        for dataset, name, _, _, epsilon, delta in charges:
+            _check_dataset_name(dataset)
             if not (epsilon >= 0 and 0 <= delta < 1) or math.isinf(epsilon):
                 raise InvalidInput(f"a release spends a finite epsilon >= 0 and 0 <= delta < 1, not ({epsilon}, "
                                    f"{delta}) ({name!r})")
@@ -291,9 +331,20 @@ class EpsilonLedger:
 
     def releases(self, dataset: str | None = None) -> list[Release]:
         q = "SELECT id, dataset, name, mechanism, params, epsilon, delta, at FROM releases"
+        self._check_amounts(dataset or None)
         rows = self.db.execute(q + (" WHERE dataset = ? ORDER BY id" if dataset else " ORDER BY id"),
                                (dataset,) if dataset else ()).fetchall()
-        return [Release(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                params = json.loads(r[4])
+                if not isinstance(params, dict):
+                    raise TypeError
+                out.append(Release(r[0], r[1], r[2], r[3], params, float(r[5]), float(r[6]), float(r[7])))
+            except (TypeError, ValueError, RecursionError):
+                raise LedgerUnusable(f"{self.path}: release {r[0]} is not a ledger entry (parameters not a JSON "
+                                     "object, or a time that is no number): the ledger was edited") from None
+        return out
 
     def datasets(self) -> list[str]:
         rows = self.db.execute("SELECT dataset FROM budgets UNION SELECT dataset FROM releases ORDER BY 1")

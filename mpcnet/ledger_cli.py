@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 
-from mpcnet.errors import MpcnetError
+from mpcnet.errors import InvalidInput, MpcnetError
 from mpcnet.ledger import EpsilonLedger, check_chosen_location
 
 
@@ -38,6 +38,8 @@ def ledger_main(args: argparse.Namespace) -> int:
     try:
         if args.ledger_command == "budget":
             check_chosen_location(args.ledger)
+        elif args.ledger is not None and not args.ledger.strip():
+            raise InvalidInput("--ledger is empty: give the ledger's file, or leave --ledger out for the default")
         with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
                 ledger.set_budget(args.dataset, args.epsilon, args.delta)
@@ -51,19 +53,19 @@ def ledger_main(args: argparse.Namespace) -> int:
                               f"{', '.join(known) or 'none'})[/]")
                 return 2
             datasets = [args.dataset] if args.dataset else known
+            # everything read (and checked) before anything is printed: an edited row refuses the whole ledger
+            held = {d: (ledger.budget(d), ledger.spent(d), ledger.releases(d)) for d in datasets}
             if args.json:
-                print(json.dumps({d: {"budget": ledger.budget(d), "spent": ledger.spent(d),
-                                      "releases": [r.__dict__ for r in ledger.releases(d)]} for d in datasets},
-                                 indent=1))
+                print(json.dumps({d: {"budget": b, "spent": spent, "releases": [r.__dict__ for r in releases]}
+                                  for d, (b, spent, releases) in held.items()}, indent=1))
                 return 0
-            for d in datasets:
-                b, (eps, dl) = ledger.budget(d), ledger.spent(d)
+            for d, (b, (eps, dl), releases) in held.items():
                 head = (f"budget epsilon {b[0]:g}, delta {b[1]:g}; spent {eps:g}, {dl:g}; left {b[0] - eps:g}, "
                         f"{b[1] - dl:g}" if b else f"no budget; spent {eps:g}, {dl:g}")
                 t = Table(title=f"{d}: {head}")
                 for col in ("#", "when (UTC)", "release", "mechanism", "epsilon", "delta", "parameters"):
                     t.add_column(col, overflow="fold")
-                for r in ledger.releases(d):
+                for r in releases:
                     t.add_row(str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at)), r.name, r.mechanism,
                               f"{r.epsilon:g}", f"{r.delta:g}", json.dumps(r.params, sort_keys=True))
                 console.print(t)

@@ -3,6 +3,7 @@ budget, the same query under another name still spending, persistence across pro
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from mpcnet.cluster import REPO_ROOT
 from mpcnet.errors import InvalidInput
-from mpcnet.ledger import BudgetExceeded, EpsilonLedger
+from mpcnet.ledger import BudgetExceeded, EpsilonLedger, LedgerUnusable
 
 
 def test_spending_adds_up_and_a_release_past_the_budget_is_refused(tmp_path: Path) -> None:
@@ -68,8 +69,10 @@ def test_a_ledger_path_that_is_not_a_ledger_is_a_message_naming_it(tmp_path: Pat
     garbage.write_bytes(b"not an sqlite file " * 200)
     with pytest.raises(InvalidInput, match=f"cannot open {garbage} as the epsilon ledger: file is not a database"):
         EpsilonLedger(garbage)
-    with pytest.raises(InvalidInput, match="as the epsilon ledger: unable to open"):
-        EpsilonLedger(tmp_path)  # a directory
+    for not_a_file in (tmp_path, Path("/dev/null")):  # /dev/null used to wait 10 s, then say "busy"
+        with pytest.raises(InvalidInput, match=f"{not_a_file} is not a regular file: it cannot hold the epsilon "
+                                               "ledger"):
+            EpsilonLedger(not_a_file)
     missing = tmp_path / "typo" / "ledger.sqlite"
     with pytest.raises(InvalidInput, match=f"no epsilon ledger at {missing}"):
         EpsilonLedger(missing, create=False)  # what `ledger show` opens: a typo does not make a new, empty ledger
@@ -225,3 +228,52 @@ def test_a_coordinator_with_a_ledger_in_a_missing_directory_does_not_start(tmp_p
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "configuration error" in proc.stderr and f"the directory {missing.parent} does not exist" in proc.stderr
     assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize("edit, words", [
+    ("UPDATE releases SET epsilon = 'abc' WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
+    ("UPDATE releases SET epsilon = -5 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
+    ("UPDATE releases SET delta = -1e-3 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
+    ("UPDATE budgets SET epsilon = 'lots'", "the budget of dataset 'd' is not a number"),
+])
+def test_an_edited_amount_refuses_the_ledger_instead_of_undercounting(tmp_path: Path, edit: str, words: str) -> None:
+    """SQLite's SUM counts text as 0 and a negative epsilon as budget given back: a ledger with 4 of 9 spent
+    edited to 'abc' charged again as if 4 were never spent, and `ledger show` raised a traceback."""
+    import sqlite3
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("d", 10.0, 1e-4)
+        led.charge("d", "first", "gaussian", {}, 4.0, 1e-6)
+        led.charge("d", "second", "gaussian", {}, 5.0, 1e-6)
+    db = sqlite3.connect(path)
+    db.execute(edit)
+    db.commit()
+    db.close()
+    with EpsilonLedger(path) as led:
+        with pytest.raises(LedgerUnusable, match=re.escape(words)):
+            led.charge("d", "third", "gaussian", {}, 1.0, 0.0)
+        assert led.db.execute("SELECT COUNT(*) FROM releases").fetchone()[0] == 2  # nothing charged
+    shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(path), "show"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr and words in " ".join(shown.stderr.split())
+    assert shown.stdout == ""  # nothing printed before the refusal
+
+
+def test_a_ledger_with_foreign_columns_or_parameters_is_refused_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+    columns = tmp_path / "columns.sqlite"
+    db = sqlite3.connect(columns)
+    db.executescript("CREATE TABLE budgets (dataset TEXT, size REAL); CREATE TABLE releases (id INTEGER, x TEXT);")
+    db.close()
+    with pytest.raises(LedgerUnusable, match="its table budgets lacks the columns created, delta, epsilon"):
+        EpsilonLedger(columns)  # was sqlite3.OperationalError: no such column: epsilon, from `mpcnet fedavg`
+    params = tmp_path / "params.sqlite"
+    with EpsilonLedger(params) as led:
+        led.set_budget("d", 10.0, 1e-4)
+        led.charge("d", "first", "gaussian", {"a": 1}, 1.0, 0.0)
+        led.db.execute("UPDATE releases SET params = '{not json'")
+        with pytest.raises(LedgerUnusable, match="release 1 is not a ledger entry"):
+            led.releases()  # was json.JSONDecodeError, a traceback from `ledger show`
+    with pytest.raises(InvalidInput, match="must not be empty"):
+        with EpsilonLedger(params) as led:
+            led.set_budget("", 1.0, 0.0)
