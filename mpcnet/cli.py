@@ -21,7 +21,7 @@ MODULE_COMMANDS = {
     "fedavg": ("mpcnet.fl.cli", "fedavg_main", "federated averaging on a demo dataset through SecAgg, against "
                "plain averaging and centralised training"),
     "fedavg-sweep": ("mpcnet.fl.sweep", "sweep_main", "accuracy per round for several epsilons (table, JSON, PNG "
-                     "plot)"),
+                     "plot); a study on the public demo data: it spends nothing from the ledger"),
     "ledger": ("mpcnet.ledger_cli", "ledger_main", "the epsilon ledger: privacy budgets and every DP release"),
     "receipt": ("mpcnet.receipt_cli", "receipt_main", "the privacy receipt of an MPC job, a SecAgg round or a FedAvg "
                 "run"),

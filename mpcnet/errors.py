@@ -92,6 +92,15 @@ def check_output_file(flag: str, path: str) -> None:
     if not out.parent.is_dir():
         raise InvalidInput(f"{flag} {path}: the directory {out.parent} does not exist")
     existed = out.exists()
+    if existed and out.is_file():
+        try:
+            with open(out, "rb") as probe:
+                database = probe.read(16) == b"SQLite format 3\x00"
+        except OSError:
+            database = False  # unreadable: the write probe below says why
+        if database:  # an epsilon ledger, a journal: its history would be replaced by this command's output
+            raise InvalidInput(f"{flag} {path} is an SQLite database (an epsilon ledger or a journal?): this "
+                               "command would overwrite it; choose another file")
     try:
         with open(out, "a"):
             pass

@@ -61,6 +61,8 @@ def _from_file(path: Path) -> dict[str, dict[str, Any]]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path} is not JSON ({exc})") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise InvalidInput(f"{path} is not a receipt: JSON nested too deeply") from None
     except OSError as exc:
         raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}") from None
     if isinstance(data, dict) and isinstance(data.get("runs"), dict):  # mpcnet fedavg --out

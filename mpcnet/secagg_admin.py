@@ -27,6 +27,7 @@ import grpc
 from mpcnet.certs import CertError, Identity
 from mpcnet.config import ConfigError, load_config
 from mpcnet.errors import InvalidInput, MpcnetError, check_output_file
+from mpcnet.secagg.crypto import MAX_CLIENT_ID
 from mpcnet.secagg_wire import aggregate_of
 from mpcnet.transport.rpc import CLUSTER_AUTH_KEY, from_rpc_error, sync_channel
 from mpcnet.transport.tls import TlsFiles
@@ -55,6 +56,9 @@ def parse_ids(text: str) -> list[int]:
         raise InvalidInput(f"--clients must be ids or ranges like 1-8,10, got {text!r}") from None
     if len(set(ids)) != len(ids):
         raise InvalidInput("--clients names a client id twice")
+    outside = [i for i in ids if not 1 <= i <= MAX_CLIENT_ID]
+    if outside:
+        raise InvalidInput(f"--clients: client ids are 1 to {MAX_CLIENT_ID} (2^31 - 1), got {outside[0]}")
     return sorted(ids)
 
 
@@ -109,6 +113,7 @@ def _check_args(args: argparse.Namespace) -> None:
         check_output_file("--sum-out", args.sum_out)
     if args.round_command != "create":
         return
+    parse_ids(args.clients)
     for flag, value, lo, hi in (("--threshold", args.threshold, 1, MAX_UINT32), ("--dim", args.dim, 1, MAX_UINT32),
                                 ("--bits", args.bits, 1, 64), ("--degree", args.degree, 0, MAX_UINT32)):
         if not lo <= value <= hi:

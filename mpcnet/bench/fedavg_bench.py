@@ -122,7 +122,6 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     if not clients or min(clients) < 2:
         raise InvalidInput(f"client counts {list(clients)}: give at least one, each at least 2 (SecAgg sums two or "
                            "more)")
-    out = make_output_dir("--out", out_dir or DEFAULT_OUT)
     ds = fldata.load(dataset)
     if max(clients) > len(ds.y_train):
         raise InvalidInput(f"{max(clients)} clients for {len(ds.y_train)} training samples: at most one client per "
@@ -130,6 +129,7 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
     model = models.make_model(model_kind, ds.n_features, ds.n_classes, hidden)
     trainer = models.SgdTrainer(model, epochs=epochs, lr=0.05)
     cfg = fedavg.FedAvgConfig(rounds=rounds)
+    out = make_output_dir("--out", out_dir or DEFAULT_OUT)  # after the settings: a refused run leaves no directory
     rows: list[dict[str, Any]] = []
     with LocalCluster(3) as cluster, PlainAverageProcess() as plain_server:
         for n in clients:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from mpcnet.fl import data as fldata
 from mpcnet.fl import fedavg, models
 
+DEFAULT_DELTA = 1e-5
+DEFAULT_BUDGET = (10.0, 1e-4)  # what the built-in dataset's key gets on its first DP run
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=fldata.DATASETS, default="breast_cancer")
@@ -33,16 +36,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.0, help="fraction of each round's clients that drop mid-round")
     p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
                    "the DP weighting without noise, sampled from --seed); default: no DP")
-    p.add_argument("--delta", type=float, default=1e-5, help="DP delta")
+    p.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="DP delta")
     p.add_argument("--dp", choices=("central", "distributed"), default=None,
                    help="with --epsilon: central (the default: the server adds Gaussian noise after SecAgg) or "
                    "distributed (each client adds Skellam noise before masking; nobody sees an un-noised aggregate)")
     p.add_argument("--sample-rate", type=float, default=1.0, help="DP: Poisson sampling rate of clients per round")
     p.add_argument("--ledger", default=None, help="epsilon ledger (default MPCNET_LEDGER or "
                    "~/.mpcnet/epsilon-ledger.sqlite)")
-    p.add_argument("--ledger-dataset", default=None, help="the ledger's key (default sklearn:<dataset>)")
-    p.add_argument("--budget", type=float, nargs=2, metavar=("EPSILON", "DELTA"), default=(10.0, 1e-4),
-                   help="the budget a dataset gets on its first DP run (default 10 1e-4)")
+    p.add_argument("--ledger-dataset", default=None, help="the ledger's key (default sklearn:<dataset>); another key "
+                   "must already have a budget (`mpcnet ledger budget`): a mistyped key is refused, not given a "
+                   "fresh budget")
+    p.add_argument("--budget", type=float, nargs=2, metavar=("EPSILON", "DELTA"), default=None,
+                   help=f"the budget the built-in dataset's key gets on its first DP run (default "
+                   f"{DEFAULT_BUDGET[0]:g} {DEFAULT_BUDGET[1]:g}); a --ledger-dataset key needs a budget set "
+                   "beforehand with `mpcnet ledger budget`")
     p.add_argument("--aggregator", choices=("secagg", "plain", "both"), default="both")
     p.add_argument("--graph", choices=("full", "sparse"), default="full",
                    help="SecAgg's graph: full (every pair of clients) or sparse (SecAgg+, O(log n) neighbours)")
@@ -81,16 +88,25 @@ def fedavg_main(args: argparse.Namespace) -> int:
         # flags that shape a DP run do nothing without --epsilon: the run would be non-private, told only by
         # its receipt
         shaping = [flag for flag, given in (("--dp", args.dp is not None), ("--sample-rate", args.sample_rate != 1.0),
-                                            ("--weight-cap", args.weight_cap != 0)) if given]
+                                            ("--weight-cap", args.weight_cap != 0),
+                                            ("--delta", args.delta != DEFAULT_DELTA),
+                                            ("--budget", args.budget is not None),
+                                            ("--ledger", args.ledger is not None),
+                                            ("--ledger-dataset", args.ledger_dataset is not None)) if given]
         if args.epsilon is None and shaping:
             raise ValueError(f"{', '.join(shaping)} without --epsilon: the run would have no differential privacy; "
                              "give --epsilon (e.g. --epsilon 8), or leave out " + ", ".join(shaping))
+        from mpcnet.ledger import check_chosen_location, default_path
         if args.epsilon is not None:
-            from mpcnet.ledger import check_chosen_location
             check_chosen_location(args.ledger)
-        if args.epsilon is not None and not (0 < args.budget[0] < math.inf and 0 <= args.budget[1] < 1):
+        if args.out and Path(args.out).resolve() == Path(args.ledger or default_path()).resolve():
+            raise ValueError(f"--out {args.out} is the epsilon ledger's file: the run's JSON would replace the "
+                             "ledger's history; choose another --out")
+        if args.budget is not None and not (0 < args.budget[0] < math.inf and 0 <= args.budget[1] < 1):
             raise ValueError(f"--budget {args.budget[0]:g} {args.budget[1]:g}: a budget is a finite epsilon > 0 and "
                              "0 <= delta < 1")
+        if args.ledger_dataset is not None and not args.ledger_dataset.strip():
+            raise ValueError("--ledger-dataset is empty: leave it out for the default key sklearn:<dataset>")
         ds = fldata.load(args.dataset, seed=args.seed)
         model = models.make_model(args.model, ds.n_features, ds.n_classes, args.hidden)
         trainer = models.SgdTrainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
@@ -171,17 +187,23 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if dp is not None and dp.noise_multiplier > 0:
             try:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)
+            except sqlite3.Error as exc:  # opened as an SQLite ledger, then failed: nothing was charged
+                errors.print(f"[red]mpcnet fedavg: the epsilon ledger {escape(str(args.ledger or default_path()))} "
+                              f"cannot be used: {escape(str(exc))}; nothing was charged[/]")
+                return 2
             except MpcnetError as exc:
                 from mpcnet.ledger import BudgetExceeded, default_path
                 hint = ""
                 if isinstance(exc, BudgetExceeded):  # what to do: the budget is the dataset's, set on its first run
                     hint = (f"; spend less (--epsilon), or raise the budget with `mpcnet ledger budget --ledger "
                             f"{args.ledger or default_path()} --dataset {exc.dataset} --epsilon E --delta D` "
-                            "(--budget sets only a new dataset's)")
+                            "(--budget sets only the built-in key's first budget)")
                 errors.print(f"[red]mpcnet fedavg: {escape(str(exc) + hint)}[/]")
                 return 3 if isinstance(exc, BudgetExceeded) else 2  # 3: over budget; 2: the ledger file itself
-        central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs, lr=args.lr,
-                                                              batch_size=args.batch_size), ds, args.seed)
+        with console.status(f"centralised reference: {args.rounds * args.epochs} epochs on the pooled data ..."):
+            central = fedavg.centralised(model, models.SgdTrainer(model, epochs=args.rounds * args.epochs,
+                                                                  lr=args.lr, batch_size=args.batch_size), ds,
+                                         args.seed)
         for kind, agg in aggregators.items():
             shortfall = (_ShortfallRecorder(args, kind, ddp, console, ledger_state)
                          if ddp is not None and ledger_state else None)
@@ -258,10 +280,23 @@ def fedavg_main(args: argparse.Namespace) -> int:
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
             small_delta: float = 0.0) -> dict[str, Any]:
     """Spend the run's budget before it starts: one release per aggregator run (each publishes a model)."""
-    from mpcnet.ledger import EpsilonLedger
-    key = args.ledger_dataset or f"sklearn:{args.dataset}"
+    from mpcnet.ledger import EpsilonLedger, NoBudget
+    builtin = f"sklearn:{args.dataset}"
+    key = args.ledger_dataset or builtin
+    # Only the built-in key gets a budget on its first run: any other key is typed by hand, and a typo would
+    # otherwise start a fresh budget for the same data.  Such a key is set up with `mpcnet ledger budget`.
+    default_budget = (args.budget or DEFAULT_BUDGET) if key == builtin else None
     with EpsilonLedger(args.ledger) as ledger:
-        first = ledger.budget(key) is None  # for the message only: the budget is made inside the charge
+        existing = ledger.budget(key)
+        first = existing is None  # for the message only: the budget is made inside the charge
+        if first and default_budget is None:
+            held = ", ".join(ledger.datasets()) or "none"
+            raise NoBudget(f"dataset {key!r} has no budget in {ledger.path} (it holds: {held}); a --ledger-dataset "
+                           f"key needs one set first: `mpcnet ledger budget --ledger {ledger.path} --dataset {key} "
+                           "--epsilon E --delta D`, or leave out --ledger-dataset for the built-in key", key)
+        if existing is not None and args.budget is not None and tuple(args.budget) != existing:
+            console.print(f"ledger: --budget not applied: dataset {key} already has the budget epsilon "
+                          f"{existing[0]:g}, delta {existing[1]:g} (`mpcnet ledger budget` changes it)")
         from mpcnet.fl.distributed_dp import DistributedDp
         if isinstance(dp, DistributedDp):
             mechanism = "skellam (distributed DP, RDP accounting)"
@@ -272,13 +307,14 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
             mechanism = "gaussian (central DP, RDP accounting)"
             params = {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
                       "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model}
+        params["data"] = builtin  # what was trained on, whatever the key
         # the default budget is set in the same transaction as the charge: two first runs started together
         # cannot both set one (the later silently replacing the earlier's), nor charge against none
         if small_delta:
             params["delta_small_rounds"] = small_delta
         ledger.charge_all([(key, f"fedavg-{kind}", mechanism, params, dp.epsilon, dp.delta + small_delta)
                            for kind in kinds],
-                          default_budget=(args.budget[0], args.budget[1]))
+                          default_budget=default_budget)
         if first:
             budget = ledger.budget(key)
             assert budget is not None

@@ -19,6 +19,8 @@ from mpcnet.fl import fedavg, models, privacy
 from mpcnet.fl.distributed_dp import calibrate_distributed
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+NOT_CHARGED = ("not charged to any epsilon ledger: a utility study on the public demo data (each model trained "
+               "here would be a release on data that needs protecting; `mpcnet fedavg` charges those)")
 
 
 def epsilon_list(text: str) -> list[float]:
@@ -29,6 +31,9 @@ def epsilon_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers or inf, e.g. 0.5,1,2,8,inf") from None
     if any(not e > 0 for e in out):
         raise argparse.ArgumentTypeError(f"{text!r}: every epsilon must be > 0 (or inf)")
+    twice = sorted({e for e in out if out.count(e) > 1})
+    if twice:  # the second curve would replace the first under the same label
+        raise argparse.ArgumentTypeError(f"{text!r}: epsilon {twice[0]:g} given twice")
     return out
 
 
@@ -63,6 +68,8 @@ def sweep_main(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--seeds {args.seeds}: at least one run per epsilon")
     if args.aggregator == "secagg" and args.clients < 2:
         raise InvalidInput(f"--clients {args.clients}: SecAgg needs at least 2 (or --aggregator plain)")
+    if args.dp == "distributed" and args.clients < 2:
+        raise InvalidInput(f"--clients {args.clients}: distributed DP sums the noise of at least 2 clients")
     ds = fldata.load(args.dataset)
     model = models.make_model(args.model, ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(model, epochs=1, lr=0.05)
@@ -108,11 +115,13 @@ def sweep_main(args: argparse.Namespace) -> int:
     for label, curve in curves.items():
         table.add_row(label, f"{noise[label]:.3f}", f"{curve[-1]:.4f}", f"{100 * (curve[-1] - base):+.2f}")
     console.print(table)
+    console.print(NOT_CHARGED)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     stem = out / f"fedavg-privacy-{args.dataset}-{'' if args.dp == 'central' else 'distributed-'}{stamp}"
     from mpcnet.jsonout import strict_json  # epsilon inf is "inf": JSON has no infinity
     stem.with_suffix(".json").write_text(json.dumps(strict_json({"when": stamp, "args": vars(args), "curves": curves,
-                                                                 "dp": args.dp, "noise_multiplier": noise}),
+                                                                 "dp": args.dp, "noise_multiplier": noise,
+                                                                 "ledger": NOT_CHARGED}),
                                                     indent=1, allow_nan=False))
     import matplotlib
     matplotlib.use("Agg")

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 import numpy as np
 import pytest
 
 from mpcnet.cluster import REPO_ROOT, LocalCluster
+from mpcnet.errors import InvalidInput
 from mpcnet.fl import data, fedavg, models
 from mpcnet.ledger import EpsilonLedger
 
@@ -63,9 +64,18 @@ def test_secure_fedavg_equals_plain_fedavg_up_to_quantization(cluster: LocalClus
 
 def test_a_round_below_threshold_is_skipped_and_the_model_kept(cluster: LocalCluster) -> None:
     ds, m, trainer, parts = setup(6)
-    cfg = fedavg.FedAvgConfig(rounds=1, dropout=0.5)  # 3 of 6 stay; threshold ceil(2/3 * 6) = 4
-    agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=cfg.clip,
-                                  max_total_samples=len(ds.y_train), stage_deadline_s=5)
+    # a planned dropout this large is refused before the run (every round would abort): here 3 of the 6 crash
+    # mid-round unplanned, and the threshold is ceil(2/3 * 6) = 4
+    cfg = fedavg.FedAvgConfig(rounds=1)
+
+    class ThreeCrash(fedavg.SecAggAggregator):
+        def aggregate(self, round_no: int, updates: Any, drop: Any) -> fedavg.RoundOutcome:
+            return super().aggregate(round_no, updates, [u.client for u in updates][:3])
+
+    agg = ThreeCrash(cluster.coordinator, cluster.auth_metadata, clip=cfg.clip, max_total_samples=len(ds.y_train),
+                     stage_deadline_s=5)
+    with pytest.raises(InvalidInput, match="would skip every round"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=1, dropout=0.5), agg, 6)
     hist = fedavg.run_fedavg(m, trainer, ds, parts, cfg, agg)
     (out,) = hist.rounds
     assert out.skipped.startswith("SecAgg round aborted") and out.mean is None
@@ -150,6 +160,9 @@ def test_fedavg_sweep_writes_the_privacy_utility_table_and_plot(tmp_path: Path) 
     # no noise: only the DP weighting (uniform weights, fixed denominator) differs from FedAvg's
     assert run["curves"]["eps=inf"] == pytest.approx(run["curves"]["non-private"], abs=0.02)
     assert run["noise_multiplier"]["eps=1"] > 1
+    # a study, not a release: said in its output and JSON (it trains DP models on the data and spends nothing)
+    assert run["ledger"].startswith("not charged to any epsilon ledger")
+    assert "not charged to any epsilon ledger" in " ".join(proc.stdout.split())
 
 
 def test_bench_fedavg_writes_both_sides_of_the_comparison(tmp_path: Path) -> None:

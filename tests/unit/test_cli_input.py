@@ -47,13 +47,27 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     # a traceback after the whole benchmark ran
     (["fedavg", "--dp", "distributed"], "--dp without --epsilon: the run would have no differential privacy"),
     (["fedavg", "--sample-rate", "0.3", "--weight-cap", "5"], "--sample-rate, --weight-cap without --epsilon"),
+    # each of these ran a non-private training with exit 0, the flag ignored
+    (["fedavg", "--delta", "1e-9"], "--delta without --epsilon"),
+    (["fedavg", "--budget", "1", "1e-9", "--ledger-dataset", "foo"], "--budget, --ledger-dataset without --epsilon"),
+    (["fedavg", "--ledger", "/tmp/mpcnet-never-written.sqlite"], "--ledger without --epsilon"),
+    (["fedavg", "--epsilon", "1", "--ledger", ""], "--ledger is empty"),  # was the default ledger, quietly
+    (["ledger", "--ledger", "", "show"], "--ledger is empty"),
+    (["fedavg", "--epsilon", "1", "--ledger-dataset", " ", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--ledger-dataset is empty"),
+    # the run's JSON would have replaced the ledger it had just been charged to
+    (["fedavg", "--epsilon", "1", "--ledger", "/tmp/mpcnet-never-written.sqlite", "--out",
+      "/tmp/mpcnet-never-written.sqlite"], "is the epsilon ledger's file"),
     (["fedavg", "--split", "dirichlet", "--alpha", "nan"], "alpha must be finite and > 0, got nan"),  # was a hang
     (["fedavg-sweep", "--split", "dirichlet", "--alpha", "inf"], "alpha must be finite and > 0, got inf"),
     (["fedavg-sweep", "--clients", "1"], "SecAgg needs at least 2"),
+    (["fedavg-sweep", "--clients", "1", "--aggregator", "plain", "--dp", "distributed"],
+     "distributed DP sums the noise of at least 2 clients"),  # was "min_contributors must be in [1, 1]"
     (["fedavg-sweep", "--seeds", "0"], "at least one run per epsilon"),
     (["fedavg-sweep", "--rounds", "0"], "rounds must be >= 1"),
     (["fedavg-sweep", "--epsilons", "1", "--delta", "0"], "delta 0"),
-    (["bench", "fedavg", "--rounds", "0", "--fedavg-clients", "5"], "rounds must be >= 1"),
+    (["bench", "fedavg", "--rounds", "0", "--fedavg-clients", "5", "--out", "/tmp/mpcnet-never-made"],
+     "rounds must be >= 1"),  # the --out directory was made first, and left behind empty
     (["bench", "fedavg", "--hidden", "0", "--fedavg-clients", "5"], "at least 1 hidden unit"),
     (["bench", "fedavg", "--fedavg-clients", "5000"], "at most one client per sample"),
     (["bench", "mul", "--size", "1", "--repeats", "0", "--no-mpyc"], "--repeats must be at least 1"),  # IndexError
@@ -65,6 +79,7 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (_ROUND + ["--threshold", "-1"], "--threshold -1: must be from 1 to 4294967295"),  # was a protobuf traceback
     (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
     (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
+    (_ROUND + ["--clients", "99999999999"], "client ids are 1 to 2147483647"),  # was a protobuf traceback
     (_ROUND + ["--timeout", "-1"], "deadline must be > 0"),
     (_ROUND + ["--stage-deadline", "nan"], "--stage-deadline nan"),
     (_ROUND + ["--tokens-out", "/nonexistent-mpcnet-dir/t.json"], "/nonexistent-mpcnet-dir does not exist"),
@@ -83,6 +98,7 @@ def test_a_setting_that_cannot_work_is_one_line_and_exit_2(argv: list[str], word
 @pytest.mark.parametrize("argv, words", [
     (["fedavg-sweep", "--epsilons", "1,x"], "comma-separated numbers or inf"),
     (["fedavg-sweep", "--epsilons", "0,1"], "every epsilon must be > 0"),
+    (["fedavg-sweep", "--epsilons", "1,inf,1.0"], "epsilon 1 given twice"),  # the second curve replaced the first
     (["bench", "fedavg", "--fedavg-clients", "20,x"], "comma-separated whole numbers"),
     (["bench", "fedavg", "--fedavg-clients", "1,20"], "at least 2"),
 ])
@@ -131,3 +147,48 @@ def test_a_refusal_is_one_unwrapped_line_on_stderr(argv: list[str], capsys: pyte
     assert cli.main(argv) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err.count("\n") == 1 and len(out.err) > 80 and out.err.startswith("mpcnet ")
+
+
+def test_a_new_ledger_key_needs_a_budget_set_beforehand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --ledger-dataset used to get a fresh default budget (and --budget could size it): the same data
+    trained again under a new key.  Only the built-in key sklearn:<dataset> gets a budget on its first run."""
+    from mpcnet.ledger import EpsilonLedger
+    ledger = tmp_path / "l.sqlite"
+    base = ["fedavg", "--rounds", "1", "--clients", "4", "--aggregator", "plain", "--epsilon", "1", "--ledger",
+            str(ledger)]
+    assert cli.main(base) == 0  # the built-in key: its first run gives it the default budget
+    capsys.readouterr()
+    assert cli.main([*base, "--ledger-dataset", "sklearn:breast-cancer", "--budget", "50", "1e-4"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "dataset 'sklearn:breast-cancer' has no budget" in err and "it holds: sklearn:breast_cancer" in err
+    assert "mpcnet ledger budget" in err
+    with EpsilonLedger(ledger) as led:
+        assert led.datasets() == ["sklearn:breast_cancer"] and len(led.releases()) == 1  # nothing charged
+        led.set_budget("cohort-a", 3.0, 1e-4)  # what the operator does for a key of their own
+    assert cli.main([*base, "--ledger-dataset", "cohort-a", "--budget", "50", "1e-4"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--budget not applied: dataset cohort-a already has the budget epsilon 3" in out
+    with EpsilonLedger(ledger) as led:
+        (release,) = led.releases("cohort-a")
+        assert release.params["data"] == "sklearn:breast_cancer" and led.budget("cohort-a") == (3.0, 1e-4)
+
+
+def test_an_output_file_that_is_an_sqlite_database_is_not_overwritten(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnet.ledger import EpsilonLedger
+    ledger = tmp_path / "other-ledger.sqlite"
+    with EpsilonLedger(ledger) as led:
+        led.set_budget("d", 1.0, 0.0)
+    before = ledger.read_bytes()
+    assert cli.main(["fedavg", "--rounds", "1", "--clients", "4", "--aggregator", "plain", "--out", str(ledger)]) == 2
+    assert "is an SQLite database" in " ".join(capsys.readouterr().err.split())
+    assert ledger.read_bytes() == before
+
+
+def test_a_receipt_file_nested_too_deeply_is_refused_in_one_line(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # was a RecursionError traceback
+    assert cli.main(["receipt", "--file", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deeply" in err and "Traceback" not in err
