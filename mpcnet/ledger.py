@@ -233,7 +233,8 @@ class EpsilonLedger:
         if row and row[2]:
             raise LedgerUnusable(f"{self.path}: the budget of dataset {dataset!r} is not a number >= 0 (epsilon "
                                  f"{row[0]!r}, delta {row[1]!r}): the ledger was edited; set it again with "
-                                 "`mpcnet ledger budget` after checking its releases")
+                                 f"`mpcnet ledger budget --ledger {self.path} --dataset {dataset} --epsilon E "
+                                 "--delta D`")
         return (float(row[0]), float(row[1])) if row else None
 
     def spent(self, dataset: str) -> tuple[float, float]:

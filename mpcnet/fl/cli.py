@@ -180,7 +180,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
             aggregators[kind] = secure
         try:  # a setting that cannot work: exit 2, like the refusals before the cluster started
             # central DP: what rounds too small to aggregate add to delta (refused there when it is not small)
-            small_delta = max(fedavg.check_run(cfg, agg, len(parts), model.n_params) for agg in aggregators.values())
+            small_delta = max(fedavg.check_run(cfg, agg, len(parts), model.n_params, [len(p) for p in parts])
+                              for agg in aggregators.values())
         except InvalidInput as exc:
             errors.print(f"[red]mpcnet fedavg: {escape(str(exc))}[/]")
             return 2
@@ -189,7 +190,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)
             except sqlite3.Error as exc:  # opened as an SQLite ledger, then failed: nothing was charged
                 errors.print(f"[red]mpcnet fedavg: the epsilon ledger {escape(str(args.ledger or default_path()))} "
-                              f"cannot be used: {escape(str(exc))}; nothing was charged[/]")
+                              f"cannot be used: {escape(str(exc))} (`mpcnet ledger show` tells what it holds)[/]")
                 return 2
             except MpcnetError as exc:
                 from mpcnet.ledger import BudgetExceeded, default_path
@@ -280,12 +281,17 @@ def fedavg_main(args: argparse.Namespace) -> int:
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
             small_delta: float = 0.0) -> dict[str, Any]:
     """Spend the run's budget before it starts: one release per aggregator run (each publishes a model)."""
-    from mpcnet.ledger import EpsilonLedger, NoBudget
+    from mpcnet.ledger import EpsilonLedger, NoBudget, default_path
     builtin = f"sklearn:{args.dataset}"
     key = args.ledger_dataset or builtin
     # Only the built-in key gets a budget on its first run: any other key is typed by hand, and a typo would
     # otherwise start a fresh budget for the same data.  Such a key is set up with `mpcnet ledger budget`.
     default_budget = (args.budget or DEFAULT_BUDGET) if key == builtin else None
+    if default_budget is None and not Path(args.ledger or default_path()).exists():  # refused without making one
+        raise NoBudget(f"dataset {key!r} has no budget: the ledger {args.ledger or default_path()} does not exist "
+                       f"yet; a --ledger-dataset key needs one set first: `mpcnet ledger budget --ledger "
+                       f"{args.ledger or default_path()} --dataset {key} --epsilon E --delta D`, or leave out "
+                       "--ledger-dataset for the built-in key", key)
     with EpsilonLedger(args.ledger) as ledger:
         existing = ledger.budget(key)
         first = existing is None  # for the message only: the budget is made inside the charge

@@ -280,8 +280,8 @@ class FedAvgConfig:
     dropout: float = 0.0  # fraction of each round's sample that leaves mid-round (simulated)
     seed: str = "mpcnet-fl"
     # central DP (mpcnet/fl/privacy.py): Poisson sampling at dp.sampling_rate instead of clients_per_round (drawn
-    # from OS entropy: a sample anyone can recompute from the seed gives no amplification), N(0, (z C)^2) on the
-    # sum of weighted updates, the public constant q * N as denominator
+    # from OS entropy when there is noise: a sample anyone can recompute from the seed gives no amplification),
+    # N(0, (z C)^2) on the sum of weighted updates, the public constant q * N as denominator
     dp: CentralDp | None = None
     # distributed DP (mpcnet/fl/distributed_dp.py): each client scales, rounds and adds Skellam noise before
     # masking; the sum is divided by gamma and the fixed number sampled.  Exclusive with ``dp``.
@@ -313,11 +313,18 @@ class History:
     params: Vector | None = field(default=None, repr=False)
 
 
-def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim: int | None = None) -> float:
+def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim: int | None = None,
+              part_sizes: Sequence[int] | None = None) -> float:
     """Every check :func:`run_fedavg` makes before its first round, on its own: a caller that spends something
     before the run (epsilon) calls it first, so that a run refused here has spent nothing.  ``dim``: the model's
-    number of parameters, if known (for central DP's clip under quantization).  Returns what rounds too small to
-    aggregate add to central DP's delta (:func:`skipped_rounds_delta`; 0 without central DP)."""
+    number of parameters, if known (for central DP's clip under quantization); ``part_sizes``: each client's
+    number of samples, if known (a client without any is refused).  Returns what rounds too small to aggregate
+    add to central DP's delta (:func:`skipped_rounds_delta`; 0 without central DP)."""
+    if part_sizes is not None:
+        empty = [k for k, size in enumerate(part_sizes, start=1) if size == 0]
+        if empty:  # SecAgg's FedAvg encoding needs a weight n_k >= 1: such a client would be a silent dropout
+            raise InvalidInput(f"client(s) {empty[:10]} hold no training samples: give every client at least one "
+                               "(split_dirichlet's min_size)")
     per_round = config.clients_per_round or n_clients
     if not 1 <= per_round <= n_clients:
         raise InvalidInput(f"clients per round must be in [1, {n_clients}] (the run has {n_clients} clients), got "
@@ -358,10 +365,11 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
         _check_noise_contributors(config, aggregator, per_round, ddp.min_contributors, ddp.epsilon)
     if dp is None:  # a fixed number leaves every round: a run whose every round is skipped is known now
         n_drop = planned_drops(config.dropout, per_round)
-        if round_must_abort(aggregator, per_round, n_drop):
+        why = round_must_abort(aggregator, per_round, n_drop)
+        if why:
             raise InvalidInput(f"with {per_round} clients a round and dropout {config.dropout:g}, {n_drop} leave "
                                f"every round and {per_round - n_drop} remain: {aggregator.name} would skip every "
-                               "round (too few survivors to aggregate); lower the dropout or sample more clients")
+                               f"round ({why}); lower the dropout or sample more clients")
     if dim is not None:
         _check_dp_clip(config, aggregator, dim)
     extra = skipped_rounds_delta(config, aggregator, n_clients)
@@ -419,18 +427,29 @@ def _check_dp_clip(config: FedAvgConfig, aggregator: Aggregator, dim: int) -> fl
 
 def planned_drops(dropout: float, sampled: int) -> int:
     """How many of a round's ``sampled`` clients leave without central DP: ``dropout * sampled``, halves rounded up
-    (Python's round() would send 0.5 to 0 and 2.5 to 2)."""
-    return math.floor(dropout * sampled + 0.5)
+    (Python's round() would send 0.5 to 0 and 2.5 to 2; the product is first rounded to 9 decimals, so that 0.29 *
+    50 = 14.499999999999998 counts as the half it is)."""
+    return math.floor(round(dropout * sampled, 9) + 0.5)
 
 
-def round_must_abort(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
-    """Whether a round of ``sampled`` clients, ``dropped`` of whom leave, is skipped whoever they are: exactly
-    :func:`round_too_small` for plain averaging and the complete graph; on SecAgg+, where which clients drop
-    decides, only when fewer survive in all than one neighbourhood's threshold."""
+def round_must_abort(aggregator: Aggregator, sampled: int, dropped: int) -> str:
+    """Why a round of ``sampled`` clients, ``dropped`` of whom leave, is skipped whoever they are ("" when it may
+    complete): exactly :func:`round_too_small` for plain averaging and the complete graph.  On SecAgg+ which
+    clients drop decides; certain are fewer survivors in all than one neighbourhood's threshold t, and survivors
+    too few to give every one of the ``sampled`` neighbourhoods t: in a regular graph of degree k each survivor
+    is in k + 1 closed neighbourhoods, so kept * (k + 1) < t * sampled leaves some neighbourhood short."""
     graph, fraction = getattr(aggregator, "graph", None), getattr(aggregator, "threshold_fraction", None)
     if graph is None or fraction is None or graph == "full" or sampled < 4:
-        return round_too_small(aggregator, sampled, dropped)
-    return sampled - dropped < secagg_threshold(sampled, graph, fraction)
+        return "too few survivors to aggregate" if round_too_small(aggregator, sampled, dropped) else ""
+    from mpcnet.secagg.graph import default_degree
+    t, kept = secagg_threshold(sampled, graph, fraction), sampled - dropped
+    if kept < t:
+        return f"fewer than the threshold {t} survive"
+    degree = default_degree(sampled)
+    if kept * (degree + 1) < t * sampled:
+        return (f"some client's neighbourhood (degree {degree}) would keep fewer than the threshold {t}, whichever "
+                "clients drop")
+    return ""
 
 
 def round_too_small(aggregator: Aggregator, sampled: int, dropped: int) -> bool:
@@ -461,11 +480,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                config: FedAvgConfig, aggregator: Aggregator,
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
-    check_run(config, aggregator, len(parts), getattr(model, "n_params", None))
-    empty = [k for k, part in enumerate(parts, start=1) if len(part) == 0]
-    if empty:  # SecAgg's FedAvg encoding needs a weight n_k >= 1: such a client would be a silent dropout
-        raise InvalidInput(f"client(s) {empty[:10]} hold no training samples: give every client at least one "
-                           "(split_dirichlet's min_size)")
+    check_run(config, aggregator, len(parts), getattr(model, "n_params", None), [len(p) for p in parts])
     shape = (getattr(model, "n_features", None), getattr(model, "n_classes", None))
     if None not in shape and shape != (data.n_features, data.n_classes):
         raise InvalidInput(f"the model takes {shape[0]} features and {shape[1]} classes, the data has "

@@ -156,6 +156,8 @@ def test_a_new_ledger_key_needs_a_budget_set_beforehand(tmp_path: Path, capsys: 
     ledger = tmp_path / "l.sqlite"
     base = ["fedavg", "--rounds", "1", "--clients", "4", "--aggregator", "plain", "--epsilon", "1", "--ledger",
             str(ledger)]
+    assert cli.main([*base, "--ledger-dataset", "cohort-a"]) == 2
+    assert "does not exist yet" in " ".join(capsys.readouterr().err.split()) and not ledger.exists()  # none made
     assert cli.main(base) == 0  # the built-in key: its first run gives it the default budget
     capsys.readouterr()
     assert cli.main([*base, "--ledger-dataset", "sklearn:breast-cancer", "--budget", "50", "1e-4"]) == 2

@@ -364,17 +364,24 @@ def test_a_run_whose_every_round_must_be_skipped_is_refused_before_it_starts() -
     with pytest.raises(InvalidInput, match="1 leave every round and 0 remain: plain would skip every round"):
         fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.6, clients_per_round=1), _Stub("plain", 1), 5)
     fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("full"), 3)  # 1 drops, 2 = t remain
-    # SecAgg+: which clients drop decides, so only a certain abort is refused (fewer in all than t)
+    # SecAgg+: which clients drop decides, so only a certain abort is refused: fewer in all than t, or too few to
+    # give each of the n neighbourhoods (k + 1 clients each, every survivor in k + 1 of them) t survivors
+    from mpcnet.secagg.graph import default_degree
     fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.1), _SecAggStub("sparse"), 100)
-    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("sparse"), 100)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.2), _SecAggStub("sparse"), 100)  # some rounds complete
+    t, k = fedavg.secagg_threshold(30, "sparse", 2 / 3), default_degree(30)
+    assert 21 * (k + 1) < t * 30 <= 22 * (k + 1)  # 30 clients: 9 drops leave some neighbourhood short, 8 may not
+    with pytest.raises(InvalidInput, match="some client's neighbourhood .* would keep fewer than the threshold"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("sparse"), 30)  # 9 drop: 21 * 11 < 8 * 30
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=8 / 30), _SecAggStub("sparse"), 30)
     t = fedavg.secagg_threshold(100, "sparse", 2 / 3)
-    with pytest.raises(InvalidInput, match="would skip every round"):
+    with pytest.raises(InvalidInput, match=f"fewer than the threshold {t} survive"):
         fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=(101 - t) / 100), _SecAggStub("sparse"), 100)
 
 
 def test_planned_drops_round_halves_up() -> None:
-    assert [fedavg.planned_drops(d, n) for d, n in ((0.05, 10), (0.25, 2), (0.25, 6), (0.1, 20), (0.0, 7))] == \
-        [1, 1, 2, 2, 0]
+    assert [fedavg.planned_drops(d, n) for d, n in ((0.05, 10), (0.25, 2), (0.25, 6), (0.1, 20), (0.0, 7),
+                                                    (0.29, 50), (0.7, 45))] == [1, 1, 2, 2, 0, 15, 32]
 
 
 def test_a_client_without_samples_is_refused_naming_it() -> None:
