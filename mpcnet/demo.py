@@ -297,21 +297,26 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
     except (ImportError, MpcnetError) as exc:
         console.print(f"[yellow]skipped: {exc} (pip install 'mpcnet[fl]'; make demo installs it)[/]")
         return 0
-    clients, rounds = 10, 4
+    # the README's privacy-utility settings: 20 clients, 10 rounds, clip 0.25 (there, epsilon 8 costs 2.0 points
+    # on the mean of 5 runs; one run varies by 1-2 points)
+    clients, rounds, clip = 20, 10, 0.25
     model = models.make_model("logreg", ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(model, epochs=1, lr=0.05)
     parts = fldata.split_iid(len(ds.y_train), clients)
-    ddp = calibrate_distributed(8.0, 1e-5, rounds, clip=0.5, dim=model.n_params, min_contributors=7,
+    ddp = calibrate_distributed(8.0, 1e-5, rounds, clip=clip, dim=model.n_params, min_contributors=14,
                                 max_clients=clients)
-    cfg = fedavg.FedAvgConfig(rounds=rounds, clip=0.5, dropout=0.1, ddp=ddp)
-    agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=0.5,
+    cfg = fedavg.FedAvgConfig(rounds=rounds, clip=clip, dropout=0.1, ddp=ddp)
+    agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=clip,
                                   max_total_samples=len(ds.y_train))
     t0 = time.perf_counter()
     hist = fedavg.run_fedavg(model, trainer, ds, parts, cfg, agg)
     elapsed = time.perf_counter() - t0
-    console.print(f"breast-cancer data (scikit-learn), {clients} clients, {rounds} rounds, one client dropping per "
+    plain = fedavg.run_fedavg(model, trainer, ds, parts, fedavg.FedAvgConfig(rounds=rounds, clip=clip),
+                              fedavg.PlainAggregator())
+    console.print(f"breast-cancer data (scikit-learn), {clients} clients, {rounds} rounds, two clients dropping per "
                   f"round; each client adds Skellam noise before masking (epsilon 8, delta 1e-5): test accuracy "
-                  + " -> ".join(f"{a:.3f}" for a in hist.accuracy) + f" ({elapsed:.1f}s)")
+                  + " -> ".join(f"{a:.3f}" for a in hist.accuracy) + f" ({elapsed:.1f}s); without DP, in the clear: "
+                  f"{plain.accuracy[-1]:.3f} ({100 * (hist.accuracy[-1] - plain.accuracy[-1]):+.1f} points)")
     rows = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
              "skipped": o.skipped, "noise_contributors": o.noise_contributors} for o in hist.rounds]
     rc = fedavg_receipt("demo-fedavg", "secagg", rows, clients, ddp, None)
@@ -325,7 +330,7 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
     console.print(f"  DP: {dp['mechanism']}, epsilon {dp['epsilon']:g} (realised {dp['realised_epsilon']:.3g}), "
                   f"delta {dp['delta']:g}; {dp['unit']}")
     console.print("  trust: " + "; ".join(rc["trust_assumptions"]))
-    ok = hist.accuracy[-1] > 0.8 and all(len(r["dropped"]) == 1 for r in rc["participants"]["rounds"])
+    ok = hist.accuracy[-1] > 0.8 and all(len(r["dropped"]) == 2 for r in rc["participants"]["rounds"])
     if not ok:
         console.print("[red]federated run: accuracy or dropout accounting off[/]")
     return 0 if ok else 1

@@ -115,19 +115,15 @@ def test_central_dp_noise_has_the_calibrated_spread() -> None:
     assert abs(z.mean()) < 0.01 and abs(z.std() - 0.7) < 0.01
 
 
-def test_dp_fedavg_at_epsilon_8_stays_near_non_private_accuracy() -> None:
+def test_dp_fedavg_at_a_small_epsilon_really_moves_the_model() -> None:
+    """(The epsilon-8 accuracy claim is test_fl_dp_release.py's, deterministic and at the issue's 3 points.)"""
     from mpcnet.fl import privacy
     ds = data.load("breast_cancer")
     m = models.make_model("logreg", ds.n_features, ds.n_classes)
     trainer = models.SgdTrainer(m, epochs=1, lr=0.05)
     parts = data.split_iid(len(ds.y_train), 20)
     base = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5), fedavg.PlainAggregator())
-    dp = privacy.calibrate(8.0, 1e-5, 10, 1.0, clip=0.5)
-    accs = [fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5, dp=dp, seed=s),
-                              fedavg.PlainAggregator()).accuracy[-1] for s in ("a", "b", "c")]
-    # measured over 30 runs: mean 0.946 against 0.979, worst 0.887; the mean of three is far above this
-    assert np.mean(accs) > base.accuracy[-1] - 0.08
-    # and the noise is really there: at epsilon 0.5 (z = 24) each round moves every coordinate by ~0.6
+    # the noise is really there: at epsilon 0.5 (z = 24) each round moves every coordinate by ~0.6
     tiny = privacy.calibrate(0.5, 1e-5, 10, 1.0, clip=0.5)
     noisy = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.5, dp=tiny),
                               fedavg.PlainAggregator())
