@@ -95,6 +95,8 @@ def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
     from mpcnet.certs import Identity
     from mpcnet.secagg_admin import operator_connection
     from mpcnet.transport.rpc import from_rpc_error, sync_channel
+    if not 0 < args.timeout <= 3600:  # NaN and negative deadlines used to end as "did not answer in time"
+        raise InvalidInput(f"--timeout {args.timeout:g}: the call's deadline in seconds, in (0, 3600]")
     address, md, tls = operator_connection(args)  # receipts are read by the operator; parties get theirs from run()
     with sync_channel(address, tls, Identity("coordinator", "main")) as channel:
         try:

@@ -80,6 +80,7 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (_ROUND + ["--dim", "99999999999"], "--dim 99999999999: must be from 1"),
     (_ROUND + ["--bits", "0"], "--bits 0: must be from 1 to 64"),  # was silently 32
     (_ROUND + ["--clients", "99999999999"], "client ids are 1 to 2147483647"),  # was a protobuf traceback
+    (["receipt", "--round", "r", "--coordinator", "127.0.0.1:1", "--timeout", "nan"], "--timeout nan: the call's"),
     (_ROUND + ["--timeout", "-1"], "deadline must be > 0"),
     (_ROUND + ["--stage-deadline", "nan"], "--stage-deadline nan"),
     (_ROUND + ["--tokens-out", "/nonexistent-mpcnet-dir/t.json"], "/nonexistent-mpcnet-dir does not exist"),
