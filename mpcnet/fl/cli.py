@@ -20,6 +20,7 @@ from mpcnet.fl import fedavg, models
 DEFAULT_DELTA = 1e-5
 DEFAULT_BUDGET = (10.0, 1e-4)  # what the built-in dataset's key gets on its first DP run
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=fldata.DATASETS, default="breast_cancer")
     p.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
@@ -117,8 +118,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if args.epsilon is not None and args.dp == "distributed":
             from mpcnet.fl.distributed_dp import calibrate_distributed
             if math.isinf(args.epsilon):
-                raise ValueError("distributed DP needs a finite --epsilon (for no noise, leave out --dp: --epsilon inf is "
-                                 "central DP's clipping and weighting without noise)")
+                raise ValueError("distributed DP needs a finite --epsilon (for no noise, leave out --dp: --epsilon "
+                                 "inf is central DP's clipping and weighting without noise)")
             if args.sample_rate != 1.0:
                 raise ValueError("distributed DP claims no amplification by sampling: use --per-round, not "
                                  "--sample-rate")
@@ -188,7 +189,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if dp is not None and dp.noise_multiplier > 0:
             try:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)
-            except sqlite3.Error as exc:  # opened as an SQLite ledger, then failed: nothing was charged
+            except sqlite3.Error as exc:  # opened as an SQLite ledger, then failed (a charge in flight rolls back)
                 errors.print(f"[red]mpcnet fedavg: the epsilon ledger {escape(str(args.ledger or default_path()))} "
                               f"cannot be used: {escape(str(exc))} (`mpcnet ledger show` tells what it holds)[/]")
                 return 2

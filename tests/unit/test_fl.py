@@ -368,7 +368,8 @@ def test_a_run_whose_every_round_must_be_skipped_is_refused_before_it_starts() -
     t, k = fedavg.secagg_threshold(30, "sparse", 2 / 3), default_degree(30)
     assert 21 * (k + 1) < t * 30 <= 22 * (k + 1)  # 30 clients: 9 drops leave some neighbourhood short, 8 may not
     with pytest.raises(InvalidInput, match="some client's neighbourhood .* would keep fewer than the threshold"):
-        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("sparse"), 30)  # 9 drop: 21 * 11 < 8 * 30
+        # 9 drop: 21 * 11 < 8 * 30
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=0.3), _SecAggStub("sparse"), 30)
     fedavg.check_run(fedavg.FedAvgConfig(rounds=2, dropout=8 / 30), _SecAggStub("sparse"), 30)
     t = fedavg.secagg_threshold(100, "sparse", 2 / 3)
     with pytest.raises(InvalidInput, match=f"fewer than the threshold {t} survive"):

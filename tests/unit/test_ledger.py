@@ -231,7 +231,8 @@ def test_a_coordinator_with_a_ledger_in_a_missing_directory_does_not_start(tmp_p
 
 
 @pytest.mark.parametrize("edit, words", [
-    ("UPDATE releases SET epsilon = 'abc' WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
+    ("UPDATE releases SET epsilon = 'abc' WHERE id = 1",
+     "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE releases SET epsilon = -5 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE releases SET delta = -1e-3 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE budgets SET epsilon = 'lots'", "the budget of dataset 'd' is not a number"),
