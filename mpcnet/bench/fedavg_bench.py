@@ -15,9 +15,18 @@ Four kinds of round are timed, with the same clients, training and seeds:
   of the overhead is the protocol's arithmetic and how much is moving its messages.
 
 The four kinds take turns, ``repeats`` times over (memory, plain, SecAgg, SecAgg math; again ...), each time for
-``rounds`` FedAvg rounds; a time is the median over all of a kind's rounds, and the table also gives the lowest
-and highest of the repeats' own SecAgg / plain ratios -- on a shared machine one run's ratio can be a point or
-more off the next one's.
+``rounds`` FedAvg rounds; a time is the median over all of a kind's rounds.  The overhead ratio is paired: each
+repeat's median SecAgg round over the same repeat's median plain round, and the headline is the median of those
+ratios, with their lowest and highest beside it (a ratio of medians pooled over the repeats would not cancel the
+machine's drift between repeats, which is why the kinds take turns; on a shared machine one repeat's ratio can
+be a point or more off the next one's).  The JSON keeps every round's time.
+
+The plain server answers every client with the new mean (a FedAvg server hands the model back); the SecAgg round
+gives its sum to the operator only (sum_to_operator_only) and its clients a short done reply.  Answering only one
+client, or sending float32 instead of float64 updates, was measured not to change the plain round: per-call gRPC
+costs dominate it.  The accuracy columns are without DP (``dp=None``: sample-weighted FedAvg) on both sides, so
+their gap is SecAgg's quantization alone; the JSON also gives the largest difference between the two final models'
+parameters.
 
 A round's wall time counts everything the round does on this machine: local training of the sampled clients
 (sequential here, in parallel on real devices), and for the networked rounds every client's channel and calls
@@ -26,8 +35,9 @@ unmasking and the coordinator's work over gRPC on loopback.  The clients' channe
 to each server (gRPC's global subchannel pool), in both networked kinds alike: no client pays the connection
 setup a device would.  On real devices the client-side work runs in parallel; this benchmark does not pretend
 it does.  What a deployment's round time would be governed by is the server's own work per round, so the table
-also gives the CPU seconds the averaging server and the coordinator spent per round (Linux: from /proc; blank
-elsewhere).
+also gives the CPU seconds the averaging server and the coordinator spent per round (Linux: from /proc, in clock
+ticks, so summed over all the repeats before dividing by their rounds; blank elsewhere), and the JSON the CPU
+seconds of this process (all the simulated clients) per round of each networked kind.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from mpcnet.bench.plain_average import NetworkPlainAggregator, PlainAverageProcess
 from mpcnet.bench.secagg_runner import proc_cpu_seconds
@@ -93,14 +105,17 @@ class SecAggMathAggregator:
         return out
 
 
-def _server_cpu_per_round(pid: int, run: Any, rounds: int) -> tuple[Any, float | None]:
-    """``run()``'s result and the CPU seconds per round process ``pid`` spent meanwhile (None without /proc)."""
+def _server_cpu(pid: int, run: Any) -> tuple[Any, float | None, float]:
+    """``run()``'s result, the CPU seconds process ``pid`` spent meanwhile (None without /proc), and this process's
+    own CPU seconds meanwhile (the simulated clients, every thread)."""
+    mine = time.process_time()
     try:
-        before = proc_cpu_seconds(pid)
+        before: float | None = proc_cpu_seconds(pid)
     except OSError:
-        return run(), None
+        before = None
     result = run()
-    return result, (proc_cpu_seconds(pid) - before) / rounds
+    used = None if before is None else proc_cpu_seconds(pid) - before
+    return result, used, time.process_time() - mine
 
 
 def _median_round(runs: Sequence[Any]) -> float:
@@ -142,40 +157,55 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
             # tenants, frequency scaling) then slows every kind alike, and the spread of the per-repeat ratios
             # shows how far one run's ratio can be trusted.
             runs: dict[str, list[Any]] = {"memory": [], "plain": [], "secure": [], "math": []}
-            cpu: dict[str, list[float]] = {"plain": [], "secure": []}
+            cpu: dict[str, list[float]] = {"plain": [], "secure": []}  # the server's, each repeat
+            own: dict[str, list[float]] = {"plain": [], "secure": []}  # this process's (the clients'), each repeat
             for rep in range(1, repeats + 1):
                 which = f"{n} clients, repeat {rep}/{repeats}"
                 with console.status(f"{which}: averaging in memory ..."):
                     runs["memory"].append(fedavg.run_fedavg(model, trainer, ds, parts, cfg, fedavg.PlainAggregator()))
                 with console.status(f"{which}: plain averaging over gRPC ..."):
-                    result, used = _server_cpu_per_round(plain_server.pid, lambda: fedavg.run_fedavg(
-                        model, trainer, ds, parts, cfg, NetworkPlainAggregator(plain_server.address)), rounds)
+                    result, used, mine = _server_cpu(plain_server.pid, lambda: fedavg.run_fedavg(
+                        model, trainer, ds, parts, cfg, NetworkPlainAggregator(plain_server.address)))
                     runs["plain"].append(result)
+                    own["plain"].append(mine)
                     if used is not None:
                         cpu["plain"].append(used)
                 with console.status(f"{which}: SecAgg ..."):
-                    result, used = _server_cpu_per_round(cluster.procs["coordinator"].pid, lambda: fedavg.run_fedavg(
-                        model, trainer, ds, parts, cfg, agg), rounds)
+                    result, used, mine = _server_cpu(cluster.procs["coordinator"].pid, lambda: fedavg.run_fedavg(
+                        model, trainer, ds, parts, cfg, agg))
                     runs["secure"].append(result)
+                    own["secure"].append(mine)
                     if used is not None:
                         cpu["secure"].append(used)
                 with console.status(f"{which}: SecAgg's arithmetic in memory ..."):
                     runs["math"].append(fedavg.run_fedavg(model, trainer, ds, parts, cfg, math_agg))
             m_s, p_s, s_s, a_s = (_median_round(runs[k]) for k in ("memory", "plain", "secure", "math"))
+            # paired: each repeat's SecAgg over the same repeat's plain round, so that drift between repeats cancels
             ratios = [_median_round([s]) / _median_round([p]) for p, s in zip(runs["plain"], runs["secure"])]
             plain, secure, math_only = runs["plain"][-1], runs["secure"][-1], runs["math"][-1]
             gaps = [100 * abs(s.accuracy[-1] - p.accuracy[-1]) for p, s in zip(runs["plain"], runs["secure"])]
+            param_gaps = [float(np.max(np.abs(s.params - p.params))) for p, s in zip(runs["plain"], runs["secure"])
+                          if s.params is not None and p.params is not None]
+            done = rounds * repeats
+
+            def per_round(seconds: list[float]) -> float | None:  # clock ticks: summed over the repeats first
+                return sum(seconds) / done if len(seconds) == repeats else None
+
             rows.append({"clients": n, "params": model.n_params, "graph": agg.graph, "memory_round_s": m_s,
-                         "plain_round_s": p_s, "secure_round_s": s_s, "overhead_ratio": s_s / p_s,
-                         "overhead_ratio_per_repeat": ratios,
+                         "plain_round_s": p_s, "secure_round_s": s_s, "overhead_ratio": statistics.median(ratios),
+                         "overhead_ratio_per_repeat": ratios, "overhead_ratio_pooled": s_s / p_s,
                          "overhead_ratio_vs_memory": s_s / m_s, "secagg_added_s": s_s - p_s,
                          "secagg_math_round_s": a_s, "secagg_math_ratio": a_s / p_s,
                          "secagg_math_accuracy": math_only.accuracy[-1],
-                         "plain_server_cpu_s": statistics.median(cpu["plain"]) if cpu["plain"] else None,
-                         "coordinator_cpu_s": statistics.median(cpu["secure"]) if cpu["secure"] else None,
+                         "plain_server_cpu_s": per_round(cpu["plain"]),
+                         "coordinator_cpu_s": per_round(cpu["secure"]),
+                         "clients_process_cpu_s": {"plain": sum(own["plain"]) / done,
+                                                   "secure": sum(own["secure"]) / done},
+                         "round_seconds": {k: [[r.seconds for r in run.rounds] for run in v] for k, v in runs.items()},
                          "plain_accuracy": plain.accuracy[-1], "memory_accuracy": runs["memory"][-1].accuracy[-1],
                          "secure_accuracy": secure.accuracy[-1],
-                         "accuracy_gap_points": max(gaps)})
+                         "accuracy_gap_points": max(gaps),
+                         "max_parameter_difference": max(param_gaps) if param_gaps else None})
     table = Table(title=f"FedAvg round, {dataset} {model_kind} ({rows[0]['params']} parameters), {epochs} local "
                         f"epochs, median of {repeats} x {rounds} rounds", width=170)
     for col in ("clients", "graph", "in memory s", "plain gRPC s", "SecAgg s", "SecAgg / plain gRPC (repeats)",
@@ -199,7 +229,7 @@ def run_fedavg_bench(clients: list[int], rounds: int = 3, dataset: str = "digits
 
 
 def _ratio_cell(row: dict[str, Any]) -> str:
-    """The ratio of the medians, and the lowest and highest of the repeats' own ratios when there are several."""
+    """The median of the repeats' own ratios, and their lowest and highest when there are several."""
     each = row["overhead_ratio_per_repeat"]
     spread = f"\n({min(each):.2f}-{max(each):.2f})" if len(each) > 1 else ""
     return f"{row['overhead_ratio']:.2f}x{spread}"
