@@ -35,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew concentration (--split dirichlet)")
     p.add_argument("--clip", type=float, default=5.0, help="L2 bound on each client's update")
     p.add_argument("--dropout", type=float, default=0.0, help="fraction of each round's clients that drop mid-round")
-    p.add_argument("--epsilon", type=float, default=None, help="central DP: the run's epsilon (inf = clipping and "
-                   "the DP weighting without noise, sampled from --seed); default: no DP")
+    p.add_argument("--epsilon", type=float, default=None, help="the run's DP epsilon, central (the default) or "
+                   "distributed (--dp distributed); central inf = clipping and the DP weighting without noise, sampled "
+                   "from --seed; default: no DP")
     p.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="DP delta")
     p.add_argument("--dp", choices=("central", "distributed"), default=None,
                    help="with --epsilon: central (the default: the server adds Gaussian noise after SecAgg) or "
