@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sqlite3
 import time
@@ -107,6 +108,14 @@ def _locked(exc: sqlite3.Error) -> bool:
 class LedgerUnusable(InvalidInput):
     """The file cannot serve as the ledger: not SQLite, another application's database, or unopenable.
     The message names the path: for the person who chose it, not for remote callers of a coordinator."""
+
+
+def _amount(value: Any, what: str) -> float:
+    """A spending or budget figure as the float SQLite stores as REAL: numpy scalars would be stored as BLOBs (and
+    then refuse the ledger as edited), a bool would pass for 0 or 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInput(f"{what} must be a real number, got {type(value).__name__}")
+    return float(value)
 
 
 def _check_dataset_name(dataset: str) -> None:
@@ -214,6 +223,7 @@ class EpsilonLedger:
 
     def set_budget(self, dataset: str, epsilon: float, delta: float) -> None:
         """Set (or change) the budget; a budget below what is already spent is refused."""
+        epsilon, delta = _amount(epsilon, "a budget's epsilon"), _amount(delta, "a budget's delta")
         if not (0 < epsilon < math.inf and 0 <= delta < 1):
             raise InvalidInput(f"a budget needs a finite epsilon > 0 and 0 <= delta < 1, got epsilon {epsilon:g}, "
                                f"delta {delta:g}")
@@ -271,6 +281,12 @@ class EpsilonLedger:
         """Record several releases at once (dataset, name, mechanism, params, epsilon, delta): all fit in their
         datasets' remaining budgets and are recorded, or none is (BudgetExceeded names the first that does not).
         ``default_budget``: the budget a dataset without one gets (None: such a dataset is refused)."""
+        if default_budget is not None:
+            default_budget = (_amount(default_budget[0], "the default budget's epsilon"),
+                              _amount(default_budget[1], "the default budget's delta"))
+        charges = [(dataset, name, mechanism, params, _amount(epsilon, f"the epsilon of {name!r}"),
+                    _amount(delta, f"the delta of {name!r}"))
+                   for dataset, name, mechanism, params, epsilon, delta in charges]
         if default_budget is not None and not (0 < default_budget[0] < math.inf and 0 <= default_budget[1] < 1):
             raise InvalidInput(f"a default budget needs a finite epsilon > 0 and 0 <= delta < 1, not {default_budget}")
         for dataset, name, _, _, epsilon, delta in charges:
@@ -312,6 +328,11 @@ class EpsilonLedger:
         contributors than planned).  Never refused -- it happened -- so the balance may go below zero.  A busy
         ledger is waited for longer than for a charge (OVERRUN_ATTEMPTS busy timeouts): this spending cannot be
         declined, only delayed."""
+        epsilon, delta = _amount(epsilon, f"the epsilon of {name!r}"), _amount(delta, f"the delta of {name!r}")
+        if not (epsilon >= 0 and delta >= 0) or math.isinf(epsilon):
+            raise InvalidInput(f"an overrun spends a finite epsilon >= 0 and a delta >= 0, not ({epsilon}, {delta}) "
+                               f"({name!r})")
+        _check_dataset_name(dataset)
         at = time.time()
         for attempt in range(1, OVERRUN_ATTEMPTS + 1):
             try:

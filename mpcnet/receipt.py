@@ -58,6 +58,35 @@ def job_receipt_for_party(receipt: Mapping[str, Any], party: str) -> dict[str, A
     return out
 
 
+def _check_fedavg_inputs(aggregator: str, rounds: list[dict[str, Any]], dp: Any, threshold_fraction: float,
+                         graph: str, small_rounds_delta: float) -> None:
+    """A receipt is a claim: inputs that disagree with each other (more rounds released than the calibration
+    covers, a negative delta, an unknown aggregator) are refused rather than written into one."""
+    from mpcnet.errors import InvalidInput
+    from mpcnet.fl.distributed_dp import DistributedDp
+    from mpcnet.fl.privacy import CentralDp
+    if aggregator not in ("secagg", "plain"):
+        raise InvalidInput(f"aggregator {aggregator!r}: secagg or plain")
+    if graph not in ("full", "sparse"):
+        raise InvalidInput(f"graph {graph!r}: full (SecAgg) or sparse (SecAgg+)")
+    if not 0 < threshold_fraction <= 1:
+        raise InvalidInput(f"threshold_fraction {threshold_fraction!r}: in (0, 1]")
+    if not 0 <= small_rounds_delta < 1:
+        raise InvalidInput(f"small_rounds_delta {small_rounds_delta!r}: in [0, 1)")
+    if dp is not None and not isinstance(dp, (CentralDp, DistributedDp)):
+        raise InvalidInput("dp must be a CentralDp, a DistributedDp or None")
+    needed = {"round", "sampled", "included", "dropped", "skipped"} | (
+        {"noise_contributors"} if isinstance(dp, DistributedDp) else set())
+    for r in rounds:
+        if not isinstance(r, dict) or not needed <= set(r):
+            got = sorted(r) if isinstance(r, dict) else repr(r)
+            raise InvalidInput(f"each round needs the keys {sorted(needed)}; got {got}")
+    released = sum(1 for r in rounds if not r["skipped"])
+    if dp is not None and released > dp.rounds:
+        raise InvalidInput(f"{released} rounds released, the DP calibration covers {dp.rounds}: its epsilon would "
+                           "not hold")
+
+
 def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clients: int, dp: Any,
                    ledger: Mapping[str, Any] | None, threshold_fraction: float = 2 / 3,
                    graph: str = "full", weight_cap: int = 0, small_rounds_delta: float = 0.0) -> dict[str, Any]:
@@ -77,6 +106,7 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
     from mpcnet.fl.distributed_dp import DistributedDp
     from mpcnet.fl.fedavg import secagg_threshold
     from mpcnet.secagg.graph import default_degree
+    _check_fedavg_inputs(aggregator, rounds, dp, threshold_fraction, graph, small_rounds_delta)
     layers = ["federated learning: each client's data stays with it; only clipped model updates leave"]
     trust = []
     shapes: dict[int, dict[str, int]] = {}  # per round: its threshold (and SecAgg+ degree)

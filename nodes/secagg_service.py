@@ -67,7 +67,7 @@ from mpcnet.secagg import advertise_keys, consistency_check, masked_input, share
 from mpcnet.secagg.encoding import decode, encode, tag_of
 from mpcnet.secagg.errors import ParamsError, ProtocolViolation, SecAggError
 from mpcnet.secagg.graph import GraphKind
-from mpcnet.secagg.params import SecAggParams
+from mpcnet.secagg.params import SecAggParams, max_vector_length
 from mpcnet.secagg.stage import Stage, rounds
 from mpcnet.secagg.state import ServerState, new_server
 from mpcnet.secagg_wire import (MAX_DEADLINE_S, REAL_SUM, RESPONSE_TYPES, done_message, encoding_from_proto,
@@ -86,10 +86,6 @@ MODULES: dict[Stage, ModuleType] = {
     Stage.UNMASKING: unmasking,
 }
 MAX_CLIENTS = 5000
-# A masked vector travels as raw words (4 bytes each for bits <= 32, 8 above) inside gRPC's 4 MiB message
-# limit: 500,000 elements are 2 MB (bits <= 32) or 4 MB (wider rings are refused above 500,000 / 2 + margin).
-MAX_VECTOR_LENGTH = 500_000
-MAX_WIDE_VECTOR_LENGTH = 400_000
 MAX_ROUNDS = 1000  # rounds kept in memory (finished ones are forgotten first)
 RESTART_REASON = ("the coordinator restarted during the round; a round is never resumed (its masks and keys were in "
                   "memory only): create a new round")
@@ -321,7 +317,7 @@ class SecAggService(spbg.SecAggServicer):
             raise AlreadyExists(f"SecAgg round {p.round_id!r} exists already: pick another round_id or leave it empty")
         if len(p.client_ids) > MAX_CLIENTS:
             raise InvalidInput(f"{len(p.client_ids)} clients in one round; at most {MAX_CLIENTS}")
-        limit = MAX_VECTOR_LENGTH if (p.bits or 32) <= 32 else MAX_WIDE_VECTOR_LENGTH
+        limit = max_vector_length(p.bits)
         if p.vector_length > limit:
             raise InvalidInput(f"vector_length {p.vector_length} is above {limit} for {p.bits or 32}-bit masks "
                                "(one masked vector must fit one gRPC message); split the vector into rounds")

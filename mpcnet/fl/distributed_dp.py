@@ -35,6 +35,7 @@ part.  The server divides the noisy sum by gamma and by the fixed, public number
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,9 +125,16 @@ def calibrate_distributed(epsilon: float, delta: float, rounds: int, clip: float
                           scaled_clip: float = DEFAULT_SCALED_CLIP) -> DistributedDp:
     """The smallest aggregate Skellam parameter mu (to 0.1 %) for (epsilon, delta) after ``rounds`` rounds, with
     a scale gamma that keeps every sum of ``max_clients`` noisy vectors inside Z_(2^bits) with a wide margin."""
-    if not (0 < epsilon < math.inf and 0 < delta < 1 and rounds >= 1 and clip > 0 and dim >= 1):
-        raise InvalidInput("distributed DP needs a finite epsilon > 0, 0 < delta < 1, rounds >= 1, clip > 0; got "
-                           f"epsilon {epsilon:g}, delta {delta:g}, rounds {rounds}, clip {clip:g}")
+    for name, value in (("rounds", rounds), ("dim", dim), ("min_contributors", min_contributors),
+                        ("max_clients", max_clients)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InvalidInput(f"{name} must be a whole number, got {value!r}")
+    if not (0 < epsilon < math.inf and 0 < delta < 1 and rounds >= 1 and 0 < clip < math.inf and dim >= 1):
+        raise InvalidInput("distributed DP needs a finite epsilon > 0, 0 < delta < 1, rounds >= 1, a finite clip > 0 "
+                           f"and dim >= 1; got epsilon {epsilon:g}, delta {delta:g}, rounds {rounds}, clip {clip:g}, "
+                           f"dim {dim}")
+    if not 1 <= scaled_clip < 2**62:  # NaN fails too; the clip in ring units: below 1 every update rounds to 0
+        raise InvalidInput(f"scaled_clip {scaled_clip!r}: the clip in ring units, in [1, 2^62)")
     if not 1 <= min_contributors <= max_clients:
         raise InvalidInput(f"min_contributors must be in [1, {max_clients}]")
     s = scaled_clip

@@ -109,6 +109,11 @@ def secagg_threshold(n: int, graph: str, fraction: float) -> int:
     return max(2, min(holders, math.ceil(fraction * holders)))
 
 
+def _whole(value: Any) -> bool:
+    """An int or numpy integer, not a bool (True would pass for 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 class SecAggAggregator:
     """One SecAgg round (FEDAVG quantization) per FedAvg round on the coordinator at ``address``.
 
@@ -129,9 +134,23 @@ class SecAggAggregator:
         self.stage_deadline_s = stage_deadline_s
         if graph not in ("full", "sparse"):
             raise InvalidInput("graph must be full (SecAgg) or sparse (SecAgg+)")
+        if not 0 < stage_deadline_s <= 3600:  # NaN fails too
+            raise InvalidInput(f"stage_deadline_s {stage_deadline_s!r}: seconds in (0, 3600]")
+        if not (_whole(max_total_samples) and max_total_samples >= 1):
+            raise InvalidInput(f"max_total_samples {max_total_samples!r}: a whole number >= 1 (the training set's "
+                               "size: the quantization's public bound on the samples summed)")
+        if not 0 < threshold_fraction <= 1:
+            raise InvalidInput(f"threshold_fraction {threshold_fraction!r}: the share of a round's clients that must "
+                               "survive, in (0, 1]")
         self.graph = graph
         self.tag = secrets.token_hex(3)
         self._rounds_run = 0  # round ids stay unique when one aggregator serves several runs
+
+    @property
+    def max_vector_length(self) -> int:
+        """The longest vector one SecAgg round takes (one masked vector fits one gRPC message)."""
+        from mpcnet.secagg.params import max_vector_length
+        return max_vector_length(self.bits)
 
     def quantization_slack(self, dim: int) -> float:
         """How far the FEDAVG quantization can move one real-valued update in L2 norm: its stochastic rounding
@@ -294,10 +313,19 @@ class FedAvgConfig:
     weight_cap: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("rounds", "clients_per_round", "weight_cap"):
+            if not _whole(getattr(self, name)):  # 2.5, NaN, inf, True: a TypeError deep in the run, or a zero weight
+                raise InvalidInput(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.rounds < 1:
             raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")
         if self.clients_per_round < 0 or self.weight_cap < 0:
             raise InvalidInput("clients per round and the weight cap must be >= 0 (0: every client, weight 1)")
+        if not isinstance(self.seed, str):
+            raise InvalidInput(f"seed must be a string, got {type(self.seed).__name__}")
+        if self.dp is not None and not isinstance(self.dp, CentralDp):
+            raise InvalidInput("dp must be a CentralDp (mpcnet.fl.privacy.calibrate) or None")
+        if self.ddp is not None and not isinstance(self.ddp, DistributedDp):
+            raise InvalidInput("ddp must be a DistributedDp (mpcnet.fl.distributed_dp.calibrate_distributed) or None")
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise InvalidInput(f"the clip (L2 bound on each update) must be finite and > 0, got {self.clip:g}")
         if not 0 <= self.dropout < 1:
@@ -363,6 +391,14 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
     if ddp is not None:
         _check_noise_contributors(config, aggregator, per_round, ddp.min_contributors, ddp.epsilon)
+    if ddp is not None and dim is not None and ddp.dim != dim:
+        raise InvalidInput(f"the distributed-DP calibration is for {ddp.dim} parameters, the model has {dim}: "
+                           "calibrate for this model")
+    limit = getattr(aggregator, "max_vector_length", None)
+    if dim is not None and isinstance(limit, int) and dim + (ddp is None) > limit:
+        raise InvalidInput(f"a model of {dim} parameters is too large for one {aggregator.name} round: at most "
+                           f"{limit - (ddp is None)} at {getattr(aggregator, 'bits', 32)}-bit masks (one masked "
+                           "vector must fit one gRPC message); use a smaller model, or plain averaging")
     if dp is None:  # a fixed number leaves every round: a run whose every round is skipped is known now
         n_drop = planned_drops(config.dropout, per_round)
         why = round_must_abort(aggregator, per_round, n_drop)
@@ -480,6 +516,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
                config: FedAvgConfig, aggregator: Aggregator,
                on_round: Callable[[RoundOutcome, float], None] | None = None) -> History:
     """R rounds of FedAvg; clients are numbered 1..len(parts) (client k holds ``data.x_train[parts[k-1]]``)."""
+    parts = _checked_parts(parts, data)
     check_run(config, aggregator, len(parts), getattr(model, "n_params", None), [len(p) for p in parts])
     shape = (getattr(model, "n_features", None), getattr(model, "n_classes", None))
     if None not in shape and shape != (data.n_features, data.n_classes):
@@ -493,7 +530,11 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
     # With no noise (epsilon = inf) there is no amplification to protect: seeded, so that a run is reproducible and
     # its secure and plain runs see the same clients (their gap is then SecAgg's quantization alone).
     draws = Draws.secure() if dp is not None and dp.noise_multiplier > 0 else Draws.seeded(config.seed, "fedavg")
-    params = model.init(Draws.seeded(config.seed, "init"))
+    params = np.asarray(model.init(Draws.seeded(config.seed, "init")), dtype=np.float64)
+    n_params = getattr(model, "n_params", None)
+    if params.ndim != 1 or not np.all(np.isfinite(params)) or (n_params is not None and len(params) != n_params):
+        raise InvalidInput(f"the model's init() gave parameters of shape {params.shape}: a flat, finite vector"
+                           + (f" of its n_params {n_params}" if n_params is not None else ""))
     clients = list(range(1, len(parts) + 1))
     per_round = config.clients_per_round or len(clients)
     hist = History(aggregator.name, [accuracy(model, params, data.x_test, data.y_test)])
@@ -510,8 +551,15 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             idx = parts[cid - 1]
             # a copy: a trainer that updates its input in place (torch.from_numpy + optimizer.step) would otherwise
             # train the global model itself, in the clear, past the aggregator, the clip and the noise
-            local = _checked(trainer.train(params.copy(), data.x_train[idx], data.y_train[idx],
-                                           Draws.seeded(config.seed, f"client/{cid}/round/{r}")), params, cid, r)
+            try:
+                trained = trainer.train(params.copy(), data.x_train[idx], data.y_train[idx],
+                                        Draws.seeded(config.seed, f"client/{cid}/round/{r}"))
+            except MpcnetError:
+                raise
+            except Exception as exc:  # the user's training loop: say whose and when
+                raise InvalidInput(f"client {cid}, round {r}: the trainer raised {type(exc).__name__}: {exc}") \
+                    from exc
+            local = _checked(trained, params, cid, r)
             d = clip_l2(local - params, clip)
             # under DP each client adds w_k * d_k (norm <= C) with weight 1: the aggregate is the plain sum
             if ddp is not None:  # ... scaled, rounded and noised on the client, before it is masked
@@ -532,6 +580,7 @@ def run_fedavg(model: Model, trainer: LocalTrainer, data: Dataset, parts: Sequen
             out.mean, out.total_samples = np.zeros_like(params), 0
         else:
             out = RoundOutcome(r, [], [], [], skipped="no client sampled")
+        _check_outcome(out, params, aggregator, r, sampled, dp is not None or ddp is not None)
         if dp is not None and out.mean is not None and not out.skipped:
             total = out.mean * out.total_samples  # the sum of w_k d_k over the included clients
             # a public constant (zero-out neighbours have the same N), never the sampled clients' weights
@@ -559,9 +608,78 @@ def dp_weights(parts: Sequence[npt.NDArray[np.int64]], weight_cap: int = 0) -> d
     return {cid: min(len(p) / weight_cap, 1.0) if weight_cap else 1.0 for cid, p in enumerate(parts, start=1)}
 
 
+def _checked_parts(parts: Sequence[Any], data: Dataset) -> list[npt.NDArray[np.int64]]:
+    """Each client's training rows as distinct indices into ``data``'s training set, no row held by two clients:
+    a row held by k clients is protected only at about k times the epsilon the receipt names (the unit of
+    privacy is one client), and a boolean mask or a negative index would be read as something else."""
+    _check_dataset(data)
+    n = len(data.y_train)
+    out = []
+    for k, part in enumerate(parts, start=1):
+        try:
+            idx = np.asarray(part)
+        except Exception:  # noqa: BLE001 - whatever it is, it is no index array
+            idx = np.asarray(None)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise InvalidInput(f"client {k}: its part must be a 1-D array of integer row indices (a boolean mask: "
+                               f"np.flatnonzero(mask)), got {idx.dtype} of shape {idx.shape}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise InvalidInput(f"client {k}: row indices must be in [0, {n}) (the training set's rows)")
+        out.append(idx)
+    if out and any(len(p) for p in out):
+        held = np.bincount(np.concatenate(out), minlength=n)
+        if held.max() > 1:
+            row = int(np.argmax(held))
+            raise InvalidInput(f"training row {row} is held {int(held[row])} times (by one client twice, or by "
+                               "several): each row belongs to one client once; the privacy unit is one client")
+    return out
+
+
+def _check_dataset(data: Dataset) -> None:
+    """A hand-built Dataset: what the models and accuracy rely on, refused in words rather than numpy's."""
+    for name in ("x_train", "x_test"):
+        x = getattr(data, name)
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "iuf" or not np.all(np.isfinite(x)):
+            raise InvalidInput(f"the dataset's {name} must be a finite real 2-D numpy array (rows x features)")
+    for name, x_name in (("y_train", "x_train"), ("y_test", "x_test")):
+        y = getattr(data, name)
+        if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu" or (y.size and y.min() < 0):
+            raise InvalidInput(f"the dataset's {name} must be a 1-D array of class labels 0, 1, ...")
+        if len(y) != len(getattr(data, x_name)):
+            raise InvalidInput(f"the dataset has {len(getattr(data, x_name))} {x_name} rows and {len(y)} labels")
+    if data.x_train.shape[1] != data.x_test.shape[1] or not len(data.y_test):
+        raise InvalidInput("the dataset's test set must be non-empty, with as many features as its training set")
+
+
+def _check_outcome(out: Any, params: Vector, aggregator: Aggregator, r: int, sampled: Sequence[int],
+                   dp: bool) -> None:
+    """What an aggregator -- possibly the user's own -- returned: a mean of the model's shape, finite, over clients
+    of the sample (under DP the noise is calibrated to that: each included client adds at most one weighted,
+    clipped update)."""
+    who = f"aggregator {getattr(aggregator, 'name', type(aggregator).__name__)}, round {r}"
+    if not isinstance(out, RoundOutcome):
+        raise InvalidInput(f"{who}: returned a {type(out).__name__}, not a RoundOutcome")
+    if out.mean is None or out.skipped:
+        return
+    mean = np.asarray(out.mean)
+    if mean.shape != params.shape or mean.dtype.kind not in "iuf" or not np.all(np.isfinite(mean)):
+        raise InvalidInput(f"{who}: the mean must be a finite vector of the model's {params.shape[0]} parameters, "
+                           f"got {mean.dtype} of shape {mean.shape}")
+    if not set(out.included) <= set(sampled):
+        raise InvalidInput(f"{who}: included clients that were not sampled")
+    if dp and out.total_samples != len(out.included):  # the sum is mean * total_samples: one update each
+        raise InvalidInput(f"{who}: under DP each included client adds one update of weight 1; total_samples "
+                           f"{out.total_samples} for {len(out.included)} included")
+
+
 def _checked(local: Any, params: Vector, cid: int, r: int) -> Vector:
     """A trainer's result as the float64 parameter vector it must be (a list or float32 is fine): a wrong length
     would otherwise broadcast into a garbage model, and NaN would spread through the average."""
+    kind = np.asarray(local).dtype.kind
+    if kind not in "iuf":  # complex (its imaginary part would be dropped), bool, strings, objects
+        raise InvalidInput(f"client {cid}, round {r}: the trainer returned {np.asarray(local).dtype} values; the "
+                           "parameters are real numbers")
     out = np.asarray(local, dtype=np.float64)
     if out.shape != params.shape:
         raise InvalidInput(f"client {cid}, round {r}: the trainer returned parameters of shape {out.shape}; the "

@@ -34,6 +34,15 @@ from mpcnet.secagg.graph import GraphKind, NeighbourGraph, complete_graph, defau
 from mpcnet.secagg.prg import MAX_BITS
 
 ROUND_ID_RE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,128}$")
+# A masked vector travels as raw words (4 bytes each for bits <= 32, 8 above) inside gRPC's 4 MiB message
+# limit: 500,000 elements are 2 MB (bits <= 32) or 4 MB (wider rings are refused above 500,000 / 2 + margin).
+MAX_VECTOR_LENGTH = 500_000
+MAX_WIDE_VECTOR_LENGTH = 400_000
+
+
+def max_vector_length(bits: int) -> int:
+    """The longest vector one round takes at ``bits``-bit masks (0 = 32)."""
+    return MAX_VECTOR_LENGTH if (bits or 32) <= 32 else MAX_WIDE_VECTOR_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
