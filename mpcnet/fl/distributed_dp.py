@@ -66,6 +66,8 @@ class DistributedDp:
     min_contributors: int  # t: the local noise is Sk(mu / t, mu / t)
     bits: int = 32
     beta: float = DEFAULT_BETA
+    # the most clients a round may sum: the scale keeps that many noisy vectors inside Z_(2^bits) (0: unknown)
+    max_clients: int = 0
 
     @property
     def local_mu(self) -> float:
@@ -162,7 +164,8 @@ def calibrate_distributed(epsilon: float, delta: float, rounds: int, clip: float
         # max_clients * D2 + 12 noise std of 0
         spread = max_clients * l2 + 12 * math.sqrt(2 * mu * max_clients / min_contributors)
         if mu / min_contributors <= MAX_LAMBDA / 16 and spread < 2.0 ** (bits - 1):
-            return DistributedDp(epsilon, delta, rounds, clip, dim, s / clip, l2, l1, mu, min_contributors, bits)
+            return DistributedDp(epsilon, delta, rounds, clip, dim, s / clip, l2, l1, mu, min_contributors, bits,
+                                 max_clients=max_clients)
         if s < 64:
             raise InvalidInput(f"{bits}-bit SecAgg has no room for {max_clients} clients at epsilon {epsilon}: "
                                "raise bits or lower the client count")

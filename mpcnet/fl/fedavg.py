@@ -391,6 +391,9 @@ def check_run(config: FedAvgConfig, aggregator: Aggregator, n_clients: int, dim:
         raise InvalidInput(f"the DP calibration is for clip {dp.clip}, the run clips at {config.clip}")
     if ddp is not None:
         _check_noise_contributors(config, aggregator, per_round, ddp.min_contributors, ddp.epsilon)
+    if ddp is not None and ddp.max_clients and per_round > ddp.max_clients:  # the sum could wrap around the ring
+        raise InvalidInput(f"the distributed-DP calibration leaves ring room for sums of {ddp.max_clients} clients, "
+                           f"the run sums up to {per_round} a round: calibrate with max_clients={per_round}")
     if ddp is not None and dim is not None and ddp.dim != dim:
         raise InvalidInput(f"the distributed-DP calibration is for {ddp.dim} parameters, the model has {dim}: "
                            "calibrate for this model")

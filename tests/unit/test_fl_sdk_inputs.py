@@ -179,3 +179,13 @@ def test_a_distributed_receipt_needs_each_rounds_noise_contributors() -> None:
     rounds = [{"round": 1, "sampled": [1, 2, 3, 4], "included": [1, 2, 3, 4], "dropped": [], "skipped": ""}]
     with pytest.raises(InvalidInput, match="noise_contributors"):
         fedavg_receipt("r", "secagg", rounds, 4, ddp, None)
+
+
+def test_a_distributed_calibration_for_fewer_clients_than_a_round_sums_is_refused() -> None:
+    """The calibration's scale keeps sums of max_clients noisy vectors inside the ring; more could wrap."""
+    ddp = calibrate_distributed(8, 1e-5, 2, 0.5, 62, 2, 2)
+    agg = fedavg.SecAggAggregator("127.0.0.1:1", (), clip=0.5, max_total_samples=427)
+    with pytest.raises(InvalidInput, match="ring room for sums of 2 clients, the run sums up to 6"):
+        fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=0.5, ddp=ddp), agg, 6, 62, [71] * 6)
+    fine = calibrate_distributed(8, 1e-5, 2, 0.5, 62, 4, 6)
+    fedavg.check_run(fedavg.FedAvgConfig(rounds=2, clip=0.5, ddp=fine), agg, 6, 62, [71] * 6)
