@@ -68,6 +68,12 @@ BY_STATUS: dict[str, type[MpcnetError]] = {
 }
 
 
+def is_whole(value: object) -> bool:
+    """An integer (Python or numpy), not a bool: True would pass for 1, and 2.5, NaN or inf for a count."""
+    import numbers
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def make_output_dir(flag: str, path: "str | os.PathLike[str]") -> "Path":
     """The results directory a command writes into, made before any work (a benchmark's numbers would be lost
     at the end): a path that is a file, or cannot be made, is refused naming ``flag``."""

@@ -195,7 +195,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                               f"cannot be used: {escape(str(exc))} (`mpcnet ledger show` tells what it holds)[/]")
                 return 2
             except MpcnetError as exc:
-                from mpcnet.ledger import BudgetExceeded, default_path
+                from mpcnet.ledger import BudgetExceeded
                 hint = ""
                 if isinstance(exc, BudgetExceeded):  # what to do: the budget is the dataset's, set on its first run
                     hint = (f"; spend less (--epsilon), or raise the budget with `mpcnet ledger budget --ledger "
@@ -289,19 +289,20 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
     # Only the built-in key gets a budget on its first run: any other key is typed by hand, and a typo would
     # otherwise start a fresh budget for the same data.  Such a key is set up with `mpcnet ledger budget`.
     default_budget = (args.budget or DEFAULT_BUDGET) if key == builtin else None
-    if default_budget is None and not Path(args.ledger or default_path()).exists():  # refused without making one
-        raise NoBudget(f"dataset {key!r} has no budget: the ledger {args.ledger or default_path()} does not exist "
-                       f"yet; a --ledger-dataset key needs one set first: `mpcnet ledger budget --ledger "
-                       f"{args.ledger or default_path()} --dataset {key} --epsilon E --delta D`, or leave out "
-                       "--ledger-dataset for the built-in key", key)
+    path = Path(args.ledger or default_path())
+
+    def no_budget(where: str) -> NoBudget:
+        return NoBudget(f"dataset {key!r} has no budget: {where}; a --ledger-dataset key needs one set first: "
+                        f"`mpcnet ledger budget --ledger {path} --dataset {key} --epsilon E --delta D`, or leave out "
+                        "--ledger-dataset for the built-in key", key)
+
+    if default_budget is None and not path.exists():  # refused without making one
+        raise no_budget(f"the ledger {path} does not exist yet")
     with EpsilonLedger(args.ledger) as ledger:
         existing = ledger.budget(key)
         first = existing is None  # for the message only: the budget is made inside the charge
         if first and default_budget is None:
-            held = ", ".join(ledger.datasets()) or "none"
-            raise NoBudget(f"dataset {key!r} has no budget in {ledger.path} (it holds: {held}); a --ledger-dataset "
-                           f"key needs one set first: `mpcnet ledger budget --ledger {ledger.path} --dataset {key} "
-                           "--epsilon E --delta D`, or leave out --ledger-dataset for the built-in key", key)
+            raise no_budget(f"none in the ledger {ledger.path} (it holds: {', '.join(ledger.datasets()) or 'none'})")
         if existing is not None and args.budget is not None and tuple(args.budget) != existing:
             console.print(f"ledger: --budget not applied: dataset {key} already has the budget epsilon "
                           f"{existing[0]:g}, delta {existing[1]:g} (`mpcnet ledger budget` changes it)")

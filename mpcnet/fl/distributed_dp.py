@@ -35,7 +35,6 @@ part.  The server divides the noisy sum by gamma and by the fixed, public number
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +42,7 @@ import numpy.typing as npt
 
 from mpcnet.dp.accounting import skellam_epsilon
 from mpcnet.dp.noise import MAX_LAMBDA, skellam
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, is_whole
 from mpcnet.fl.sampling import Draws
 
 DEFAULT_SCALED_CLIP = 2.0**14
@@ -129,7 +128,7 @@ def calibrate_distributed(epsilon: float, delta: float, rounds: int, clip: float
     a scale gamma that keeps every sum of ``max_clients`` noisy vectors inside Z_(2^bits) with a wide margin."""
     for name, value in (("rounds", rounds), ("dim", dim), ("min_contributors", min_contributors),
                         ("max_clients", max_clients)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_whole(value):
             raise InvalidInput(f"{name} must be a whole number, got {value!r}")
     if not (0 < epsilon < math.inf and 0 < delta < 1 and rounds >= 1 and 0 < clip < math.inf and dim >= 1):
         raise InvalidInput("distributed DP needs a finite epsilon > 0, 0 < delta < 1, rounds >= 1, a finite clip > 0 "

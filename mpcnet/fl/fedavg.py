@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from mpcnet.errors import InvalidInput, MpcnetError
+from mpcnet.errors import InvalidInput, MpcnetError, is_whole
 from mpcnet.fl.data import Dataset
 from mpcnet.fl.distributed_dp import DistributedDp
 from mpcnet.fl.models import LocalTrainer, Model, accuracy
@@ -109,11 +109,6 @@ def secagg_threshold(n: int, graph: str, fraction: float) -> int:
     return max(2, min(holders, math.ceil(fraction * holders)))
 
 
-def _whole(value: Any) -> bool:
-    """An int or numpy integer, not a bool (True would pass for 1)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 class SecAggAggregator:
     """One SecAgg round (FEDAVG quantization) per FedAvg round on the coordinator at ``address``.
 
@@ -136,7 +131,7 @@ class SecAggAggregator:
             raise InvalidInput("graph must be full (SecAgg) or sparse (SecAgg+)")
         if not 0 < stage_deadline_s <= 3600:  # NaN fails too
             raise InvalidInput(f"stage_deadline_s {stage_deadline_s!r}: seconds in (0, 3600]")
-        if not (_whole(max_total_samples) and max_total_samples >= 1):
+        if not (is_whole(max_total_samples) and max_total_samples >= 1):
             raise InvalidInput(f"max_total_samples {max_total_samples!r}: a whole number >= 1 (the training set's "
                                "size: the quantization's public bound on the samples summed)")
         if not 0 < threshold_fraction <= 1:
@@ -314,7 +309,7 @@ class FedAvgConfig:
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "weight_cap"):
-            if not _whole(getattr(self, name)):  # 2.5, NaN, inf, True: a TypeError deep in the run, or a zero weight
+            if not is_whole(getattr(self, name)):  # 2.5, NaN, inf, True: a TypeError deep in the run, or a zero weight
                 raise InvalidInput(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.rounds < 1:
             raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
 
-from mpcnet.errors import InvalidInput
+from mpcnet.errors import InvalidInput, is_whole
 from mpcnet.fl.sampling import Draws
 
 # the accountant logs a warning for every RDP order it cannot evaluate at small sigma; they are excluded, which
@@ -80,7 +79,7 @@ def epsilon_spent(noise_multiplier: float, delta: float, rounds: int, sampling_r
 
 def calibrate(epsilon: float, delta: float, rounds: int, sampling_rate: float, clip: float) -> CentralDp:
     """The smallest noise multiplier (to 0.1 %) whose epsilon after ``rounds`` rounds is <= ``epsilon``."""
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral):
+    if not is_whole(rounds):
         raise InvalidInput(f"rounds must be a whole number, got {rounds!r}")
     if not (epsilon > 0 and 0 < delta < 1 and rounds >= 1 and 0 < sampling_rate <= 1 and 0 < clip < math.inf):
         raise InvalidInput("DP needs epsilon > 0, 0 < delta < 1, rounds >= 1, 0 < sampling rate <= 1, clip > 0; got "
