@@ -38,7 +38,8 @@ cluster secret or any token of the round (compared with hmac.compare_digest).
 Events (on the :class:`~mpcnet.events.EventBus`):
 ``mpcnet/<cluster>/rounds/<round>/{started,stage,dropped,result,aborted}``
 (``dropped`` once per client, with ``why``); ids, stage names, counts and reasons only -- never payload
-bytes, inputs, keys, tokens or masks.
+bytes, inputs, keys, tokens or masks.  A round created with ``withhold_membership`` (FedAvg's) publishes
+``started`` and ``result`` or ``aborted`` with its id only.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class _Round:
     quantization: spb.SecAggQuantization = field(default_factory=spb.SecAggQuantization)
     token_hashes: dict[int, bytes] = field(default_factory=dict, repr=False)  # SHA-256 of each client's token
     sum_to_operator_only: bool = False  # clients hear who was included and who dropped, never the sum
+    withhold_membership: bool = False  # events say only that the round started and ended
     created: float = field(default_factory=time.monotonic)
     state: str = "running"  # running | done | aborted
     open_index: int = -1  # index in ``stages`` of the open (or last opened) stage
@@ -153,6 +155,7 @@ class _Round:
             p = params_to_proto(self.params, self.stage_deadline_s, self.join_deadline_s)
             p.quantization.CopyFrom(self.quantization)
             p.sum_to_operator_only = self.sum_to_operator_only
+            p.withhold_membership = self.withhold_membership
             self._params_proto = p
         return self._params_proto
 
@@ -254,6 +257,10 @@ class SecAggService(spbg.SecAggServicer):
             self._client_gone(rnd, cid, why)
 
     def _publish(self, what: str, rnd: _Round, **fields: object) -> None:
+        if rnd.withhold_membership:  # who and how many took part is not the bus's to know (FedAvg's secret sample)
+            if what not in ("started", "result", "aborted"):
+                return
+            fields = {}
         if self.metrics is not None:
             if what == "dropped":
                 self.metrics.dropouts.labels(str(fields.get("stage", ""))).inc()
@@ -340,7 +347,7 @@ class SecAggService(spbg.SecAggServicer):
         rnd = _Round(params=params, stage_deadline_s=stage_s, join_deadline_s=join_s, server=new_server(params),
                      stages=rounds(params.active), quantization=p.quantization,
                      token_hashes={cid: _hash(tok) for cid, tok in tokens.items()},
-                     sum_to_operator_only=p.sum_to_operator_only)
+                     sum_to_operator_only=p.sum_to_operator_only, withhold_membership=p.withhold_membership)
         self.rounds[params.round_id] = rnd
         self._persist(rnd)
         rnd.task = asyncio.get_running_loop().create_task(self._drive(rnd), name=f"secagg-{params.round_id}")

@@ -234,7 +234,10 @@ class SecAggAggregator:
             join_deadline_s=self.stage_deadline_s, quantization=quant,
             # the FedAvg server hands out the next model; the clients never need the round's sum, and under
             # central DP it must stay with the trusted server (it is the un-noised aggregate)
-            sum_to_operator_only=True)
+            sum_to_operator_only=True,
+            # the round's members are the FedAvg server's to report (its receipt); under central DP with sampling
+            # they are the secret Poisson sample, which the event bus would otherwise publish
+            withhold_membership=True)
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
             try:
@@ -244,6 +247,10 @@ class SecAggAggregator:
             if not reply.params.sum_to_operator_only:  # a coordinator older than the flag ignores it
                 raise MpcnetError(f"SecAgg coordinator at {self.address} would give round {reply.round_id}'s sum to "
                                   "its clients (it does not know sum_to_operator_only: upgrade it); no client joined")
+            if not reply.params.withhold_membership:
+                raise MpcnetError(f"SecAgg coordinator at {self.address} would publish round {reply.round_id}'s "
+                                  "members on its event bus (it does not know withhold_membership: upgrade it); no "
+                                  "client joined")
 
             def inputs(cid: int, _p: Any, enc: Any) -> Any:
                 u = by_id[cid]

@@ -38,7 +38,7 @@ class SecAggQuantization(_message.Message):
     def __init__(self, encoding: _Optional[_Union[SecAggEncoding, str]] = ..., clip: _Optional[float] = ..., bound: _Optional[int] = ...) -> None: ...
 
 class SecAggRoundParams(_message.Message):
-    __slots__ = ("round_id", "client_ids", "threshold", "bits", "vector_length", "graph", "degree", "graph_seed", "active", "verify_keys", "stage_deadline_s", "join_deadline_s", "quantization", "sum_to_operator_only")
+    __slots__ = ("round_id", "client_ids", "threshold", "bits", "vector_length", "graph", "degree", "graph_seed", "active", "verify_keys", "stage_deadline_s", "join_deadline_s", "quantization", "sum_to_operator_only", "withhold_membership")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class SecAggRoundParams(_message.Message):
     JOIN_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     SUM_TO_OPERATOR_ONLY_FIELD_NUMBER: _ClassVar[int]
+    WITHHOLD_MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     client_ids: _containers.RepeatedScalarFieldContainer[int]
     threshold: int
@@ -67,7 +68,8 @@ class SecAggRoundParams(_message.Message):
     join_deadline_s: float
     quantization: SecAggQuantization
     sum_to_operator_only: bool
-    def __init__(self, round_id: _Optional[str] = ..., client_ids: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., bits: _Optional[int] = ..., vector_length: _Optional[int] = ..., graph: _Optional[_Union[SecAggGraph, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., active: _Optional[bool] = ..., verify_keys: _Optional[_Iterable[bytes]] = ..., stage_deadline_s: _Optional[float] = ..., join_deadline_s: _Optional[float] = ..., quantization: _Optional[_Union[SecAggQuantization, _Mapping]] = ..., sum_to_operator_only: _Optional[bool] = ...) -> None: ...
+    withhold_membership: bool
+    def __init__(self, round_id: _Optional[str] = ..., client_ids: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., bits: _Optional[int] = ..., vector_length: _Optional[int] = ..., graph: _Optional[_Union[SecAggGraph, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., active: _Optional[bool] = ..., verify_keys: _Optional[_Iterable[bytes]] = ..., stage_deadline_s: _Optional[float] = ..., join_deadline_s: _Optional[float] = ..., quantization: _Optional[_Union[SecAggQuantization, _Mapping]] = ..., sum_to_operator_only: _Optional[bool] = ..., withhold_membership: _Optional[bool] = ...) -> None: ...
 
 class SecAggCreateRoundRequest(_message.Message):
     __slots__ = ("params",)

@@ -177,6 +177,31 @@ def test_round_events_carry_no_secret(mqtt_cluster: LocalCluster, broker: Broker
             assert not any(isinstance(v, int) and v in secret_numbers for v in values)
 
 
+def test_fedavg_rounds_publish_no_membership(mqtt_cluster: LocalCluster, broker: Broker) -> None:
+    """Central DP at a sampling rate below 1 counts on nobody outside the FedAvg server knowing who (or how many)
+    were sampled, so every FedAvg SecAgg round is created with withhold_membership: its events carry the round id
+    only, and no stage or dropout is announced (here two of eight clients drop each round)."""
+    from mpcnet.fl import data, fedavg, models
+
+    ds = data.load("breast_cancer")
+    m = models.make_model("logreg", ds.n_features, ds.n_classes)
+    cfg = fedavg.FedAvgConfig(rounds=2, dropout=0.25)
+    agg = fedavg.SecAggAggregator(mqtt_cluster.coordinator, mqtt_cluster.auth_metadata, clip=cfg.clip,
+                                  max_total_samples=len(ds.y_train), stage_deadline_s=10)
+    sub = Subscriber(broker, "mpcnet/drill/rounds/#")
+    try:
+        hist = fedavg.run_fedavg(m, models.SgdTrainer(m, epochs=1, lr=0.05), ds, data.split_iid(len(ds.y_train), 8),
+                                 cfg, agg)
+        time.sleep(0.5)  # let the last events arrive
+    finally:
+        sub.close()
+    assert all(len(r.dropped) == 2 and not r.skipped for r in hist.rounds)
+    events = [(t, e) for t, e in sub.events() if "/fedavg-" in t]
+    assert sorted(t.rsplit("/", 1)[1] for t, _ in events) == ["result", "result", "started", "started"], events
+    for topic, event in events:
+        assert event == {"round": topic.split("/")[-2]}, event  # no ids, counts, threshold, stage or reason
+
+
 def test_last_will_makes_a_dead_process_a_dropout_at_once(mqtt_cluster: LocalCluster, broker: Broker) -> None:
     """No gRPC presence stream (--no-attend) and a 600 s stage deadline: only the MQTT will can end the wait."""
     ids = [1, 2, 3, 4, 5]
