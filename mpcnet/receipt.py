@@ -105,6 +105,7 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
     tell who or how many were sampled."""
     from mpcnet.fl.distributed_dp import DistributedDp
     from mpcnet.fl.fedavg import secagg_threshold
+    from mpcnet.fl.privacy import epsilon_against_clients
     from mpcnet.secagg.graph import default_degree
     _check_fedavg_inputs(aggregator, rounds, dp, threshold_fraction, graph, small_rounds_delta)
     layers = ["federated learning: each client's data stays with it; only clipped model updates leave"]
@@ -175,10 +176,13 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                      "(central DP, a trusted noise-adder)" if aggregator == "secagg" else
                      "the FedAvg server adds the noise to the sum it computed in the clear: it sees every update "
                      "and the un-noised aggregate (central DP, a trusted noise-adder)")
+        against_clients = epsilon_against_clients(dp) if aggregator == "secagg" else None
         if aggregator == "secagg":
             trust.append("the epsilon holds against readers of the released model; each round's clients learn who "
                          "else was sampled (not the round's sum: the coordinator gives it to the FedAvg server "
-                         "only), and, where the SecAgg coordinator is not the trusted server itself, the coordinator "
+                         "only), " + (_clients_epsilon(against_clients, dp.delta) if against_clients else
+                                      "which costs nothing at a sampling rate of 1, ")
+                         + "and, where the SecAgg coordinator is not the trusted server itself, the coordinator "
                          "sees each round's un-noised sum: central DP trusts it like the server")
         privacy = {"mechanism": "gaussian (central)", "unit": "one client (user-level); neighbouring runs replace one "
                    "client's update with zeros (zero-out adjacency); " + _public_weights(weight_cap),
@@ -186,6 +190,8 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                    "delta_small_rounds": small_rounds_delta,
                    "accountant": "dp-accounting RDP, Poisson-sampled Gaussian (zero-out adjacency); plus "
                                  "(1 + e^epsilon) P(a round too small to aggregate) in delta"}
+        if against_clients:
+            privacy["epsilon_against_clients"] = against_clients
         skipped = [r["round"] for r in rounds if r.get("skipped")]
         if skipped:
             privacy["skipped_rounds"] = (f"rounds {skipped} were skipped; the accounting covers skips at the "
@@ -224,6 +230,14 @@ SURVIVORS_CONNECTED = ("a round is unmasked only when its survivors are connecte
                        "only, and against colluding clients (one can be the only link between two groups) the "
                        "guarantee holds with high probability over the random graph at about 2 log2 n "
                        "neighbours (Bell et al.; the default degree)")
+
+
+def _clients_epsilon(against: dict[str, float], delta: float) -> str:
+    """What a central-DP run's participants can learn, in words (mpcnet.fl.privacy.epsilon_against_clients)."""
+    return ("so against them the amplification by sampling partly fails: epsilon "
+            f"{against['one_client']:.4g} against one client, {against['all_other_clients']:.4g} against all the "
+            f"other clients pooling what they saw (at delta {delta:g}; the ledger charges the epsilon against "
+            "readers of the model), ")
 
 
 def secret_sample(dp: Any) -> bool:

@@ -101,6 +101,48 @@ def calibrate(epsilon: float, delta: float, rounds: int, sampling_rate: float, c
     return CentralDp(epsilon, delta, hi, rounds, sampling_rate, clip)
 
 
+def epsilon_against_clients(dp: CentralDp) -> dict[str, float] | None:
+    """epsilon at ``dp.delta`` against the run's own clients, when it counts on amplification by sampling:
+    {"one_client": ..., "all_other_clients": ...}; None when it does not (sampling rate 1, or no noise) or when
+    the installed dp-accounting does not expose its RDP curve.
+
+    A client sampled in a round learns the round's members (SecAgg needs them), so it knows whether the target
+    was sampled.  Per round each adversary sees a "type" drawn independently of the data, then the round's output
+    given that type; the Renyi divergence of the pair at order a is
+    log(sum_t P(t) exp((a - 1) eps_t(a))) / (a - 1)  (the type's law is the same under both neighbours):
+      * all other clients pooling what they saw: the target sampled (q), a Gaussian round; not (1 - q), nothing;
+      * one client: both sampled (q^2), a Gaussian round; it alone (q (1 - q)), nothing; it not sampled (1 - q),
+        the Poisson-sampled round, as for any reader of the model.
+    The per-type RDP curves, the composition over rounds and the conversion to (epsilon, delta) are
+    dp-accounting's; only the mixture above is written here."""
+    if dp.noise_multiplier <= 0 or dp.sampling_rate >= 1 or math.isinf(dp.epsilon):
+        return None
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import rdp_privacy_accountant
+    from scipy.special import logsumexp  # (dp-accounting's dependency)
+
+    def curve(event: object) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+        acc = _accountant()
+        acc.compose(event)  # type: ignore[attr-defined]
+        orders, rdp = getattr(acc, "_orders", None), getattr(acc, "_rdp", None)
+        return None if orders is None or rdp is None else (np.asarray(orders, float), np.asarray(rdp, float))
+
+    q, gaussian = dp.sampling_rate, dp_event.GaussianDpEvent(dp.noise_multiplier)
+    full, sampled = curve(gaussian), curve(dp_event.PoissonSampledDpEvent(q, gaussian))
+    if full is None or sampled is None:
+        return None
+    orders, g = full
+    none = np.zeros_like(g)
+
+    def epsilon(weights: list[float], curves: list[npt.NDArray[np.float64]]) -> float:
+        per_round = logsumexp([np.log(w) + (orders - 1) * c for w, c in zip(weights, curves)], axis=0) / (orders - 1)
+        eps, _ = rdp_privacy_accountant.compute_epsilon(orders, dp.rounds * per_round, dp.delta)
+        return float(eps)
+
+    return {"one_client": epsilon([q * q, q * (1 - q), 1 - q], [g, none, sampled[1]]),
+            "all_other_clients": epsilon([q, 1 - q], [g, none])}
+
+
 def small_round_delta(dp: CentralDp, n_clients: int, too_small: Callable[[int, int], bool],
                       dropout: float) -> float:
     """What skipping rounds too small to aggregate adds to delta: (1 + e^epsilon) * P(some round is too small).
@@ -134,4 +176,4 @@ def gaussian_noise(dim: int, std: float, draws: Draws | None = None) -> npt.NDAr
     return (draws or Draws.secure()).normal(dim) * std
 
 
-__all__ = ["CentralDp", "calibrate", "epsilon_spent", "gaussian_noise", "small_round_delta"]
+__all__ = ["CentralDp", "calibrate", "epsilon_against_clients", "epsilon_spent", "gaussian_noise", "small_round_delta"]

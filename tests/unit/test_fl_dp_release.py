@@ -242,3 +242,32 @@ def test_at_epsilon_infinity_the_secure_model_matches_plain_fedavg_within_half_a
     secure = fedavg.run_fedavg(m, trainer, ds, parts, fedavg.FedAvgConfig(rounds=10, clip=0.25, dp=inf),
                                SecAggMathAggregator(0.25, len(ds.y_train), "full")).accuracy[-1]
     assert abs(secure - plain) <= 0.005
+
+
+@pytest.mark.parametrize("q, rounds", [(0.05, 200), (0.3, 10)])
+def test_the_clients_who_see_the_sample_get_the_epsilon_of_the_rounds_the_target_was_in(q: float, rounds: int) -> None:
+    """Every sampled client learns its round's members, so against the other clients pooled, the target's privacy
+    is that of the rounds it was in, un-amplified: at each Renyi order the binomial average over how many rounds
+    that was (Gaussian RDP a / (2 z^2) per round), computed here apart from the library's curves."""
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    dp = privacy.calibrate(8.0, 1e-5, rounds, q, 1.0)
+    against = privacy.epsilon_against_clients(dp)
+    assert against is not None
+    z = dp.noise_multiplier
+    orders = np.array(rdp_privacy_accountant.DEFAULT_RDP_ORDERS, dtype=float)
+    k = np.arange(rounds + 1)
+    log_pk = stats.binom.logpmf(k, rounds, q)
+    rdp = np.array([np.logaddexp.reduce(log_pk + (a - 1) * k * a / (2 * z * z)) / (a - 1) for a in orders])
+    pooled, _ = rdp_privacy_accountant.compute_epsilon(orders, rdp, dp.delta)
+    assert against["all_other_clients"] == pytest.approx(pooled, rel=1e-6)
+    # one client sees less than all of them, more than a reader of the model; nobody more than R Gaussian rounds
+    assert dp.epsilon < against["one_client"] < against["all_other_clients"]
+    assert against["all_other_clients"] < privacy.epsilon_spent(z, dp.delta, rounds, 1.0)
+    # the receipt gives both numbers and says so in its trust assumptions; at a sampling rate of 1 there is no loss
+    receipt = fedavg_receipt("r", "secagg", [], 20, dp, None)
+    assert receipt["differential_privacy"]["epsilon_against_clients"] == against
+    assert any(f"{against['all_other_clients']:.4g} against all the other clients" in t
+               for t in receipt["trust_assumptions"])
+    assert privacy.epsilon_against_clients(privacy.calibrate(8.0, 1e-5, rounds, 1.0, 1.0)) is None
+    assert "epsilon_against_clients" not in fedavg_receipt("r", "plain", [], 20, dp, None)["differential_privacy"]
