@@ -10,8 +10,11 @@ exits non-zero if any check failed.
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,7 +173,8 @@ def _workload(coordinator: str, console: Console, tls_dir: str | None = None) ->
     console.print(timing)
 
     r = result.receipt
-    console.print("[bold]who saw what[/] (privacy receipt, stored with the job):")
+    console.print("[bold]who saw what[/] (privacy receipt, which the coordinator stores with the job; this "
+                  "cluster's state goes when the demo ends):")
     owned = ", ".join(f"{inp['name']} ({inp['owner']})" for inp in r["inputs"])
     console.print(f"  inputs {owned}: each in the clear only at its owner; each node holds one uniformly "
                   "random additive share")
@@ -292,6 +296,7 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
         from mpcnet.fl import data as fldata
         from mpcnet.fl import fedavg, models
         from mpcnet.fl.distributed_dp import calibrate_distributed
+        from mpcnet.ledger import EpsilonLedger
         from mpcnet.receipt import fedavg_receipt
         ds = fldata.load("breast_cancer")
     except (ImportError, MpcnetError) as exc:
@@ -306,6 +311,18 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
     ddp = calibrate_distributed(8.0, 1e-5, rounds, clip=clip, dim=model.n_params, min_contributors=14,
                                 max_clients=clients)
     cfg = fedavg.FedAvgConfig(rounds=rounds, clip=clip, dropout=0.1, ddp=ddp)
+    # charged before the run, as `mpcnet fedavg` does, to a ledger of the demo's own that outlives it with the
+    # receipt and the model (a new directory each run: the demo never spends a real ledger's budget)
+    store = Path(tempfile.mkdtemp(prefix="mpcnet-demo-"))
+    key = "sklearn:breast_cancer"
+    with EpsilonLedger(store / "ledger.sqlite") as ledger:
+        ledger.charge_all([(key, "demo-fedavg", "skellam (distributed DP, RDP accounting)",
+                            {"noise_multiplier": ddp.noise_multiplier, "mu": ddp.mu, "clip": clip, "rounds": rounds,
+                             "min_contributors": ddp.min_contributors, "clients": clients, "model": "logreg"},
+                            ddp.epsilon, ddp.delta)], default_budget=(10.0, 1e-4))
+        remaining = list(ledger.remaining(key))
+    charged = {"dataset": key, "path": str(ledger.path), "spent_by_this_model": [ddp.epsilon, ddp.delta],
+               "remaining": remaining}
     agg = fedavg.SecAggAggregator(cluster.coordinator, cluster.auth_metadata, clip=clip,
                                   max_total_samples=len(ds.y_train))
     t0 = time.perf_counter()
@@ -319,16 +336,23 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
                   f"{plain.accuracy[-1]:.3f} ({100 * (hist.accuracy[-1] - plain.accuracy[-1]):+.1f} points)")
     rows = [{"round": o.round, "sampled": o.sampled, "included": o.included, "dropped": o.dropped,
              "skipped": o.skipped, "noise_contributors": o.noise_contributors} for o in hist.rounds]
-    rc = fedavg_receipt("demo-fedavg", "secagg", rows, clients, ddp, None)
-    console.print("[bold]privacy receipt of the model[/]:")
+    rc = fedavg_receipt("demo-fedavg", "secagg", rows, clients, ddp, charged)
+    assert hist.params is not None
+    np.save(store / "model.npy", hist.params)
+    (store / "receipt.json").write_text(json.dumps(rc, indent=1))
+    console.print(f"[bold]privacy receipt of the model[/] (stored with it in {store}: receipt.json, model.npy, "
+                  f"ledger.sqlite; `mpcnet receipt --file {store / 'receipt.json'}` shows it again):")
     for layer in rc["layers"]:
         console.print(f"  layer: {layer}")
     for r in rc["participants"]["rounds"]:
         console.print(f"  round {r['round']}: summed {r['included']}, dropped {r['dropped']}, "
-                      f"{r['noise_contributors']} noise shares")
+                      f"{r['noise_contributors']} noise shares, threshold t = {r['threshold']} of "
+                      f"{len(r['sampled'])}")
     dp = rc["differential_privacy"]
     console.print(f"  DP: {dp['mechanism']}, epsilon {dp['epsilon']:g} (realised {dp['realised_epsilon']:.3g}), "
                   f"delta {dp['delta']:g}; {dp['unit']}")
+    console.print(f"  ledger {charged['path']}: {key} spent epsilon {ddp.epsilon:g}, delta {ddp.delta:g}; "
+                  f"{remaining[0]:g}, delta {remaining[1]:g} left")
     console.print("  trust: " + "; ".join(rc["trust_assumptions"]))
     ok = hist.accuracy[-1] > 0.8 and all(len(r["dropped"]) == 2 for r in rc["participants"]["rounds"])
     if not ok:

@@ -252,7 +252,8 @@ def fedavg_main(args: argparse.Namespace) -> int:
         # the run's JSON leaves with the model, as the receipt does: the same counts-only rounds when the sample is
         # secret
         runs[k] = {"accuracy": h.accuracy, "rounds": public_rounds(rounds, dp),
-                   "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp, ledger_state,
+                   "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp,
+                                             _model_ledger(ledger_state, k, dp, small_delta),
                                              graph=args.graph, weight_cap=args.weight_cap,
                                              small_rounds_delta=small_delta)}
     for k, run in runs.items():
@@ -334,6 +335,15 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
         return {"dataset": key, "path": str(ledger.path),
                 "spent_by_this_run": [len(kinds) * dp.epsilon, len(kinds) * (dp.delta + small_delta)],
                 "remaining": [eps, dl]}
+
+
+def _model_ledger(state: dict[str, Any] | None, kind: str, dp: Any, small_delta: float) -> dict[str, Any] | None:
+    """What one model's receipt shows of the ledger: the run's state, with what this model's release spent (each
+    model is a release of its own: --aggregator both publishes two, and spent_by_this_run counts both)."""
+    if not state:
+        return state
+    extra = sum(o["epsilon"] for o in state.get("overruns", []) if o["release"] == f"fedavg-{kind}")
+    return {**state, "spent_by_this_model": [dp.epsilon + extra, dp.delta + small_delta]}
 
 
 def _planned(privacy: dict[str, Any]) -> str:

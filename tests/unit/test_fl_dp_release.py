@@ -271,3 +271,18 @@ def test_the_clients_who_see_the_sample_get_the_epsilon_of_the_rounds_the_target
                for t in receipt["trust_assumptions"])
     assert privacy.epsilon_against_clients(privacy.calibrate(8.0, 1e-5, rounds, 1.0, 1.0)) is None
     assert "epsilon_against_clients" not in fedavg_receipt("r", "plain", [], 20, dp, None)["differential_privacy"]
+
+
+def test_each_models_receipt_gives_its_own_spend_beside_the_runs() -> None:
+    """--aggregator both releases two models, each charged epsilon: a model's receipt says what its own release
+    spent (with its own shortfall overruns), apart from what the whole invocation spent."""
+    from mpcnet.fl.cli import _model_ledger
+
+    dp = privacy.calibrate(8.0, 1e-5, 3, 1.0, 1.0)
+    state = {"dataset": "d", "spent_by_this_run": [16.5, 2e-5], "remaining": [3.5, 8e-5],
+             "overruns": [{"release": "fedavg-secagg", "round": 2, "epsilon": 0.5}]}
+    secure, plain = _model_ledger(state, "secagg", dp, 0.0), _model_ledger(state, "plain", dp, 0.0)
+    assert secure is not None and plain is not None
+    assert secure["spent_by_this_model"] == [8.5, 1e-5] and plain["spent_by_this_model"] == [8.0, 1e-5]
+    assert secure["spent_by_this_run"] == plain["spent_by_this_run"] == [16.5, 2e-5]
+    assert _model_ledger(None, "plain", dp, 0.0) is None
