@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "cap fixed before looking at the data (default 0: every client weight 1)")
     p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order (and "
                    "the clients sampled, except under central DP with noise, whose sample comes from OS entropy)")
-    p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes) as JSON here")
+    p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes, each final model "
+                   "and its privacy receipt) as JSON here")
 
 
 def fedavg_main(args: argparse.Namespace) -> int:
@@ -251,7 +252,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
                   for r, o in zip(rounds, h.rounds)]
         # the run's JSON leaves with the model, as the receipt does: the same counts-only rounds when the sample is
         # secret
+        # the released model itself beside its receipt (what the receipt is about)
         runs[k] = {"accuracy": h.accuracy, "rounds": public_rounds(rounds, dp),
+                   "model": None if h.params is None else h.params.tolist(),
                    "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp,
                                              _model_ledger(ledger_state, k, dp, small_delta),
                                              graph=args.graph, weight_cap=args.weight_cap,
@@ -277,7 +280,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
             errors.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
                           "receipts' summaries are printed above[/]")
             return 1
-        console.print(f"written to {args.out} (with the receipts)")
+        console.print(f"written to {args.out} (the models with their receipts)")
     return 0
 
 

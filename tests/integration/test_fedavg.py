@@ -107,6 +107,11 @@ def test_fedavg_cli_runs_both_aggregators_and_writes_the_run(tmp_path: Path) -> 
     assert run["runs"]["secagg"]["accuracy"] == pytest.approx(run["runs"]["plain"]["accuracy"], abs=0.005)
     assert run["runs"]["secagg"]["accuracy"][-1] > 0.9 and 0.9 < run["centralised"] <= 1.0
     assert "percentage points apart" in proc.stdout
+    ds, m, _, _ = setup()  # the command's defaults: breast-cancer data, softmax regression
+    for kind in ("secagg", "plain"):  # each released model is stored beside its receipt, and is the one measured
+        params = np.array(run["runs"][kind]["model"])
+        assert fedavg.accuracy(m, params, ds.x_test, ds.y_test) == run["runs"][kind]["accuracy"][-1]
+        assert run["runs"][kind]["receipt"]["released"] == "the final global model"
 
 
 def test_dp_fedavg_spends_from_the_ledger_and_a_run_past_the_budget_is_refused(tmp_path: Path) -> None:
