@@ -66,8 +66,13 @@ class Aggregator(Protocol):
 
 
 def clip_l2(v: Vector, bound: float) -> Vector:
-    norm = float(np.linalg.norm(v))
-    return v if norm <= bound or norm == 0 else v * (bound / norm)
+    peak = float(np.max(np.abs(v))) if len(v) else 0.0
+    if peak == 0:
+        return v
+    # through v / peak: the squares of a finite update past ~1e154 overflow, and bound / inf would zero it
+    unit = v / peak
+    norm = float(np.linalg.norm(unit))
+    return v if peak * norm <= bound else unit * (bound / norm)
 
 
 def weighted_mean(weights: Sequence[float], vectors: Sequence[Vector]) -> Vector:

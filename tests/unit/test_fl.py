@@ -73,6 +73,8 @@ def test_clip_l2_bounds_the_norm_and_keeps_the_direction() -> None:
     v = np.array([3.0, 4.0])
     np.testing.assert_allclose(fedavg.clip_l2(v, 1.0), [0.6, 0.8])
     np.testing.assert_array_equal(fedavg.clip_l2(v, 10.0), v)
+    # a finite update whose squares overflow is clipped like any other, not zeroed (bound / inf)
+    np.testing.assert_allclose(fedavg.clip_l2(np.array([3e200, -4e200]), 1.0), [0.6, -0.8])
 
 
 def test_plain_aggregator_is_the_sample_weighted_mean_of_those_who_stayed() -> None:
