@@ -12,9 +12,16 @@ def job_receipt(job_id: str, plan: Plan, inputs: Mapping[str, tuple[SecretType, 
     """``privacy``: the coordinator's record of the plan's DP releases (epsilon spent, datasets, balances)."""
     beaver = sum(1 for i in plan.instrs if i.code is IrCode.BEAVER)
     trunc = sum(1 for i in plan.instrs if i.code is IrCode.TRUNC)
+    layers = ["additive secret sharing over Z_2^64 among %d compute nodes" % n_nodes]
+    if plan.releases:
+        covered = [k for k in plan.outputs if k not in plan.exact_outputs]
+        exact = [k for k in plan.outputs if k in plan.exact_outputs]
+        layers.append(f"differential privacy on output(s) {', '.join(covered) or '(none)'}: discrete Laplace noise "
+                      f"added inside the secret sharing, one noise share from each of the {n_nodes} compute nodes"
+                      + (f"; output(s) {', '.join(exact)} are exact, not covered" if exact else ""))
     return {
         "job_id": job_id,
-        "layers": ["additive secret sharing over Z_2^64 among %d compute nodes" % n_nodes],
+        "layers": layers,
         "trust_assumptions": "semi-honest, non-colluding compute nodes (any %d of %d learn nothing); "
                              "trusted dealer (sees triples, never inputs) that colludes with no node: it knows "
                              "every Beaver and truncation mask, so with one node's view it would see every opened "
@@ -331,4 +338,8 @@ def secagg_receipt(round_id: str, params: Any, state: str, done: Any = None, abo
     elif aborted is not None and state == "aborted":
         out["released"] = "nothing: the round aborted"
         out["aborted"] = {"stage": aborted.stage, "reason": aborted.reason}
+        # unrecorded (an older journal, or a round a restart cut short): no "dropped" key, never an empty list
+        if getattr(aborted, "participants_recorded", False):
+            out["participants"]["dropped"] = [{"client": d.client_id, "stage": d.stage} for d in aborted.dropped]
+            out["participants"]["sent_masked_input"] = sorted(aborted.masked_input_from)
     return out

@@ -44,7 +44,7 @@ def receipt_main(args: argparse.Namespace) -> int:
         try:
             _check_shape(receipt)
             lines = render(receipt)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign file
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:  # hand-edited or foreign
             where = args.file or args.job or args.round_id
             print(f"mpcnet receipt: {where}{f' ({title})' if title else ''} is not a receipt this version can show: "
                   f"{type(exc).__name__} {exc} (--json prints it as it is)", file=sys.stderr)
@@ -56,13 +56,24 @@ def receipt_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# A receipt is a few KiB, a `mpcnet fedavg --out` file of many rounds well under a MiB: the cap keeps /dev/zero
+# or a padded file from using all memory before it is refused.
+MAX_FILE_BYTES = 8 << 20
+
+
 def _from_file(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path} is not JSON ({exc})") from None
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InvalidInput(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: not a receipt")
+        data = json.loads(raw.decode())
     except RecursionError:  # arrays nested thousands deep
         raise InvalidInput(f"{path} is not a receipt: JSON nested too deeply") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer too long to convert
+        raise InvalidInput(f"{path} is not JSON ({exc})") from None
+    except MemoryError:
+        raise InvalidInput(f"{path} is too large to read as a receipt") from None
     except OSError as exc:
         raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}") from None
     if isinstance(data, dict) and isinstance(data.get("runs"), dict):  # mpcnet fedavg --out
@@ -79,14 +90,41 @@ def _from_file(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _check_shape(r: dict[str, Any]) -> None:
-    """What render() relies on: the lists are lists (a string there would print one character a line), and a
-    receipt says what protected the result."""
+    """What render() relies on: the lists it iterates are lists (a string there would print one character a
+    line), a receipt says what protected the result, and which result it is."""
     if "layers" not in r and "trust_assumptions" not in r:
         raise ValueError("it names neither layers nor trust assumptions")
     for key in ("layers", "trust_assumptions"):
         value = r.get(key, [])
         if not isinstance(value, (list, str)) or (key == "layers" and not isinstance(value, list)):
             raise TypeError(f"{key!r} is a {type(value).__name__}, not a list")
+    if not any(isinstance(r.get(k), str) and r[k] for k in ("job_id", "round", "run")):
+        raise ValueError("it names no job_id, round or run")
+    for inp in _list(r, "inputs"):
+        _list(inp, "seen_in_clear_by")
+    for o in _list(r, "outputs"):
+        _list(o, "revealed_to")
+    _list(r, "opened_to_nodes")
+    dp = r.get("differential_privacy")
+    if isinstance(dp, dict):
+        _list(dp, "releases")
+    part = r.get("participants")
+    if isinstance(part, dict):
+        for key in ("registered", "included", "dropped", "sent_masked_input"):
+            _list(part, key)
+        for rnd in _list(part, "rounds"):
+            for key in ("included", "dropped"):
+                _list(rnd, key)
+
+
+def _list(container: Any, key: str) -> list[Any]:
+    """``container[key]`` when it is a list ([] when absent); anything else there is refused."""
+    if not isinstance(container, dict):
+        raise TypeError(f"an entry holding {key!r} is a {type(container).__name__}, not an object")
+    value = container.get(key, [])
+    if not isinstance(value, list):
+        raise TypeError(f"{key!r} is a {type(value).__name__}, not a list")
+    return value
 
 
 def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +145,8 @@ def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
                                                            metadata=md)
                 if not info.receipt_json:
                     raise InvalidInput(f"job {args.job} is {info.state}: it has no receipt (a job gets one when its "
-                                       "nodes are told to run; this one never got that far)")
+                                       "DP releases are charged or its nodes are told to run; this one got to "
+                                       "neither)")
                 return dict(json.loads(info.receipt_json), state=info.state)
             from mpcnet.v1 import secagg_pb2 as spb
             from mpcnet.v1 import secagg_pb2_grpc as spbg
@@ -121,12 +160,14 @@ def _from_coordinator(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> list[str]:
-    """A receipt as lines for a person: what was released, the layers, DP, who took part, trust."""
+    """A receipt as lines for a person: what was released, the layers, DP, who took part, trust.  A key this
+    version does not know is still printed, as "key: value", so that no field of a newer receipt goes missing."""
     out: list[str] = []
     what = r.get("job_id") or r.get("round") or r.get("run") or "result"
     out.append(f"privacy receipt of {what}" + (f": {r['released']}" if r.get("released") else ""))
-    if r.get("outcome"):
-        out.append(f"  outcome: {r['outcome']}")
+    for key in ("state", "outcome"):
+        if r.get(key):
+            out.append(f"  {key}: {r[key]}")
     for layer in r.get("layers", []):
         out.append(f"  layer: {layer}")
     for inp in r.get("inputs", []):
@@ -139,6 +180,8 @@ def render(r: dict[str, Any]) -> list[str]:
     for key in ("coordinator_saw", "dealer_saw"):
         if r.get(key):
             out.append(f"  {key.replace('_', ' ')}: {r[key]}")
+    trust = r.get("trust_assumptions")
+    trust_lines = [f"  trust: {t}" for t in ([trust] if isinstance(trust, str) else trust or [])]
     dp = r.get("differential_privacy")
     if isinstance(dp, dict):
         out.append(f"  differential privacy: {dp.get('mechanism', '?')}")
@@ -148,6 +191,7 @@ def render(r: dict[str, Any]) -> list[str]:
             out.append(f"    {rel['output']} ({rel['statistic']} of {rel['source']}): epsilon {rel['epsilon']:g}, "
                        f"delta {rel['delta']:g}, sensitivity {rel['sensitivity']:g}, noise scale "
                        f"{rel['noise_scale']:.4g}; ledger: {left}")
+            out += _unknown(rel, _RELEASE_KEYS, "      ")
         if "epsilon" in dp and dp["epsilon"] is None:
             out.append("    epsilon unbounded (no differential privacy)")
         elif "epsilon" in dp:
@@ -157,16 +201,23 @@ def render(r: dict[str, Any]) -> list[str]:
         for key in ("unit", "guarantee", "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall"):
             if dp.get(key):
                 out.append(f"    {key}: {dp[key]}")
-        if dp.get("ledger"):
-            led = dp["ledger"]
-            out.append(f"    ledger {led.get('dataset')}: remaining {led.get('remaining')}")
+        out += _unknown(dp, _DP_KEYS, "    ")
+        if isinstance(dp.get("ledger"), dict):
+            out += _ledger(dp["ledger"])
+        elif dp.get("ledger"):
+            out.append(f"    ledger: {_plain(dp['ledger'])}")
+        if dp.get("limits"):  # the DP layer's own trust assumptions, beside the others
+            trust_lines.insert(0, f"  trust (differential privacy): {dp['limits']}")
     elif dp:
         out.append(f"  differential privacy: {dp}")
     part = r.get("participants")
     if isinstance(part, dict):
         if "registered" in part:
-            out.append(f"  registered: {part['registered']}; summed: {part.get('included', '-')}; dropped: "
-                       + (", ".join(f"{d['client']} (at {d['stage']})" for d in part.get("dropped", [])) or "none"))
+            # no "dropped" key: the round's record does not say (an older journal), which is not "nobody"
+            dropped = (", ".join(f"{d['client']} (at {d['stage']})" for d in part["dropped"]) or "none"
+                       if "dropped" in part else "not recorded")
+            out.append(f"  registered: {part['registered']}; summed: {part.get('included', '-')}; dropped: {dropped}"
+                       + (f"; sent masked input: {part['sent_masked_input']}" if "sent_masked_input" in part else ""))
         for rnd in part.get("rounds", []):
             extra = f", {rnd['noise_contributors']} noise shares" if "noise_contributors" in rnd else ""
             if "threshold" in rnd:
@@ -181,12 +232,61 @@ def render(r: dict[str, Any]) -> list[str]:
             out.append(f"  round {rnd['round']}: summed {rnd['included']}, dropped {rnd['dropped']}{extra}{skipped}")
         if part.get("withheld"):
             out.append(f"  withheld: {part['withheld']}")
+        out += _unknown(part, _PARTICIPANT_KEYS, "  ")
     if r.get("aborted"):
         out.append(f"  aborted after {r['aborted']['stage']}: {r['aborted']['reason']}")
-    trust = r.get("trust_assumptions")
-    for t in ([trust] if isinstance(trust, str) else trust or []):
-        out.append(f"  trust: {t}")
-    return out
+    out += _unknown(r, _TOP_KEYS, "  ")
+    return out + trust_lines
+
+
+# the keys render() shows in its own way; any other key is printed by _unknown
+_TOP_KEYS = {"job_id", "round", "run", "released", "state", "outcome", "layers", "inputs", "outputs",
+             "opened_to_nodes", "coordinator_saw", "dealer_saw", "trust_assumptions", "differential_privacy",
+             "participants", "aborted"}
+_RELEASE_KEYS = {"output", "statistic", "source", "epsilon", "delta", "sensitivity", "noise_scale",
+                 "datasets", "ledger_remaining", "ledger_remaining_note"}  # datasets: named by ledger_remaining
+_DP_KEYS = {"mechanism", "releases", "epsilon", "delta", "planned_epsilon", "realised_epsilon", "unit", "guarantee",
+            "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall", "ledger", "limits",
+            "exact_outputs"}  # exact_outputs: named by the note
+_PARTICIPANT_KEYS = {"registered", "included", "dropped", "sent_masked_input", "rounds", "withheld"}
+_LEDGER_KEYS = {"dataset", "spent_by_this_run", "remaining", "overruns"}
+
+
+def _ledger(led: dict[str, Any]) -> list[str]:
+    """A FedAvg run's ledger state: what the run spent, what is left, and what rounds short of noise added."""
+    parts = [f"spent by this run {_budget(led['spent_by_this_run'])}"] if "spent_by_this_run" in led else []
+    if "remaining" in led:
+        parts.append(f"remaining {_budget(led['remaining'])}")
+    out = [f"    ledger {led.get('dataset', '?')}: " + ("; ".join(parts) or "-")]
+    for o in led.get("overruns") or []:
+        out.append(f"      overrun: {_plain(o)}" if not isinstance(o, dict) else
+                   f"      overrun: {o.get('release', '?')} round {o.get('round', '?')} spent epsilon "
+                   f"{_plain(o.get('epsilon', '?'))} more than charged (rounds short of noise)")
+    return out + _unknown(led, _LEDGER_KEYS, "      ")
+
+
+def _budget(value: Any) -> str:
+    """[epsilon, delta] as words; anything else as it is."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"epsilon {value[0]:g}, delta {value[1]:g}"
+    return _plain(value)
+
+
+def _unknown(d: dict[str, Any], known: set[str], indent: str) -> list[str]:
+    return [f"{indent}{k.replace('_', ' ')}: {_plain(v)}" for k, v in d.items() if k not in known]
+
+
+def _plain(value: Any) -> str:
+    """A JSON value on one line: numbers with :g, lists joined by commas (empty: none), objects as key value."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "none"
+    return str(value)
 
 
 __all__ = ["add_arguments", "receipt_main", "render"]

@@ -373,10 +373,15 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 job.state = "open"
                 raise
         job.state = "running"
-        self.persist(job)
         t0 = time.perf_counter()
         ok = False
         try:
+            receipt = job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes, privacy)
+            if privacy:
+                # journalled with the charge: a job failing before its nodes run (the dealer down) keeps its
+                # charge, and its receipt must say so rather than the job seem to have cost nothing
+                job.receipt = json.dumps({**receipt, "outcome": NOT_YET_RUN}, indent=2)
+            self.persist(job)
             batch = await self.create_batch(job, plan)
             self.persist(job, batch.batch_id)
             exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,
@@ -389,7 +394,7 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 timeout=self.cfg.job_timeout_s + 5)
             # The receipt is journalled before any node may release: if the coordinator dies while the nodes
             # finish, the outputs may reach their readers, and the receipt must survive to say what they cost.
-            job.receipt = json.dumps(job_receipt(job.job_id, plan, job.inputs, self.cfg.n_nodes, privacy), indent=2)
+            job.receipt = json.dumps(receipt, indent=2)
             self.persist(job, batch.batch_id)
             results = await asyncio.wait_for(
                 self.all_nodes(f"online stage of job '{job.job_id}'",
@@ -429,15 +434,23 @@ class CoordinatorService(pbg.CoordinatorServicer):
             bytes_exchanged=sum(r.bytes_sent for r in reports), nodes=reports)
 
 
+# a DP job's receipt from its charge until its nodes are told to run (replaced then by the receipt without it)
+NOT_YET_RUN = "charged; the job's nodes have not been told to run yet"
+
+
 def failed_receipt(receipt_json: str, why: str) -> str:
-    """A job that failed once its nodes could run keeps its receipt (its DP releases were charged, and some
-    outputs may have reached their readers), marked with how it ended; without one (it failed before any node
-    ran) it has none."""
+    """A job that failed keeps its receipt, marked with how it ended: once its nodes could run, some outputs may
+    have reached their readers; before that (a DP job charged, then the dealer down) nothing was released but
+    the charge stands.  A job without DP that failed before any node ran has none."""
     if not receipt_json:
         return ""
     receipt = json.loads(receipt_json)
-    receipt["outcome"] = (f"the job failed ({why}) after its nodes were told to run: some outputs may have "
-                          "reached their readers; the DP releases above were charged and stay charged")
+    if receipt.get("outcome") == NOT_YET_RUN:
+        receipt["outcome"] = (f"the job failed ({why}) before its nodes were told to run: nothing was released; the "
+                              "DP releases it lists were charged and the charge stands")
+    else:
+        receipt["outcome"] = (f"the job failed ({why}) after its nodes were told to run: some outputs may have "
+                              "reached their readers; the DP releases it lists were charged and stay charged")
     return json.dumps(receipt, indent=2)
 
 

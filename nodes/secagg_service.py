@@ -136,8 +136,7 @@ class _Round:
     # the timeouts of sessions now waiting for their client's next message: the round's end fires them at once
     session_reads: set[asyncio.Timeout] = field(default_factory=set, repr=False)
     _params_proto: spb.SecAggRoundParams | None = field(default=None, repr=False)
-    aborted_stage: str = ""
-    reason: str = ""
+    aborted: spb.SecAggAborted | None = None  # how an aborted round ended, as journalled
     task: asyncio.Task[None] | None = None
 
     @property
@@ -422,7 +421,8 @@ class SecAggService(spbg.SecAggServicer):
             if rnd.sum_to_operator_only and not cluster:
                 reply.done.ClearField("sum")
         elif rnd.state == "aborted":
-            reply.aborted.CopyFrom(spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
+            assert rnd.aborted is not None
+            reply.aborted.CopyFrom(rnd.aborted)
         if rnd.state != "running":
             reply.receipt_json = json.dumps(secagg_receipt(rnd.round_id, rnd.proto_params(), rnd.state, reply.done,
                                                            reply.aborted))
@@ -576,7 +576,8 @@ class SecAggService(spbg.SecAggServicer):
             if not want_result or rnd.sum_to_operator_only:
                 done = spb.SecAggDone(included=done.included, dropped=done.dropped, word_bytes=done.word_bytes)
             return spb.SecAggNextReply(done=done)
-        return spb.SecAggNextReply(aborted=spb.SecAggAborted(stage=rnd.aborted_stage, reason=rnd.reason))
+        assert rnd.aborted is not None
+        return spb.SecAggNextReply(aborted=rnd.aborted)
 
     async def _wait_next(self, rnd: _Round, cid: int, answered: int, context: grpc.aio.ServicerContext,
                          want_result: bool) -> spb.SecAggNextReply:
@@ -634,9 +635,15 @@ class SecAggService(spbg.SecAggServicer):
                                rnd.token_hashes if state == "running" else None)
 
     async def _abort(self, rnd: _Round, stage: Stage, reason: str) -> None:
-        self._persist(rnd, "aborted", spb.SecAggAborted(stage=stage.value, reason=reason).SerializeToString())
+        # who dropped and who had sent a masked input go to the journal, for the round's receipt: a round mostly
+        # aborts because clients dropped (the event below carries no membership, as withhold_membership asks)
+        aborted = spb.SecAggAborted(
+            stage=stage.value, reason=reason, participants_recorded=True,
+            dropped=[spb.SecAggDropout(client_id=c, stage=s.value) for c, s in sorted(rnd.dropouts.items())],
+            masked_input_from=sorted(rnd.responses.get(Stage.MASKED_INPUT_COLLECTION, {})))
+        self._persist(rnd, "aborted", aborted.SerializeToString())
         self._publish("aborted", rnd, stage=stage.value, reason=reason)
-        await self._set(rnd, state="aborted", aborted_stage=stage.value, reason=reason, accepting=False)
+        await self._set(rnd, state="aborted", aborted=aborted, accepting=False)
         log.warning("secagg round %s aborted at %s: %s", rnd.round_id, stage.value, reason)
 
     async def _drive(self, rnd: _Round) -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpcnet/v1/secagg.proto\x12\tmpcnet.v1\"^\n\x12SecAggQuantization\x12+\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x19.mpcnet.v1.SecAggEncoding\x12\x0c\n\x04\x63lip\x18\x02 \x01(\x01\x12\r\n\x05\x62ound\x18\x03 \x01(\x04\"\x84\x03\n\x11SecAggRoundParams\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nclient_ids\x18\x02 \x03(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\x15\n\rvector_length\x18\x05 \x01(\r\x12%\n\x05graph\x18\x06 \x01(\x0e\x32\x16.mpcnet.v1.SecAggGraph\x12\x0e\n\x06\x64\x65gree\x18\x07 \x01(\r\x12\x12\n\ngraph_seed\x18\x08 \x01(\x0c\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x13\n\x0bverify_keys\x18\n \x03(\x0c\x12\x18\n\x10stage_deadline_s\x18\x0b \x01(\x01\x12\x17\n\x0fjoin_deadline_s\x18\x0c \x01(\x01\x12\x33\n\x0cquantization\x18\r \x01(\x0b\x32\x1d.mpcnet.v1.SecAggQuantization\x12\x1c\n\x14sum_to_operator_only\x18\x0e \x01(\x08\x12\x1b\n\x13withhold_membership\x18\x0f \x01(\x08\"H\n\x18SecAggCreateRoundRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParams\"\xd9\x01\n\x16SecAggCreateRoundReply\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParams\x12J\n\rclient_tokens\x18\x03 \x03(\x0b\x32\x33.mpcnet.v1.SecAggCreateRoundReply.ClientTokensEntry\x1a\x33\n\x11\x43lientTokensEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x11SecAggNextRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\r\x12\x16\n\x0estage_answered\x18\x03 \x01(\t\x12\x10\n\x08response\x18\x04 \x01(\x0c\x12\x13\n\x0bwant_result\x18\x05 \x01(\x08\"4\n\x12SecAggStageRequest\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"j\n\nSecAggDone\x12\x0b\n\x03sum\x18\x01 \x01(\x0c\x12\x10\n\x08included\x18\x02 \x03(\r\x12)\n\x07\x64ropped\x18\x03 \x03(\x0b\x32\x18.mpcnet.v1.SecAggDropout\x12\x12\n\nword_bytes\x18\x04 \x01(\r\".\n\rSecAggAborted\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\rSecAggDropout\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\r\n\x05stage\x18\x02 \x01(\t\"\xd0\x01\n\x0fSecAggNextReply\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.mpcnet.v1.SecAggStageRequestH\x00\x12%\n\x04\x64one\x18\x02 \x01(\x0b\x32\x15.mpcnet.v1.SecAggDoneH\x00\x12+\n\x07\x61\x62orted\x18\x03 \x01(\x0b\x32\x18.mpcnet.v1.SecAggAbortedH\x00\x12,\n\x06params\x18\x04 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParamsB\t\n\x07outcome\"*\n\x16SecAggGetResultRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\xac\x01\n\x14SecAggGetResultReply\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12#\n\x04\x64one\x18\x04 \x01(\x0b\x32\x15.mpcnet.v1.SecAggDone\x12)\n\x07\x61\x62orted\x18\x05 \x01(\x0b\x32\x18.mpcnet.v1.SecAggAborted\x12\x14\n\x0creceipt_json\x18\x06 \x01(\t\":\n\x13SecAggAttendRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\r\".\n\x0eSecAggPresence\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t*\x85\x01\n\x0eSecAggEncoding\x12\x1f\n\x1bSECAGG_ENCODING_UNSPECIFIED\x10\x00\x12\x18\n\x14SECAGG_ENCODING_RING\x10\x01\x12\x1c\n\x18SECAGG_ENCODING_REAL_SUM\x10\x02\x12\x1a\n\x16SECAGG_ENCODING_FEDAVG\x10\x03*c\n\x0bSecAggGraph\x12\x1c\n\x18SECAGG_GRAPH_UNSPECIFIED\x10\x00\x12\x19\n\x15SECAGG_GRAPH_COMPLETE\x10\x01\x12\x1b\n\x17SECAGG_GRAPH_SECAGGPLUS\x10\x02\x32\x82\x03\n\x06SecAgg\x12U\n\x0b\x43reateRound\x12#.mpcnet.v1.SecAggCreateRoundRequest\x1a!.mpcnet.v1.SecAggCreateRoundReply\x12@\n\x04Next\x12\x1c.mpcnet.v1.SecAggNextRequest\x1a\x1a.mpcnet.v1.SecAggNextReply\x12O\n\tGetResult\x12!.mpcnet.v1.SecAggGetResultRequest\x1a\x1f.mpcnet.v1.SecAggGetResultReply\x12\x45\n\x06\x41ttend\x12\x1e.mpcnet.v1.SecAggAttendRequest\x1a\x19.mpcnet.v1.SecAggPresence0\x01\x12G\n\x07Session\x12\x1c.mpcnet.v1.SecAggNextRequest\x1a\x1a.mpcnet.v1.SecAggNextReply(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpcnet/v1/secagg.proto\x12\tmpcnet.v1\"^\n\x12SecAggQuantization\x12+\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x19.mpcnet.v1.SecAggEncoding\x12\x0c\n\x04\x63lip\x18\x02 \x01(\x01\x12\r\n\x05\x62ound\x18\x03 \x01(\x04\"\x84\x03\n\x11SecAggRoundParams\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nclient_ids\x18\x02 \x03(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\x15\n\rvector_length\x18\x05 \x01(\r\x12%\n\x05graph\x18\x06 \x01(\x0e\x32\x16.mpcnet.v1.SecAggGraph\x12\x0e\n\x06\x64\x65gree\x18\x07 \x01(\r\x12\x12\n\ngraph_seed\x18\x08 \x01(\x0c\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x13\n\x0bverify_keys\x18\n \x03(\x0c\x12\x18\n\x10stage_deadline_s\x18\x0b \x01(\x01\x12\x17\n\x0fjoin_deadline_s\x18\x0c \x01(\x01\x12\x33\n\x0cquantization\x18\r \x01(\x0b\x32\x1d.mpcnet.v1.SecAggQuantization\x12\x1c\n\x14sum_to_operator_only\x18\x0e \x01(\x08\x12\x1b\n\x13withhold_membership\x18\x0f \x01(\x08\"H\n\x18SecAggCreateRoundRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParams\"\xd9\x01\n\x16SecAggCreateRoundReply\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParams\x12J\n\rclient_tokens\x18\x03 \x03(\x0b\x32\x33.mpcnet.v1.SecAggCreateRoundReply.ClientTokensEntry\x1a\x33\n\x11\x43lientTokensEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x11SecAggNextRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\r\x12\x16\n\x0estage_answered\x18\x03 \x01(\t\x12\x10\n\x08response\x18\x04 \x01(\x0c\x12\x13\n\x0bwant_result\x18\x05 \x01(\x08\"4\n\x12SecAggStageRequest\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"j\n\nSecAggDone\x12\x0b\n\x03sum\x18\x01 \x01(\x0c\x12\x10\n\x08included\x18\x02 \x03(\r\x12)\n\x07\x64ropped\x18\x03 \x03(\x0b\x32\x18.mpcnet.v1.SecAggDropout\x12\x12\n\nword_bytes\x18\x04 \x01(\r\"\x93\x01\n\rSecAggAborted\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x07\x64ropped\x18\x03 \x03(\x0b\x32\x18.mpcnet.v1.SecAggDropout\x12\x19\n\x11masked_input_from\x18\x04 \x03(\r\x12\x1d\n\x15participants_recorded\x18\x05 \x01(\x08\"1\n\rSecAggDropout\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\r\n\x05stage\x18\x02 \x01(\t\"\xd0\x01\n\x0fSecAggNextReply\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.mpcnet.v1.SecAggStageRequestH\x00\x12%\n\x04\x64one\x18\x02 \x01(\x0b\x32\x15.mpcnet.v1.SecAggDoneH\x00\x12+\n\x07\x61\x62orted\x18\x03 \x01(\x0b\x32\x18.mpcnet.v1.SecAggAbortedH\x00\x12,\n\x06params\x18\x04 \x01(\x0b\x32\x1c.mpcnet.v1.SecAggRoundParamsB\t\n\x07outcome\"*\n\x16SecAggGetResultRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\xac\x01\n\x14SecAggGetResultReply\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12#\n\x04\x64one\x18\x04 \x01(\x0b\x32\x15.mpcnet.v1.SecAggDone\x12)\n\x07\x61\x62orted\x18\x05 \x01(\x0b\x32\x18.mpcnet.v1.SecAggAborted\x12\x14\n\x0creceipt_json\x18\x06 \x01(\t\":\n\x13SecAggAttendRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\r\".\n\x0eSecAggPresence\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t*\x85\x01\n\x0eSecAggEncoding\x12\x1f\n\x1bSECAGG_ENCODING_UNSPECIFIED\x10\x00\x12\x18\n\x14SECAGG_ENCODING_RING\x10\x01\x12\x1c\n\x18SECAGG_ENCODING_REAL_SUM\x10\x02\x12\x1a\n\x16SECAGG_ENCODING_FEDAVG\x10\x03*c\n\x0bSecAggGraph\x12\x1c\n\x18SECAGG_GRAPH_UNSPECIFIED\x10\x00\x12\x19\n\x15SECAGG_GRAPH_COMPLETE\x10\x01\x12\x1b\n\x17SECAGG_GRAPH_SECAGGPLUS\x10\x02\x32\x82\x03\n\x06SecAgg\x12U\n\x0b\x43reateRound\x12#.mpcnet.v1.SecAggCreateRoundRequest\x1a!.mpcnet.v1.SecAggCreateRoundReply\x12@\n\x04Next\x12\x1c.mpcnet.v1.SecAggNextRequest\x1a\x1a.mpcnet.v1.SecAggNextReply\x12O\n\tGetResult\x12!.mpcnet.v1.SecAggGetResultRequest\x1a\x1f.mpcnet.v1.SecAggGetResultReply\x12\x45\n\x06\x41ttend\x12\x1e.mpcnet.v1.SecAggAttendRequest\x1a\x19.mpcnet.v1.SecAggPresence0\x01\x12G\n\x07Session\x12\x1c.mpcnet.v1.SecAggNextRequest\x1a\x1a.mpcnet.v1.SecAggNextReply(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SECAGGCREATEROUNDREPLY_CLIENTTOKENSENTRY']._loaded_options = None
   _globals['_SECAGGCREATEROUNDREPLY_CLIENTTOKENSENTRY']._serialized_options = b'8\001'
-  _globals['_SECAGGENCODING']._serialized_start=1739
-  _globals['_SECAGGENCODING']._serialized_end=1872
-  _globals['_SECAGGGRAPH']._serialized_start=1874
-  _globals['_SECAGGGRAPH']._serialized_end=1973
+  _globals['_SECAGGENCODING']._serialized_start=1841
+  _globals['_SECAGGENCODING']._serialized_end=1974
+  _globals['_SECAGGGRAPH']._serialized_start=1976
+  _globals['_SECAGGGRAPH']._serialized_end=2075
   _globals['_SECAGGQUANTIZATION']._serialized_start=37
   _globals['_SECAGGQUANTIZATION']._serialized_end=131
   _globals['_SECAGGROUNDPARAMS']._serialized_start=134
@@ -53,20 +53,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SECAGGSTAGEREQUEST']._serialized_end=991
   _globals['_SECAGGDONE']._serialized_start=993
   _globals['_SECAGGDONE']._serialized_end=1099
-  _globals['_SECAGGABORTED']._serialized_start=1101
-  _globals['_SECAGGABORTED']._serialized_end=1147
-  _globals['_SECAGGDROPOUT']._serialized_start=1149
-  _globals['_SECAGGDROPOUT']._serialized_end=1198
-  _globals['_SECAGGNEXTREPLY']._serialized_start=1201
-  _globals['_SECAGGNEXTREPLY']._serialized_end=1409
-  _globals['_SECAGGGETRESULTREQUEST']._serialized_start=1411
-  _globals['_SECAGGGETRESULTREQUEST']._serialized_end=1453
-  _globals['_SECAGGGETRESULTREPLY']._serialized_start=1456
-  _globals['_SECAGGGETRESULTREPLY']._serialized_end=1628
-  _globals['_SECAGGATTENDREQUEST']._serialized_start=1630
-  _globals['_SECAGGATTENDREQUEST']._serialized_end=1688
-  _globals['_SECAGGPRESENCE']._serialized_start=1690
-  _globals['_SECAGGPRESENCE']._serialized_end=1736
-  _globals['_SECAGG']._serialized_start=1976
-  _globals['_SECAGG']._serialized_end=2362
+  _globals['_SECAGGABORTED']._serialized_start=1102
+  _globals['_SECAGGABORTED']._serialized_end=1249
+  _globals['_SECAGGDROPOUT']._serialized_start=1251
+  _globals['_SECAGGDROPOUT']._serialized_end=1300
+  _globals['_SECAGGNEXTREPLY']._serialized_start=1303
+  _globals['_SECAGGNEXTREPLY']._serialized_end=1511
+  _globals['_SECAGGGETRESULTREQUEST']._serialized_start=1513
+  _globals['_SECAGGGETRESULTREQUEST']._serialized_end=1555
+  _globals['_SECAGGGETRESULTREPLY']._serialized_start=1558
+  _globals['_SECAGGGETRESULTREPLY']._serialized_end=1730
+  _globals['_SECAGGATTENDREQUEST']._serialized_start=1732
+  _globals['_SECAGGATTENDREQUEST']._serialized_end=1790
+  _globals['_SECAGGPRESENCE']._serialized_start=1792
+  _globals['_SECAGGPRESENCE']._serialized_end=1838
+  _globals['_SECAGG']._serialized_start=2078
+  _globals['_SECAGG']._serialized_end=2464
 # @@protoc_insertion_point(module_scope)

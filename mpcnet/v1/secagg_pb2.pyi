@@ -129,12 +129,18 @@ class SecAggDone(_message.Message):
     def __init__(self, sum: _Optional[bytes] = ..., included: _Optional[_Iterable[int]] = ..., dropped: _Optional[_Iterable[_Union[SecAggDropout, _Mapping]]] = ..., word_bytes: _Optional[int] = ...) -> None: ...
 
 class SecAggAborted(_message.Message):
-    __slots__ = ("stage", "reason")
+    __slots__ = ("stage", "reason", "dropped", "masked_input_from", "participants_recorded")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    MASKED_INPUT_FROM_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_RECORDED_FIELD_NUMBER: _ClassVar[int]
     stage: str
     reason: str
-    def __init__(self, stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    dropped: _containers.RepeatedCompositeFieldContainer[SecAggDropout]
+    masked_input_from: _containers.RepeatedScalarFieldContainer[int]
+    participants_recorded: bool
+    def __init__(self, stage: _Optional[str] = ..., reason: _Optional[str] = ..., dropped: _Optional[_Iterable[_Union[SecAggDropout, _Mapping]]] = ..., masked_input_from: _Optional[_Iterable[int]] = ..., participants_recorded: _Optional[bool] = ...) -> None: ...
 
 class SecAggDropout(_message.Message):
     __slots__ = ("client_id", "stage")

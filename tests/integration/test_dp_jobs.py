@@ -213,6 +213,42 @@ def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cl
     assert res.receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(1.0)
 
 
+def test_a_charged_job_that_fails_before_its_nodes_run_keeps_a_receipt_of_its_charge(tmp_path) -> None:
+    """The receipt is journalled with the charge: with the dealer down the job fails after its releases were
+    charged and before any node ran (a review found the ledger's charge with no receipt behind it, and `mpcnet
+    receipt --job` saying the job never got that far).  Each party still sees its own data's balance only."""
+    import os
+    import subprocess
+    import sys
+
+    from mpcnet.cluster import REPO_ROOT
+    from mpcnet.errors import MpcnetError
+    with LocalCluster(3, workdir=tmp_path / "c") as own:
+        alice = mpcnet.connect(own.coordinator, "alice", timeout_s=20, job_timeout_s=30)
+        bob = mpcnet.connect(own.coordinator, "bob", timeout_s=20, job_timeout_s=30)
+        job = alice.create_job(parties=["bob"])
+        alice.share(job, "x", np.ones(10), bound=10.0, dp_only=True)
+        bob.share(job, "y", np.ones(10), bound=10.0, dp_only=True)
+        own.kill("dealer")
+        with pytest.raises(MpcnetError):
+            alice.run(job, mpcnet.Program().dp_sum("sx", "x", 2.0).dp_sum("sy", "y", 1.0)
+                      .output("sx", to=["alice"]).output("sy", to=["alice"]))
+        info = alice.job(job)
+        assert info.state == "failed"
+        receipt = json.loads(info.receipt_json)
+        assert "before its nodes were told to run: nothing was released" in receipt["outcome"]
+        assert "the charge stands" in receipt["outcome"]
+        releases = receipt["differential_privacy"]["releases"]
+        assert [(r["output"], r["epsilon"]) for r in releases] == [("sx", 2.0), ("sy", 1.0)]
+        assert [r["ledger_remaining"] for r in releases] == [{"party:alice": pytest.approx(8.0)}, {}]  # not bob's
+        env = dict(os.environ, MPCNET_CLUSTER_SECRET=own.cluster_secret, MPCNET_COORDINATOR=own.coordinator,
+                   PYTHONPATH=str(REPO_ROOT))
+        shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "receipt", "--job", job], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert "outcome: the job failed" in shown.stdout and "party:bob 9 left" in shown.stdout  # the operator's
+
+
 def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_path) -> None:
     """The receipt is journalled before Execute is sent.  The coordinator is stopped while the nodes execute (a
     crash at that moment), the nodes finish and serve the DP release to its reader, then the coordinator is
@@ -258,7 +294,12 @@ def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_
         runner.start()
         stub = pbg.CoordinatorStub(grpc.insecure_channel(own.coordinator))
         deadline = time.monotonic() + 60
-        while not stub.GetJob(pb.GetJobRequest(job_id=job), timeout=10, metadata=own.auth_metadata).receipt_json:
+
+        def told_to_run() -> bool:  # the receipt journalled with the charge has an outcome: not told to run yet
+            kept = stub.GetJob(pb.GetJobRequest(job_id=job), timeout=10, metadata=own.auth_metadata).receipt_json
+            return bool(kept) and "outcome" not in json.loads(kept)
+
+        while not told_to_run():
             assert time.monotonic() < deadline, "the receipt never appeared while the job ran"
             time.sleep(0.05)
         os.kill(own.pid("coordinator"), signal.SIGSTOP)  # the nodes are executing (their Execute is held 3 s)

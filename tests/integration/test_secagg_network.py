@@ -198,6 +198,10 @@ def test_too_many_killed_aborts_naming_the_stage(cluster: LocalCluster) -> None:
     assert "2 survivors" in res.aborted.reason
     receipt = json.loads(res.receipt_json)
     assert receipt["released"].startswith("nothing") and receipt["aborted"]["stage"] == "masked_input_collection"
+    # who dropped, and who had sent a masked input: the receipt said "dropped: none" for such a round
+    assert receipt["participants"]["dropped"] == [{"client": c, "stage": "masked_input_collection"} for c in (3, 4, 5)]
+    assert receipt["participants"]["sent_masked_input"] == [1, 2]
+    assert [d.client_id for d in res.aborted.dropped] == [3, 4, 5]
 
 
 def test_secaggplus_round(cluster: LocalCluster) -> None:
