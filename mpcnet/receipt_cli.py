@@ -56,9 +56,10 @@ def receipt_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# A receipt is a few KiB, a `mpcnet fedavg --out` file of many rounds well under a MiB: the cap keeps /dev/zero
-# or a padded file from using all memory before it is refused.
-MAX_FILE_BYTES = 8 << 20
+# A receipt is a few KiB; a `mpcnet fedavg --out` file also holds its models, at most two of SecAgg's longest
+# vector (500,000 parameters, ~10 MB of JSON each): the cap keeps /dev/zero or a padded file from using all
+# memory before it is refused.
+MAX_FILE_BYTES = 64 << 20
 
 
 def _from_file(path: Path) -> dict[str, dict[str, Any]]:
@@ -201,6 +202,14 @@ def render(r: dict[str, Any]) -> list[str]:
         for key in ("unit", "guarantee", "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall"):
             if dp.get(key):
                 out.append(f"    {key}: {dp[key]}")
+        against = dp.get("epsilon_against_clients")
+        if isinstance(against, dict) and all(isinstance(against.get(k), (int, float))
+                                             for k in ("one_client", "all_other_clients")):
+            out.append(f"    against the run's own clients (they see who was sampled): epsilon "
+                       f"{against['one_client']:.4g} against one, {against['all_other_clients']:.4g} against all the "
+                       "others pooled")
+        elif against is not None:
+            out.append(f"    epsilon against clients: {_plain(against)}")
         out += _unknown(dp, _DP_KEYS, "    ")
         if isinstance(dp.get("ledger"), dict):
             out += _ledger(dp["ledger"])
@@ -247,14 +256,17 @@ _RELEASE_KEYS = {"output", "statistic", "source", "epsilon", "delta", "sensitivi
                  "datasets", "ledger_remaining", "ledger_remaining_note"}  # datasets: named by ledger_remaining
 _DP_KEYS = {"mechanism", "releases", "epsilon", "delta", "planned_epsilon", "realised_epsilon", "unit", "guarantee",
             "accountant", "delta_small_rounds", "skipped_rounds", "note", "shortfall", "ledger", "limits",
-            "exact_outputs"}  # exact_outputs: named by the note
+            "exact_outputs", "epsilon_against_clients"}  # exact_outputs: named by the note
 _PARTICIPANT_KEYS = {"registered", "included", "dropped", "sent_masked_input", "rounds", "withheld"}
-_LEDGER_KEYS = {"dataset", "spent_by_this_run", "remaining", "overruns"}
+_LEDGER_KEYS = {"dataset", "spent_by_this_model", "spent_by_this_run", "remaining", "overruns"}
 
 
 def _ledger(led: dict[str, Any]) -> list[str]:
     """A FedAvg run's ledger state: what the run spent, what is left, and what rounds short of noise added."""
-    parts = [f"spent by this run {_budget(led['spent_by_this_run'])}"] if "spent_by_this_run" in led else []
+    parts = [f"spent by this model {_budget(led['spent_by_this_model'])}"] if "spent_by_this_model" in led else []
+    if "spent_by_this_run" in led:
+        parts.append(f"by this run {_budget(led['spent_by_this_run'])}" if parts else
+                     f"spent by this run {_budget(led['spent_by_this_run'])}")
     if "remaining" in led:
         parts.append(f"remaining {_budget(led['remaining'])}")
     out = [f"    ledger {led.get('dataset', '?')}: " + ("; ".join(parts) or "-")]

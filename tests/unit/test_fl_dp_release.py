@@ -269,6 +269,9 @@ def test_the_clients_who_see_the_sample_get_the_epsilon_of_the_rounds_the_target
     assert receipt["differential_privacy"]["epsilon_against_clients"] == against
     assert any(f"{against['all_other_clients']:.4g} against all the other clients" in t
                for t in receipt["trust_assumptions"])
+    from mpcnet.receipt_cli import render
+    assert (f"epsilon {against['one_client']:.4g} against one, {against['all_other_clients']:.4g} against all the "
+            "others pooled") in "\n".join(render({**receipt, "run": "r"}))
     assert privacy.epsilon_against_clients(privacy.calibrate(8.0, 1e-5, rounds, 1.0, 1.0)) is None
     assert "epsilon_against_clients" not in fedavg_receipt("r", "plain", [], 20, dp, None)["differential_privacy"]
 

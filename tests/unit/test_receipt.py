@@ -222,7 +222,7 @@ def test_receipt_cli_refuses_an_oversized_file_in_one_line(tmp_path: Path, capsy
     path = tmp_path / "big.json"
     path.write_text('{"job_id": "j", "layers": [], "pad": "' + "x" * MAX_FILE_BYTES + '"}')
     assert cli.main(["receipt", "--file", str(path)]) == 2
-    assert capsys.readouterr().err == f"mpcnet receipt: {path} is larger than 8 MiB: not a receipt\n"
+    assert capsys.readouterr().err == f"mpcnet receipt: {path} is larger than 64 MiB: not a receipt\n"
 
 
 def test_receipt_cli_refuses_an_unbounded_file_without_a_traceback() -> None:
@@ -234,4 +234,4 @@ def test_receipt_cli_refuses_an_unbounded_file_without_a_traceback() -> None:
             "from mpcnet.cli import main; sys.exit(main(['receipt', '--file', '/dev/zero']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-800:]
-    assert "/dev/zero is larger than 8 MiB" in proc.stderr
+    assert "/dev/zero is larger than 64 MiB" in proc.stderr
