@@ -14,6 +14,7 @@ import json
 import math
 import numbers
 import os
+import secrets
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -50,6 +51,34 @@ def check_chosen_location(path: str | None, flag: str = "--ledger") -> None:
         where = flag if path else "MPCNET_LEDGER"
         raise InvalidInput(f"{where} {chosen}: the directory {Path(chosen).parent} does not exist (a new ledger there "
                            "would start with a fresh budget); create it first, or fix the path")
+
+
+def read_only_snapshot_uri(path: Path) -> str | None:
+    """How `mpcnet ledger show` reads a ledger in a directory it cannot write (an audit copy, a read-only mount),
+    where the plain read-only open failed: SQLite's WAL mode must create <file>-shm beside it even to read.
+    Opened immutable, SQLite needs no -shm and takes no locks: safe where nothing can write (a writer through
+    another, writable mount of the directory could change the file under the reader: run `show` again if it
+    fails), but it would not see a -wal's writes, so a -wal holding any is refused.  None: the directory is
+    writable, so the open failed for another reason."""
+    if os.access(path.parent, os.W_OK):
+        return None
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise LedgerUnusable(f"{path} is in a directory that cannot be written, beside a {wal.name} that holds "
+                             "writes not yet in the ledger file, and SQLite cannot read those without creating "
+                             f"{path.name}-shm there; copy {path.name} with its {wal.name} to a writable directory "
+                             "and show that copy")
+    return f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+
+
+# below these a balance is float rounding: 0.3 spent as 3 x 0.1 leaves -5.6e-17, which printed reads as an overrun
+_EPSILON_ROUNDING, _DELTA_ROUNDING = 1e-9, 1e-15
+
+
+def shown_balance(epsilon_left: float, delta_left: float) -> tuple[float, float]:
+    """A balance as printed for people: what float rounding leaves of an exactly spent budget is 0."""
+    return (0.0 if abs(epsilon_left) < _EPSILON_ROUNDING else epsilon_left,
+            0.0 if abs(delta_left) < _DELTA_ROUNDING else delta_left)
 
 
 class BudgetExceeded(InvalidInput):
@@ -127,8 +156,9 @@ class EpsilonLedger:
     """The ledger at ``path`` (default: MPCNET_LEDGER, else ~/.mpcnet/epsilon-ledger.sqlite).  ``create=False``
     (reading commands): the file is opened read-only and must already be a ledger -- a missing file is an error
     rather than a new empty ledger, so a mistyped path is not mistaken for a dataset that spent nothing, and
-    nothing is ever written into another application's database.  A file that cannot serve is a
-    :class:`LedgerUnusable` naming the path.
+    nothing is ever written into another application's database.  ``create=True`` makes a new ledger only where
+    no file exists: an existing file without the ledger's tables is a damaged ledger, not a new one.  A file that
+    cannot serve, or an SQLite failure once it is open, is a :class:`LedgerUnusable` naming the path.
 
     Several processes may share one ledger (runs started at the same time, a coordinator and `mpcnet ledger`):
     every check-then-write is one SQLite ``BEGIN IMMEDIATE`` transaction, so two runs can never both fit in the
@@ -146,41 +176,48 @@ class EpsilonLedger:
             raise LedgerUnusable(f"{self.path} is not a regular file: it cannot hold the epsilon ledger; choose "
                                  "another file with --ledger or MPCNET_LEDGER")
         try:
+            if create and not self.path.exists():
+                self._create_new()
+            if self.path.stat().st_size == 0:  # opened, SQLite would take it for a new, empty database
+                raise LedgerUnusable(f"{self.path} exists but is empty, so it cannot serve as the epsilon ledger: a "
+                                     "damaged ledger? What it recorded as spent is gone, and a new ledger would start "
+                                     "every budget again; restore it from a backup, or move it away yourself to "
+                                     "start a new one")
             if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_s)
+                tables = self._tables()
             else:
-                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                                          timeout=busy_timeout_s)
-            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                try:
+                    self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                              isolation_level=None, timeout=busy_timeout_s)
+                    tables = self._tables()
+                except sqlite3.Error as exc:
+                    if hasattr(self, "db"):
+                        self.db.close()
+                    snapshot = None if _locked(exc) else read_only_snapshot_uri(self.path)
+                    if snapshot is None:
+                        raise
+                    self.db = sqlite3.connect(snapshot, uri=True, isolation_level=None, timeout=busy_timeout_s)
+                    tables = self._tables()
         except (OSError, sqlite3.Error) as exc:
             if hasattr(self, "db"):
                 self.db.close()
             if isinstance(exc, sqlite3.Error) and _locked(exc):
                 raise self._busy("read") from None
             raise LedgerUnusable(f"cannot open {self.path} as the epsilon ledger: {exc}") from None
-        foreign = sorted(tables - LEDGER_TABLES - {"sqlite_sequence"})
-        if foreign or (not create and not LEDGER_TABLES <= tables):
+        try:
+            self._check_tables(tables)
+        except BaseException:
             self.db.close()
-            held = f"tables {', '.join(foreign)}" if foreign else "no ledger tables"
-            raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with {held}): choose "
-                                 "another file with --ledger or MPCNET_LEDGER")
-        for table in sorted(tables & LEDGER_TABLES):  # the ledger's names, another program's columns
-            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            if not LEDGER_COLUMNS[table] <= columns:
-                self.db.close()
-                raise LedgerUnusable(f"{self.path} is not an epsilon ledger: its table {table} lacks the columns "
-                                     f"{', '.join(sorted(LEDGER_COLUMNS[table] - columns))}; choose another file "
-                                     "with --ledger or MPCNET_LEDGER")
+            raise
         if create:
-            # Switching a new file to WAL fails at once ("locked", no busy wait) while another process is doing
-            # the same: concurrent first charges on a fresh ledger retry here for up to the busy timeout.
+            # Switching a file to WAL can fail at once ("locked", no busy wait) while another process is doing the
+            # same (ledgers are made in WAL mode now; older ones may not be): retry for up to the busy timeout.
             deadline = time.monotonic() + busy_timeout_s
             while True:
                 try:
                     self.db.execute("PRAGMA journal_mode=WAL")
                     self.db.execute("PRAGMA synchronous=FULL")
-                    self.db.executescript(SCHEMA)  # CREATE ... IF NOT EXISTS: safe to run again
                     break
                 except sqlite3.Error as exc:
                     if _locked(exc) and time.monotonic() < deadline:
@@ -190,6 +227,56 @@ class EpsilonLedger:
                     if _locked(exc):
                         raise self._busy("opened") from None
                     raise LedgerUnusable(f"cannot use {self.path} as the epsilon ledger: {exc}") from None
+
+    def _create_new(self) -> None:
+        """Make a new ledger whole before it appears at its path: built in a draft file beside it, then linked into
+        place.  So no process ever finds a ledger file without its tables -- which is what a damaged one looks
+        like, and is refused.  Of two processes making it at once, the first link wins and the other uses it.
+        The file is 0600 (SQLite gives its -wal and -shm the same mode): it holds every owner's balance."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            db = sqlite3.connect(str(draft), isolation_level=None)
+            try:
+                db.executescript(SCHEMA)
+                db.execute("PRAGMA journal_mode=WAL")  # after the tables: they are in the file, not in its -wal
+            finally:
+                db.close()
+            try:
+                os.link(draft, self.path)
+            except FileExistsError:
+                pass  # another process made the ledger first
+        finally:
+            for leftover in ("", "-journal", "-wal", "-shm"):
+                Path(f"{draft}{leftover}").unlink(missing_ok=True)
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _check_tables(self, tables: set[str]) -> None:
+        """An existing file is used only when it holds the ledger's tables and nothing else: the schema is written
+        only into a new file, so a ledger with a table dropped is not quietly recreated with its spending gone."""
+        foreign = sorted(tables - LEDGER_TABLES - {"sqlite_sequence"})
+        if foreign:
+            raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with tables "
+                                 f"{', '.join(foreign)}): choose another file with --ledger or MPCNET_LEDGER")
+        missing = sorted(LEDGER_TABLES - tables)
+        if missing and tables & LEDGER_TABLES:
+            raise LedgerUnusable(f"{self.path} is a damaged or edited epsilon ledger: it lacks the table(s) "
+                                 f"{', '.join(missing)}, so what it recorded as spent is gone; restore it from a "
+                                 "backup, or move it away yourself to start a new one (every budget starts again)")
+        if missing:
+            raise LedgerUnusable(f"{self.path} is not an epsilon ledger (an SQLite file with no ledger tables): "
+                                 "choose another file with --ledger or MPCNET_LEDGER (a new ledger is made only "
+                                 "where no file exists), or, if it is a damaged ledger, move it away yourself to "
+                                 "start a new one there")
+        for table in sorted(tables & LEDGER_TABLES):  # the ledger's names, another program's columns
+            columns = {row[1] for row in self._rows(f"PRAGMA table_info({table})")}
+            if not LEDGER_COLUMNS[table] <= columns:
+                raise LedgerUnusable(f"{self.path} is not an epsilon ledger: its table {table} lacks the columns "
+                                     f"{', '.join(sorted(LEDGER_COLUMNS[table] - columns))}; choose another file "
+                                     "with --ledger or MPCNET_LEDGER")
 
     def close(self) -> None:
         self.db.close()
@@ -205,15 +292,36 @@ class EpsilonLedger:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            if _locked(exc):
-                raise self._busy(what) from None
-            raise
+            raise self._failed(exc, what) from None
         try:
             yield
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite has already rolled back after some errors (SQLITE_FULL, some I/O errors): a second ROLLBACK
+            # would fail, and its "no transaction is active" would replace the reason
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed(exc, what) from None
             raise
+
+    def _failed(self, exc: sqlite3.Error, what: str) -> MpcnetError:
+        """An SQLite error after the open (a full disk, a malformed page) as the ledger's own error, naming the file
+        and the reason, so that every caller handles one type."""
+        if _locked(exc):
+            return self._busy(what)
+        undone = "" if what == "read" else f"; nothing was {what}"
+        return LedgerUnusable(f"the epsilon ledger {self.path} cannot be used: {exc}{undone}")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every read comes through here (see _failed); inside a write transaction, _writing says what was not
+        written."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                raise
+            raise self._failed(exc, "read") from None
 
     def __enter__(self) -> "EpsilonLedger":
         return self
@@ -238,8 +346,8 @@ class EpsilonLedger:
                             (dataset, epsilon, delta, time.time()))
 
     def budget(self, dataset: str) -> tuple[float, float] | None:
-        row = self.db.execute(f"SELECT epsilon, delta, {_BAD_AMOUNT} FROM budgets WHERE dataset = ?",
-                              (dataset,)).fetchone()
+        rows = self._rows(f"SELECT epsilon, delta, {_BAD_AMOUNT} FROM budgets WHERE dataset = ?", (dataset,))
+        row = rows[0] if rows else None
         if row and row[2]:
             raise LedgerUnusable(f"{self.path}: the budget of dataset {dataset!r} is not a number >= 0 (epsilon "
                                  f"{row[0]!r}, delta {row[1]!r}): the ledger was edited; set it again with "
@@ -249,14 +357,14 @@ class EpsilonLedger:
 
     def spent(self, dataset: str) -> tuple[float, float]:
         self._check_amounts(dataset)
-        row = self.db.execute("SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM releases "
-                              "WHERE dataset = ?", (dataset,)).fetchone()
+        (row,) = self._rows("SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM releases "
+                            "WHERE dataset = ?", (dataset,))
         return float(row[0]), float(row[1])
 
     def _check_amounts(self, dataset: str | None) -> None:
         where = "dataset = ? AND " if dataset is not None else ""
-        bad = [r[0] for r in self.db.execute(f"SELECT id FROM releases WHERE {where}{_BAD_AMOUNT} ORDER BY id LIMIT 5",
-                                             (dataset,) if dataset is not None else ())]
+        bad = [r[0] for r in self._rows(f"SELECT id FROM releases WHERE {where}{_BAD_AMOUNT} ORDER BY id LIMIT 5",
+                                        (dataset,) if dataset is not None else ())]
         if bad:
             raise LedgerUnusable(f"{self.path}: release(s) {', '.join(map(str, bad))} spend an epsilon or delta that "
                                  "is not a number >= 0: the ledger was edited, and what it says was spent cannot be "
@@ -301,7 +409,9 @@ class EpsilonLedger:
                     self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?)",
                                     (dataset, default_budget[0], default_budget[1], time.time()))
                 eps_left, dl_left = self.remaining(dataset)
-                if epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15:
+                # (an exhausted budget takes nothing more, however little: the tolerances are for float sums)
+                if (epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15 or (epsilon > 0 and eps_left <= 0)
+                        or (delta > 0 and dl_left <= 0)):
                     # the balance before this request (its earlier releases are rolled back with the refusal),
                     # and what all of its releases on this dataset spend together
                     earlier = [r for r in out if r.dataset == dataset]
@@ -354,8 +464,8 @@ class EpsilonLedger:
     def releases(self, dataset: str | None = None) -> list[Release]:
         q = "SELECT id, dataset, name, mechanism, params, epsilon, delta, at FROM releases"
         self._check_amounts(dataset or None)
-        rows = self.db.execute(q + (" WHERE dataset = ? ORDER BY id" if dataset else " ORDER BY id"),
-                               (dataset,) if dataset else ()).fetchall()
+        rows = self._rows(q + (" WHERE dataset = ? ORDER BY id" if dataset else " ORDER BY id"),
+                          (dataset,) if dataset else ())
         out = []
         for r in rows:
             try:
@@ -369,9 +479,8 @@ class EpsilonLedger:
         return out
 
     def datasets(self) -> list[str]:
-        rows = self.db.execute("SELECT dataset FROM budgets UNION SELECT dataset FROM releases ORDER BY 1")
-        return [r[0] for r in rows.fetchall()]
+        return [r[0] for r in self._rows("SELECT dataset FROM budgets UNION SELECT dataset FROM releases ORDER BY 1")]
 
 
 __all__ = ["BudgetExceeded", "EpsilonLedger", "LedgerBusy", "LedgerUnusable", "Release", "check_chosen_location",
-           "default_path"]
+           "default_path", "read_only_snapshot_uri", "shown_balance"]

@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 from mpcnet.errors import InvalidInput, MpcnetError
-from mpcnet.ledger import EpsilonLedger, check_chosen_location
+from mpcnet.ledger import EpsilonLedger, check_chosen_location, shown_balance
 
 
 LEDGER_HELP = "SQLite file (default MPCNET_LEDGER or ~/.mpcnet/epsilon-ledger.sqlite)"
@@ -43,7 +43,7 @@ def ledger_main(args: argparse.Namespace) -> int:
         with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
                 ledger.set_budget(args.dataset, args.epsilon, args.delta)
-                eps, dl = ledger.remaining(args.dataset)
+                eps, dl = shown_balance(*ledger.remaining(args.dataset))
                 console.print(f"dataset {args.dataset}: budget epsilon {args.epsilon:g}, delta {args.delta:g}; "
                               f"{eps:g} / {dl:g} left")
                 return 0
@@ -60,8 +60,12 @@ def ledger_main(args: argparse.Namespace) -> int:
                                   for d, (b, spent, releases) in held.items()}, indent=1))
                 return 0
             for d, (b, (eps, dl), releases) in held.items():
-                head = (f"budget epsilon {b[0]:g}, delta {b[1]:g}; spent {eps:g}, {dl:g}; left {b[0] - eps:g}, "
-                        f"{b[1] - dl:g}" if b else f"no budget; spent {eps:g}, {dl:g}")
+                if b:
+                    eps_left, dl_left = shown_balance(b[0] - eps, b[1] - dl)
+                    head = (f"budget epsilon {b[0]:g}, delta {b[1]:g}; spent {eps:g}, {dl:g}; left {eps_left:g}, "
+                            f"{dl_left:g}")
+                else:
+                    head = f"no budget; spent {eps:g}, {dl:g}"
                 t = Table(title=f"{d}: {head}")
                 for col in ("#", "when (UTC)", "release", "mechanism", "epsilon", "delta", "parameters"):
                     t.add_column(col, overflow="fold")

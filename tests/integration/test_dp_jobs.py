@@ -182,6 +182,48 @@ def test_a_coordinator_whose_ledger_is_unusable_refuses_dp_releases_without_nami
         assert "file is not a database" in own.logs["coordinator"].read_text()
 
 
+def test_a_ledger_damaged_after_its_first_charge_refuses_the_job_and_keeps_it_open(tmp_path) -> None:
+    """A malformed page came back as INTERNAL 'DatabaseError', with neither the ledger nor the reason in the log;
+    a ledger truncated to 0 bytes was made again, every party's budget fresh.  Both are FAILED_PRECONDITION now,
+    the log names the file and the reason, nothing is charged, and the job runs once the file is restored."""
+    import sqlite3
+    from contextlib import closing
+
+    from mpcnet.errors import FailedPrecondition
+    with LocalCluster(2, workdir=tmp_path / "cluster") as own:
+        ledger = own.workdir / "coordinator" / "epsilon-ledger.sqlite"
+        alice = mpcnet.connect(own.coordinator, unique("alice"))
+        prog = mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name])
+
+        def new_job() -> str:
+            job = alice.create_job()
+            alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+            return job
+        alice.run(new_job(), prog)
+        with closing(sqlite3.connect(ledger)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'budgets'").fetchone()[0]
+        intact = ledger.read_bytes()
+        job = new_job()
+        with open(ledger, "r+b") as f:
+            f.seek((root - 1) * 4096)
+            f.write(b"\xa5" * 200)
+        with pytest.raises(FailedPrecondition, match="epsilon ledger cannot be used") as refused:
+            alice.run(job, prog)
+        assert str(ledger) not in str(refused.value)
+        assert f"the epsilon ledger {ledger} cannot be used: database disk image is malformed; nothing was " \
+               "charged" in own.logs["coordinator"].read_text()
+        ledger.write_bytes(b"")
+        with pytest.raises(FailedPrecondition, match="epsilon ledger cannot be used"):
+            alice.run(job, prog)
+        assert f"{ledger} exists but is empty" in own.logs["coordinator"].read_text()
+        assert ledger.stat().st_size == 0  # not made again
+        ledger.write_bytes(intact)
+        res = alice.run(job, prog)  # still open
+        assert res.receipt["differential_privacy"]["releases"][0]["ledger_remaining"][f"party:{alice.name}"] == \
+            pytest.approx(8.0)  # 1 of 10 before, 1 now: the refusals charged nothing
+
+
 def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cluster: LocalCluster) -> None:
     """Another writer (here: this test, inside a write transaction) holds the coordinator's ledger past its busy
     timeout: the run is ABORTED with a message to run it again -- not UNAVAILABLE, which reads as an unreachable

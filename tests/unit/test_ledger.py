@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,150 @@ def test_a_ledger_with_foreign_columns_or_parameters_is_refused_in_one_line(tmp_
     with pytest.raises(InvalidInput, match="must not be empty"):
         with EpsilonLedger(params) as led:
             led.set_budget("", 1.0, 0.0)
+
+
+def _spent_4_of_10(path: Path) -> None:
+    """A ledger with one release, closed: all of it in the file itself (no -wal), as a copy or a restore has it."""
+    with EpsilonLedger(path) as led:
+        led.charge_all([("d", "first", "gaussian", {}, 4.0, 1e-6)], default_budget=(10.0, 1e-4))
+    assert not Path(f"{path}-wal").exists()
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("truncate", "exists but is empty, so it cannot serve as the epsilon ledger: a damaged ledger?"),
+    ("DROP TABLE releases", "is a damaged or edited epsilon ledger: it lacks the table(s) releases"),
+    ("DROP TABLE budgets", "is a damaged or edited epsilon ledger: it lacks the table(s) budgets"),
+    ("DROP TABLE budgets; DROP TABLE releases", "is not an epsilon ledger (an SQLite file with no ledger tables)"),
+])
+def test_an_empty_or_partly_deleted_ledger_is_refused_not_started_again(tmp_path: Path, damage: str,
+                                                                         words: str) -> None:
+    """A ledger truncated to 0 bytes (a full disk, a bad restore, `> file`) or with a table dropped: the charging
+    path made the schema again and the dataset got a fresh default budget (16 of 10 spent), while `ledger show`
+    called the same file no ledger.  Both refuse it now, and leave it as it was."""
+    import os
+    import sqlite3
+    path = tmp_path / "l.sqlite"
+    _spent_4_of_10(path)
+    if damage == "truncate":
+        os.truncate(path, 0)
+    else:
+        with closing(sqlite3.connect(path)) as db:
+            db.executescript(damage)
+    before = path.read_bytes()
+    for create in (True, False):
+        with pytest.raises(LedgerUnusable, match=re.escape(f"{path} {words}")) as refused:
+            with EpsilonLedger(path, create=create) as led:
+                led.charge_all([("d", "again", "gaussian", {}, 4.0, 1e-6)], default_budget=(10.0, 1e-4))
+        assert "move it away yourself" in str(refused.value)
+    assert path.read_bytes() == before
+    shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(path), "show"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert shown.returncode == 2 and words in " ".join(shown.stderr.split()) and shown.stderr.count("\n") == 1
+
+
+def test_fedavg_refuses_an_empty_ledger_instead_of_giving_the_dataset_a_fresh_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnet import cli
+    ledger = tmp_path / "l.sqlite"
+    ledger.touch()
+    assert cli.main(["fedavg", "--rounds", "1", "--clients", "4", "--aggregator", "plain", "--epsilon", "1",
+                     "--ledger", str(ledger)]) == 2
+    out = capsys.readouterr()
+    assert f"{ledger} exists but is empty" in " ".join(out.err.split()) and "test accuracy" not in out.out
+    assert ledger.stat().st_size == 0
+
+
+def test_a_full_disk_during_a_charge_names_the_disk_and_charges_nothing(tmp_path: Path) -> None:
+    """SQLite rolls a transaction back by itself on SQLITE_FULL; the ledger's own ROLLBACK then failed, and its
+    'cannot rollback - no transaction is active' replaced the reason the operator needed."""
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("d", 10.0, 0.0)
+        pages = led.db.execute("PRAGMA page_count").fetchone()[0]
+        led.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full, deterministically
+        with pytest.raises(LedgerUnusable, match=f"the epsilon ledger {path} cannot be used: database or disk is "
+                                                 "full; nothing was charged"):
+            led.charge("d", "large", "laplace", {"padding": "x" * 50_000}, 1.0, 0.0)
+        assert not led.db.in_transaction
+    with EpsilonLedger(path, create=False) as led:
+        assert led.releases() == [] and led.remaining("d") == (10.0, 0.0)
+
+
+def test_an_sqlite_failure_after_the_open_is_the_ledgers_own_error_naming_the_file(tmp_path: Path) -> None:
+    """One type for every caller: the coordinator mapped LedgerUnusable to FAILED_PRECONDITION but let a
+    malformed page through as INTERNAL 'DatabaseError', with neither the ledger nor the reason in its log."""
+    import sqlite3
+    path = tmp_path / "l.sqlite"
+    _spent_4_of_10(path)
+    with closing(sqlite3.connect(path)) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'releases'").fetchone()[0]
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * 4096)
+        f.write(b"\xa5" * 200)
+    with EpsilonLedger(path) as led:
+        with pytest.raises(LedgerUnusable, match=f"the epsilon ledger {path} cannot be used: database disk image "
+                                                 "is malformed; nothing was charged"):
+            led.charge("d", "again", "gaussian", {}, 1.0, 0.0)
+    with EpsilonLedger(path, create=False) as led:
+        with pytest.raises(LedgerUnusable, match=f"the epsilon ledger {path} cannot be used: database disk image "
+                                                 "is malformed$"):
+            led.releases()
+
+
+def test_an_exactly_spent_budget_shows_nothing_left_and_takes_no_more(tmp_path: Path) -> None:
+    """0.3 spent as 3 x 0.1 left -5.6e-17 (`ledger show`: 'left -1.00031e-13' after one more tiny charge, which
+    the tolerance for float sums let through on an exhausted budget)."""
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("d", 0.3, 0.0)
+        for i in range(3):
+            led.charge("d", f"q{i}", "laplace", {}, 0.1, 0.0)
+        assert led.remaining("d")[0] < 0  # float rounding, what the display must not show
+        with pytest.raises(BudgetExceeded, match="which has epsilon 0, delta 0 left"):
+            led.charge("d", "q3", "laplace", {}, 1e-13, 0.0)
+    shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(path), "show"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert shown.returncode == 0 and "spent 0.3, 0; left 0, 0" in " ".join(shown.stdout.split())
+
+
+def test_a_new_ledger_is_readable_by_its_owner_only_and_appears_whole(tmp_path: Path) -> None:
+    """It holds every owner's balance, which the coordinator hides from other parties; it was 0644."""
+    path = tmp_path / "l.sqlite"
+    with EpsilonLedger(path) as led:
+        led.set_budget("d", 1.0, 0.0)
+        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert f.stat().st_mode & 0o777 == 0o600, f
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.sqlite"]  # no draft left beside it
+
+
+def test_ledger_show_reads_a_ledger_in_a_directory_it_cannot_write(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """WAL mode needs <file>-shm beside the ledger even to read it: `ledger show` of an audit copy on a read-only
+    mount said only 'unable to open database file'."""
+    import os
+
+    from mpcnet.ledger import read_only_snapshot_uri
+    path = tmp_path / "l.sqlite"
+    _spent_4_of_10(path)
+    assert read_only_snapshot_uri(path) is None  # a writable directory: the open failed for another reason
+    monkeypatch.setattr(os, "access", lambda *_: False)
+    assert read_only_snapshot_uri(path) == f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    Path(f"{path}-wal").write_bytes(b"unmerged writes")  # immutable would not see them
+    with pytest.raises(LedgerUnusable, match="beside a l.sqlite-wal that holds writes not yet in the ledger file"):
+        read_only_snapshot_uri(path)
+
+
+def test_ledger_show_on_a_read_only_mount(tmp_path: Path) -> None:
+    """The same, end to end: a read-only bind mount in a mount namespace of its own (root and unshare only)."""
+    import shutil
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -m (root)")
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    _spent_4_of_10(audit / "l.sqlite")
+    script = (f"mount --bind {audit} {audit} && mount -o remount,ro,bind {audit} && ! touch {audit}/probe && "
+              f"exec {sys.executable} -m mpcnet.cli ledger --ledger {audit}/l.sqlite show")
+    shown = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "d: budget epsilon 10, delta 0.0001; spent 4, 1e-06; left 6" in " ".join(shown.stdout.split())
