@@ -99,8 +99,17 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if args.epsilon is None and shaping:
             raise ValueError(f"{', '.join(shaping)} without --epsilon: the run would have no differential privacy; "
                              "give --epsilon (e.g. --epsilon 8), or leave out " + ", ".join(shaping))
+        # --epsilon inf adds no noise: the model is no DP release, and no finite budget can pay for it
+        no_dp = args.epsilon == math.inf
+        charging = [flag for flag, given in (("--ledger", args.ledger is not None),
+                                             ("--ledger-dataset", args.ledger_dataset is not None),
+                                             ("--budget", args.budget is not None)) if given]
+        if no_dp and charging:
+            raise ValueError(f"--epsilon inf with {', '.join(charging)}: a run without DP noise is not differentially "
+                             "private, so it cannot be charged to a finite budget; leave out "
+                             f"{', '.join(charging)} (the run is then charged nowhere), or give a finite --epsilon")
         from mpcnet.ledger import check_chosen_location, default_path
-        if args.epsilon is not None:
+        if args.epsilon is not None and not no_dp:
             check_chosen_location(args.ledger)
         if args.out and Path(args.out).resolve() == Path(args.ledger or default_path()).resolve():
             raise ValueError(f"--out {args.out} is the epsilon ledger's file: the run's JSON would replace the "
@@ -160,6 +169,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
         console.print(f"central DP: epsilon {dp.epsilon:g}, delta {dp.delta:g} over {dp.rounds} rounds at sampling "
                       f"rate {dp.sampling_rate:g}: noise multiplier {dp.noise_multiplier:.3f} (std "
                       f"{dp.noise_std:.3g} on the sum of clipped updates), by dp-accounting's RDP accountant")
+        if dp.noise_multiplier == 0:  # a default ledger (MPCNET_LEDGER, ~/.mpcnet) is not a request to charge it
+            console.print(f"epsilon inf: no noise, so the model is not differentially private and nothing is "
+                          f"charged to the epsilon ledger ({default_path()})")
     histories: dict[str, fedavg.History] = {}
     cluster = None
     try:

@@ -51,6 +51,12 @@ _ROUND = ["round", "create", "--coordinator", "127.0.0.1:1", "--clients", "1-4",
     (["fedavg", "--delta", "1e-9"], "--delta without --epsilon"),
     (["fedavg", "--budget", "1", "1e-9", "--ledger-dataset", "foo"], "--budget, --ledger-dataset without --epsilon"),
     (["fedavg", "--ledger", "/tmp/mpcnet-never-written.sqlite"], "--ledger without --epsilon"),
+    # a model without noise, released with exit 0 and nothing recorded, while the ledger kept its balance
+    (["fedavg", "--epsilon", "inf", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
+     "--epsilon inf with --ledger: a run without DP noise is not differentially private, so it cannot be charged "
+     "to a finite budget; leave out --ledger"),
+    (["fedavg", "--epsilon", "inf", "--ledger-dataset", "cohort", "--budget", "5", "1e-4"],
+     "--epsilon inf with --ledger-dataset, --budget"),
     (["fedavg", "--epsilon", "1", "--ledger", ""], "--ledger is empty"),  # was the default ledger, quietly
     (["ledger", "--ledger", "", "show"], "--ledger is empty"),
     (["fedavg", "--epsilon", "1", "--ledger-dataset", " ", "--ledger", "/tmp/mpcnet-never-written.sqlite"],
@@ -174,6 +180,19 @@ def test_a_new_ledger_key_needs_a_budget_set_beforehand(tmp_path: Path, capsys: 
     with EpsilonLedger(ledger) as led:
         (release,) = led.releases("cohort-a")
         assert release.params["data"] == "sklearn:breast_cancer" and led.budget("cohort-a") == (3.0, 1e-4)
+
+
+def test_an_epsilon_inf_run_says_it_is_charged_to_no_default_ledger(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """MPCNET_LEDGER (or ~/.mpcnet) applies to every run without being asked for, so an --epsilon inf run is not
+    refused there, as it is with --ledger; it says that nothing is charged (it used to say nothing)."""
+    ledger = tmp_path / "default-ledger.sqlite"
+    monkeypatch.setenv("MPCNET_LEDGER", str(ledger))
+    assert cli.main(["fedavg", "--rounds", "1", "--clients", "4", "--aggregator", "plain", "--epsilon", "inf"]) == 0
+    out = "".join(capsys.readouterr().out.split())  # rich folds the long path mid-word
+    assert f"notdifferentiallyprivateandnothingischargedtotheepsilonledger({ledger})" in out
+    assert not ledger.exists()
 
 
 def test_an_output_file_that_is_an_sqlite_database_is_not_overwritten(tmp_path: Path,
