@@ -296,7 +296,9 @@ class CoordinatorService(pbg.CoordinatorServicer):
             spend = max(eps, rel.epsilon)
             owners = sorted({job.inputs[src][1] for src in rel.depends_on})
             params: dict[str, object] = {
-                "job": job.job_id, "statistic": rel.kind, "source": rel.source, "sensitivity": rel.sensitivity,
+                # sensitivity and scale of the released value, in its units (a mean's: the sum's over its rows)
+                "job": job.job_id, "statistic": rel.kind, "source": rel.source,
+                "sensitivity": rel.sensitivity / rel.divisor, **({"rows": rel.divisor} if rel.kind == "mean" else {}),
                 "noise": f"discrete Laplace, scale {rel.noise_scale:.6g}", "grid_bits": rel.grid_bits,
                 "grid_sensitivity": rel.grid_sensitivity, "parameter": rel.parameter, "nodes": self.cfg.n_nodes}
             for owner in owners:

@@ -55,6 +55,10 @@ def test_dp_statistics_receipt_ledger_and_refusal(cluster: LocalCluster) -> None
         names = [r.name for r in led.releases(f"party:{alice.name}")]
         assert len(names) == 4 and all(r.mechanism.startswith("discrete Laplace") for r in
                                        led.releases(f"party:{alice.name}"))
+        # a mean's row gives its sensitivity and scale in the mean's units, as the receipt does
+        mean_row = next(r for r in led.releases(f"party:{alice.name}") if r.name.endswith("/avg"))
+        assert mean_row.params["sensitivity"] == pytest.approx(20.0 / 500) and mean_row.params["rows"] == 500
+        assert mean_row.params["noise"] == f"discrete Laplace, scale {rel['avg']['noise_scale']:.6g}"
     # past the budget: refused before anything runs, with what is left; nothing is charged
     with pytest.raises(ResourceExhausted, match=r"epsilon \d.* left"):
         run("avg3", 3.0)
