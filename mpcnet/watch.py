@@ -119,7 +119,12 @@ async def _watch(broker: str, cluster: str, round_id: str | None, duration: floa
                         rid = str(event.get("round", rest[1]))
                         view = rounds.setdefault(rid, RoundView(rid))
                         what = rest[2]
-                        if what == "started":
+                        withheld = event.get("membership") == "withheld"  # a FedAvg round: no counts to show
+                        if withheld:
+                            view.stage = "-"
+                        if what == "started" and withheld:
+                            view.detail = "membership withheld"
+                        elif what == "started":
                             view.clients, view.threshold = int(event.get("clients", 0)), int(event.get("threshold", 0))
                             view.detail = f"{view.clients} clients, t = {view.threshold}"
                         elif what == "stage":
@@ -128,9 +133,11 @@ async def _watch(broker: str, cluster: str, round_id: str | None, duration: floa
                             view.dropped.append(int(event.get("client", 0)))
                         elif what == "result":
                             view.state = "done"
-                            view.detail = f"sum of {len(event.get('included', []))} inputs"
+                            view.detail = ("membership withheld" if withheld else
+                                           f"sum of {len(event.get('included', []))} inputs")
                         elif what == "aborted":
-                            view.state, view.detail = "aborted", str(event.get("reason", ""))
+                            view.state = "aborted"
+                            view.detail = "membership withheld" if withheld else str(event.get("reason", ""))
                         if round_id is not None and rid == round_id and view.state != "running":
                             outcome = 0 if view.state == "done" else 3
                             if live is not None:

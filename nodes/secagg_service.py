@@ -39,7 +39,7 @@ Events (on the :class:`~mpcnet.events.EventBus`):
 ``mpcnet/<cluster>/rounds/<round>/{started,stage,dropped,result,aborted}``
 (``dropped`` once per client, with ``why``); ids, stage names, counts and reasons only -- never payload
 bytes, inputs, keys, tokens or masks.  A round created with ``withhold_membership`` (FedAvg's) publishes
-``started`` and ``result`` or ``aborted`` with its id only.
+``started`` and ``result`` or ``aborted`` with its id and ``"membership": "withheld"`` only.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ class SecAggService(spbg.SecAggServicer):
         if rnd.withhold_membership:  # who and how many took part is not the bus's to know (FedAvg's secret sample)
             if what not in ("started", "result", "aborted"):
                 return
-            fields = {}
+            fields = {"membership": "withheld"}
         if self.metrics is not None:
             if what == "dropped":
                 self.metrics.dropouts.labels(str(fields.get("stage", ""))).inc()

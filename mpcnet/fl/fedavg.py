@@ -145,6 +145,7 @@ class SecAggAggregator:
         self.graph = graph
         self.tag = secrets.token_hex(3)
         self._rounds_run = 0  # round ids stay unique when one aggregator serves several runs
+        self._withholds_membership = False  # the coordinator was seen to keep rounds' members off its bus
 
     @property
     def max_vector_length(self) -> int:
@@ -245,17 +246,29 @@ class SecAggAggregator:
             withhold_membership=True)
         with sync_channel(self.address, self.admin_tls, Identity("coordinator", "main")) as channel:
             stub = spbg.SecAggStub(channel)
-            try:
-                reply = stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=30, metadata=self.md)
-            except grpc.RpcError as exc:
-                raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} (CreateRound)") from None
+
+            def create(request: Any, what: str) -> Any:
+                try:
+                    return stub.CreateRound(spb.SecAggCreateRoundRequest(params=request), timeout=30,
+                                            metadata=self.md)
+                except grpc.RpcError as exc:
+                    raise from_rpc_error(exc, f"SecAgg coordinator at {self.address} ({what})") from None
+
+            if not self._withholds_membership:
+                # A coordinator older than the flag ignores it, and creating the round would already publish its
+                # members (the secret sample): asked first with a round of stand-in ids nobody joins
+                probe = spb.SecAggRoundParams(round_id=f"fedavg-{self.tag}-probe", client_ids=[1, 2], threshold=2,
+                                              vector_length=1, stage_deadline_s=1.0, join_deadline_s=1.0,
+                                              sum_to_operator_only=True, withhold_membership=True)
+                if not create(probe, "CreateRound of a probe").params.withhold_membership:
+                    raise MpcnetError(f"SecAgg coordinator at {self.address} would publish FedAvg rounds' members "
+                                      "on its event bus (it does not know withhold_membership: upgrade it); no round "
+                                      "of this run was created")
+                self._withholds_membership = True
+            reply = create(params, "CreateRound")
             if not reply.params.sum_to_operator_only:  # a coordinator older than the flag ignores it
                 raise MpcnetError(f"SecAgg coordinator at {self.address} would give round {reply.round_id}'s sum to "
                                   "its clients (it does not know sum_to_operator_only: upgrade it); no client joined")
-            if not reply.params.withhold_membership:
-                raise MpcnetError(f"SecAgg coordinator at {self.address} would publish round {reply.round_id}'s "
-                                  "members on its event bus (it does not know withhold_membership: upgrade it); no "
-                                  "client joined")
 
             def inputs(cid: int, _p: Any, enc: Any) -> Any:
                 u = by_id[cid]

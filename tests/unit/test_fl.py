@@ -3,6 +3,8 @@ splits, the models' gradients, L2 clipping and the plain weighted mean."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -393,3 +395,38 @@ def test_a_client_without_samples_is_refused_naming_it() -> None:
     with pytest.raises(InvalidInput, match=r"client\(s\) \[3\] hold no training samples"):
         fedavg.run_fedavg(model, models.SgdTrainer(model), ds, parts, fedavg.FedAvgConfig(rounds=1),
                           fedavg.PlainAggregator())
+
+
+def test_fedavg_refuses_a_coordinator_that_would_publish_the_members_before_it_creates_a_round() -> None:
+    """An older coordinator ignores withhold_membership, and creating a round already publishes its members: the
+    aggregator asks with a stand-in round first, so the sampled ids never reach such a coordinator."""
+    from concurrent import futures
+
+    import grpc
+
+    from mpcnet.errors import MpcnetError
+    from mpcnet.v1 import secagg_pb2 as spb
+    from mpcnet.v1 import secagg_pb2_grpc as spbg
+
+    created: list[list[int]] = []
+
+    class OlderCoordinator(spbg.SecAggServicer):
+        def CreateRound(self, request: Any, context: Any) -> Any:
+            created.append(list(request.params.client_ids))
+            p = spb.SecAggRoundParams()
+            p.CopyFrom(request.params)
+            p.ClearField("withhold_membership")  # what a coordinator without the field echoes
+            return spb.SecAggCreateRoundReply(round_id=p.round_id, params=p)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    spbg.add_SecAggServicer_to_server(OlderCoordinator(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        agg = fedavg.SecAggAggregator(f"127.0.0.1:{port}", (), clip=1.0, max_total_samples=100)
+        updates = [fedavg.Update(c, np.zeros(4), 10) for c in (17, 23, 42)]
+        with pytest.raises(MpcnetError, match="would publish FedAvg rounds' members .* upgrade it"):
+            agg.aggregate(1, updates, [])
+    finally:
+        server.stop(None)
+    assert created == [[1, 2]]  # the probe's stand-in ids only, never the sample 17, 23, 42
