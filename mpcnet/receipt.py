@@ -183,11 +183,11 @@ def fedavg_receipt(run: str, aggregator: str, rounds: list[dict[str, Any]], clie
                      "(central DP, a trusted noise-adder)" if aggregator == "secagg" else
                      "the FedAvg server adds the noise to the sum it computed in the clear: it sees every update "
                      "and the un-noised aggregate (central DP, a trusted noise-adder)")
-        against_clients = epsilon_against_clients(dp) if aggregator == "secagg" else None
+        against_clients = epsilon_against_clients(dp, small_rounds_delta) if aggregator == "secagg" else None
         if aggregator == "secagg":
             trust.append("the epsilon holds against readers of the released model; each round's clients learn who "
                          "else was sampled (not the round's sum: the coordinator gives it to the FedAvg server "
-                         "only), " + (_clients_epsilon(against_clients, dp.delta) if against_clients else
+                         "only), " + (_clients_epsilon(against_clients) if against_clients else
                                       "which costs nothing at a sampling rate of 1, ")
                          + "and, where the SecAgg coordinator is not the trusted server itself, the coordinator "
                          "sees each round's un-noised sum: central DP trusts it like the server")
@@ -239,12 +239,15 @@ SURVIVORS_CONNECTED = ("a round is unmasked only when its survivors are connecte
                        "neighbours (Bell et al.; the default degree)")
 
 
-def _clients_epsilon(against: dict[str, float], delta: float) -> str:
+def _clients_epsilon(against: dict[str, Any]) -> str:
     """What a central-DP run's participants can learn, in words (mpcnet.fl.privacy.epsilon_against_clients)."""
+    if "not_computed" in against:
+        return f"so against them the epsilon is larger (not computed: {against['not_computed']}), "
+    one, pooled = against["one_client"], against["all_other_clients"]
     return ("so against them the amplification by sampling partly fails: epsilon "
-            f"{against['one_client']:.4g} against one client, {against['all_other_clients']:.4g} against all the "
-            f"other clients pooling what they saw (at delta {delta:g}; the ledger charges the epsilon against "
-            "readers of the model), ")
+            f"{one['epsilon']:.4g} (delta {one['delta']:.3g}) against one client, {pooled['epsilon']:.4g} (delta "
+            f"{pooled['delta']:.3g}) against all the other clients pooling what they saw (the ledger charges the "
+            "epsilon against readers of the model), ")
 
 
 def secret_sample(dp: Any) -> bool:

@@ -203,11 +203,13 @@ def render(r: dict[str, Any]) -> list[str]:
             if dp.get(key):
                 out.append(f"    {key}: {dp[key]}")
         against = dp.get("epsilon_against_clients")
-        if isinstance(against, dict) and all(isinstance(against.get(k), (int, float))
-                                             for k in ("one_client", "all_other_clients")):
+        pairs: list[Any] = ([against.get(k) for k in ("one_client", "all_other_clients")]
+                            if isinstance(against, dict) else [])
+        if pairs and all(isinstance(p, dict) and all(isinstance(p.get(k), (int, float)) for k in ("epsilon", "delta"))
+                         for p in pairs):
             out.append(f"    against the run's own clients (they see who was sampled): epsilon "
-                       f"{against['one_client']:.4g} against one, {against['all_other_clients']:.4g} against all the "
-                       "others pooled")
+                       f"{pairs[0]['epsilon']:.4g} (delta {pairs[0]['delta']:.3g}) against one, "
+                       f"{pairs[1]['epsilon']:.4g} (delta {pairs[1]['delta']:.3g}) against all the others pooled")
         elif against is not None:
             out.append(f"    epsilon against clients: {_plain(against)}")
         out += _unknown(dp, _DP_KEYS, "    ")

@@ -101,10 +101,13 @@ def calibrate(epsilon: float, delta: float, rounds: int, sampling_rate: float, c
     return CentralDp(epsilon, delta, hi, rounds, sampling_rate, clip)
 
 
-def epsilon_against_clients(dp: CentralDp) -> dict[str, float] | None:
-    """epsilon at ``dp.delta`` against the run's own clients, when it counts on amplification by sampling:
-    {"one_client": ..., "all_other_clients": ...}; None when it does not (sampling rate 1, or no noise) or when
-    the installed dp-accounting does not expose its RDP curve.
+def epsilon_against_clients(dp: CentralDp,
+                            small_rounds_delta: float = 0.0) -> dict[str, dict[str, float] | str] | None:
+    """(epsilon, delta) against the run's own clients, when it counts on amplification by sampling:
+    {"one_client": {"epsilon", "delta"}, "all_other_clients": {"epsilon", "delta"}}, or {"not_computed": why}
+    when the installed dp-accounting does not expose its RDP curve; None when the run does not count on sampling
+    (sampling rate 1, or no noise).  ``small_rounds_delta``: what skipped rounds add to the model's delta,
+    (1 + e^epsilon) P(a round is too small) (:func:`small_round_delta`).
 
     A client sampled in a round learns the round's members (SecAgg needs them), so it knows whether the target
     was sampled.  Per round each adversary sees a "type" drawn independently of the data, then the round's output
@@ -114,7 +117,10 @@ def epsilon_against_clients(dp: CentralDp) -> dict[str, float] | None:
       * one client: both sampled (q^2), a Gaussian round; it alone (q (1 - q)), nothing; it not sampled (1 - q),
         the Poisson-sampled round, as for any reader of the model.
     The per-type RDP curves, the composition over rounds and the conversion to (epsilon, delta) are
-    dp-accounting's; only the mixture above is written here."""
+    dp-accounting's; only the mixture above is written here.  A skipped round tells one client, not sampled
+    itself, that the round was small, so its delta carries the same total-variation term as the model's at its own
+    epsilon: (1 + e^epsilon_one) P(a round is too small); the pooled clients see the sample and the drops, which
+    decide a skip, so theirs does not."""
     if dp.noise_multiplier <= 0 or dp.sampling_rate >= 1 or math.isinf(dp.epsilon):
         return None
     from dp_accounting import dp_event
@@ -130,7 +136,9 @@ def epsilon_against_clients(dp: CentralDp) -> dict[str, float] | None:
     q, gaussian = dp.sampling_rate, dp_event.GaussianDpEvent(dp.noise_multiplier)
     full, sampled = curve(gaussian), curve(dp_event.PoissonSampledDpEvent(q, gaussian))
     if full is None or sampled is None:
-        return None
+        import dp_accounting
+        return {"not_computed": f"dp-accounting {getattr(dp_accounting, '__version__', '?')} does not expose its "
+                                "RDP curve (RdpAccountant._orders / _rdp)"}
     orders, g = full
     none = np.zeros_like(g)
 
@@ -139,8 +147,10 @@ def epsilon_against_clients(dp: CentralDp) -> dict[str, float] | None:
         eps, _ = rdp_privacy_accountant.compute_epsilon(orders, dp.rounds * per_round, dp.delta)
         return float(eps)
 
-    return {"one_client": epsilon([q * q, q * (1 - q), 1 - q], [g, none, sampled[1]]),
-            "all_other_clients": epsilon([q, 1 - q], [g, none])}
+    one = epsilon([q * q, q * (1 - q), 1 - q], [g, none, sampled[1]])
+    p_small = small_rounds_delta / (1 + math.exp(min(dp.epsilon, 700.0)))
+    return {"one_client": {"epsilon": one, "delta": dp.delta + min(1.0, (1 + math.exp(min(one, 700.0))) * p_small)},
+            "all_other_clients": {"epsilon": epsilon([q, 1 - q], [g, none]), "delta": dp.delta}}
 
 
 def small_round_delta(dp: CentralDp, n_clients: int, too_small: Callable[[int, int], bool],

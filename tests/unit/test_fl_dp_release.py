@@ -251,29 +251,48 @@ def test_the_clients_who_see_the_sample_get_the_epsilon_of_the_rounds_the_target
     that was (Gaussian RDP a / (2 z^2) per round), computed here apart from the library's curves."""
     from dp_accounting.rdp import rdp_privacy_accountant
 
+    from mpcnet.receipt_cli import render
+
     dp = privacy.calibrate(8.0, 1e-5, rounds, q, 1.0)
     against = privacy.epsilon_against_clients(dp)
     assert against is not None
+    one, pooled = against["one_client"], against["all_other_clients"]
+    assert isinstance(one, dict) and isinstance(pooled, dict)
     z = dp.noise_multiplier
     orders = np.array(rdp_privacy_accountant.DEFAULT_RDP_ORDERS, dtype=float)
     k = np.arange(rounds + 1)
     log_pk = stats.binom.logpmf(k, rounds, q)
     rdp = np.array([np.logaddexp.reduce(log_pk + (a - 1) * k * a / (2 * z * z)) / (a - 1) for a in orders])
-    pooled, _ = rdp_privacy_accountant.compute_epsilon(orders, rdp, dp.delta)
-    assert against["all_other_clients"] == pytest.approx(pooled, rel=1e-6)
+    expected, _ = rdp_privacy_accountant.compute_epsilon(orders, rdp, dp.delta)
+    assert pooled["epsilon"] == pytest.approx(expected, rel=1e-6) and pooled["delta"] == one["delta"] == dp.delta
     # one client sees less than all of them, more than a reader of the model; nobody more than R Gaussian rounds
-    assert dp.epsilon < against["one_client"] < against["all_other_clients"]
-    assert against["all_other_clients"] < privacy.epsilon_spent(z, dp.delta, rounds, 1.0)
-    # the receipt gives both numbers and says so in its trust assumptions; at a sampling rate of 1 there is no loss
+    assert dp.epsilon < one["epsilon"] < pooled["epsilon"] < privacy.epsilon_spent(z, dp.delta, rounds, 1.0)
+    # skipped rounds: the pooled clients see why (the sample), one client pays (1 + e^eps_one) P(skip) in delta
+    small = 1e-7
+    skipping = privacy.epsilon_against_clients(dp, small)
+    assert skipping is not None and skipping["all_other_clients"] == pooled
+    assert skipping["one_client"]["delta"] == pytest.approx(  # type: ignore[index]
+        dp.delta + (1 + math.exp(one["epsilon"])) * small / (1 + math.exp(dp.epsilon)))
+    # the receipt gives both, and says so in its trust assumptions and its rendering
     receipt = fedavg_receipt("r", "secagg", [], 20, dp, None)
     assert receipt["differential_privacy"]["epsilon_against_clients"] == against
-    assert any(f"{against['all_other_clients']:.4g} against all the other clients" in t
+    assert any(f"{pooled['epsilon']:.4g} (delta {dp.delta:.3g}) against all the other clients" in t
                for t in receipt["trust_assumptions"])
-    from mpcnet.receipt_cli import render
-    assert (f"epsilon {against['one_client']:.4g} against one, {against['all_other_clients']:.4g} against all the "
-            "others pooled") in "\n".join(render({**receipt, "run": "r"}))
+    assert (f"epsilon {one['epsilon']:.4g} (delta {one['delta']:.3g}) against one, {pooled['epsilon']:.4g}"
+            in "\n".join(render(receipt)))
+    # at a sampling rate of 1 nothing is amplified, and a plain (in the clear) run's clients see no roster
     assert privacy.epsilon_against_clients(privacy.calibrate(8.0, 1e-5, rounds, 1.0, 1.0)) is None
     assert "epsilon_against_clients" not in fedavg_receipt("r", "plain", [], 20, dp, None)["differential_privacy"]
+
+
+def test_a_receipt_says_when_the_clients_epsilon_could_not_be_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dp-accounting without the RDP curve must not turn into a receipt saying the roster costs nothing."""
+    dp = privacy.calibrate(8.0, 1e-5, 10, 0.3, 1.0)
+    monkeypatch.setattr(privacy, "_accountant", lambda: type("Opaque", (), {"compose": lambda self, event: None})())
+    against = privacy.epsilon_against_clients(dp)
+    assert against is not None and "not_computed" in against
+    trust = " ".join(fedavg_receipt("r", "secagg", [], 20, dp, None)["trust_assumptions"])
+    assert "the epsilon is larger (not computed: dp-accounting" in trust and "costs nothing" not in trust
 
 
 def test_each_models_receipt_gives_its_own_spend_beside_the_runs() -> None:
