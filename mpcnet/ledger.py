@@ -377,7 +377,8 @@ class EpsilonLedger:
                            f"`mpcnet ledger budget --ledger {self.path} --dataset {dataset} --epsilon E --delta D`",
                            dataset)
         eps, dl = self.spent(dataset)
-        return b[0] - eps, b[1] - dl
+        # what float rounding leaves of an exhausted budget is 0, for refusing as for showing: one definition
+        return shown_balance(b[0] - eps, b[1] - dl)
 
     def charge(self, dataset: str, name: str, mechanism: str, params: Mapping[str, Any], epsilon: float,
                delta: float) -> Release:
@@ -409,7 +410,7 @@ class EpsilonLedger:
                     self.db.execute("INSERT INTO budgets VALUES (?, ?, ?, ?)",
                                     (dataset, default_budget[0], default_budget[1], time.time()))
                 eps_left, dl_left = self.remaining(dataset)
-                # (an exhausted budget takes nothing more, however little: the tolerances are for float sums)
+                # (an exhausted budget -- 0 left, rounding included -- takes nothing more, however little)
                 if (epsilon > eps_left + 1e-12 or delta > dl_left + 1e-15 or (epsilon > 0 and eps_left <= 0)
                         or (delta > 0 and dl_left <= 0)):
                     # the balance before this request (its earlier releases are rolled back with the refusal),

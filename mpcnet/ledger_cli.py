@@ -43,7 +43,7 @@ def ledger_main(args: argparse.Namespace) -> int:
         with EpsilonLedger(args.ledger, create=args.ledger_command == "budget") as ledger:
             if args.ledger_command == "budget":
                 ledger.set_budget(args.dataset, args.epsilon, args.delta)
-                eps, dl = shown_balance(*ledger.remaining(args.dataset))
+                eps, dl = ledger.remaining(args.dataset)
                 console.print(f"dataset {args.dataset}: budget epsilon {args.epsilon:g}, delta {args.delta:g}; "
                               f"{eps:g} / {dl:g} left")
                 return 0

@@ -299,7 +299,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
             small_delta: float = 0.0) -> dict[str, Any]:
     """Spend the run's budget before it starts: one release per aggregator run (each publishes a model)."""
-    from mpcnet.ledger import EpsilonLedger, NoBudget, default_path, shown_balance
+    from mpcnet.ledger import EpsilonLedger, NoBudget, default_path
     builtin = f"sklearn:{args.dataset}"
     key = args.ledger_dataset or builtin
     # Only the built-in key gets a budget on its first run: any other key is typed by hand, and a typo would
@@ -345,9 +345,8 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
             assert budget is not None
             console.print(f"ledger: dataset {key} gets the budget epsilon {budget[0]:g}, delta {budget[1]:g}")
         eps, dl = ledger.remaining(key)
-        shown_eps, shown_dl = shown_balance(eps, dl)
         console.print(f"ledger {ledger.path}: {key} spent epsilon {len(kinds) * dp.epsilon:g} for this run; "
-                      f"{shown_eps:g}, delta {shown_dl:g} left")
+                      f"{eps:g}, delta {dl:g} left")
         return {"dataset": key, "path": str(ledger.path),
                 "spent_by_this_run": [len(kinds) * dp.epsilon, len(kinds) * (dp.delta + small_delta)],
                 "remaining": [eps, dl]}

@@ -369,20 +369,24 @@ def test_an_sqlite_failure_after_the_open_is_the_ledgers_own_error_naming_the_fi
             led.releases()
 
 
-def test_an_exactly_spent_budget_shows_nothing_left_and_takes_no_more(tmp_path: Path) -> None:
+@pytest.mark.parametrize("budget, charges", [(0.3, 3), (1.0, 10)])
+def test_an_exactly_spent_budget_shows_nothing_left_and_takes_no_more(tmp_path: Path, budget: float,
+                                                                       charges: int) -> None:
     """0.3 spent as 3 x 0.1 left -5.6e-17 (`ledger show`: 'left -1.00031e-13' after one more tiny charge, which
-    the tolerance for float sums let through on an exhausted budget)."""
+    the tolerance for float sums let through on an exhausted budget); 1.0 as 10 x 0.1 leaves +1.1e-16, shown as
+    0 yet open to a charge of 1e-12.  Every reader of the balance (receipts included) gets 0."""
     path = tmp_path / "l.sqlite"
     with EpsilonLedger(path) as led:
-        led.set_budget("d", 0.3, 0.0)
-        for i in range(3):
+        led.set_budget("d", budget, 0.0)
+        for i in range(charges):
             led.charge("d", f"q{i}", "laplace", {}, 0.1, 0.0)
-        assert led.remaining("d")[0] < 0  # float rounding, what the display must not show
-        with pytest.raises(BudgetExceeded, match="which has epsilon 0, delta 0 left"):
-            led.charge("d", "q3", "laplace", {}, 1e-13, 0.0)
+        assert led.remaining("d") == (0.0, 0.0)
+        for tiny in (1e-13, 1e-12, 4e-10):
+            with pytest.raises(BudgetExceeded, match="which has epsilon 0, delta 0 left"):
+                led.charge("d", "one more", "laplace", {}, tiny, 0.0)
     shown = subprocess.run([sys.executable, "-m", "mpcnet.cli", "ledger", "--ledger", str(path), "show"],
                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
-    assert shown.returncode == 0 and "spent 0.3, 0; left 0, 0" in " ".join(shown.stdout.split())
+    assert shown.returncode == 0 and f"spent {budget:g}, 0; left 0, 0" in " ".join(shown.stdout.split())
 
 
 def test_a_new_ledger_is_readable_by_its_owner_only_and_appears_whole(tmp_path: Path) -> None:
