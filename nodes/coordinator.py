@@ -367,10 +367,21 @@ class CoordinatorService(pbg.CoordinatorServicer):
         # DP releases spend from the epsilon ledger before anything runs; a refusal leaves the job open.  The state
         # moves off "open" before the first await, so a concurrent RunJob of the same job cannot charge twice.
         privacy = None
+        left_mid_charge = False
         if plan.releases:
             job.state = "charging"
+            # shielded: the ledger write runs in a thread, which no cancellation stops.  A caller leaving mid-charge
+            # (its deadline, while the ledger is busy) must not leave a landed charge behind an open job, which a
+            # retry would charge again: the charge is waited for, and once it landed the job fails with its receipt
+            charging = asyncio.ensure_future(self.charge_releases(job, plan, caller))
             try:
-                privacy = await self.charge_releases(job, plan, caller)
+                privacy = await asyncio.shield(charging)
+            except asyncio.CancelledError:
+                await asyncio.wait({charging})
+                if charging.cancelled() or charging.exception() is not None:
+                    job.state = "open"
+                    raise
+                privacy, left_mid_charge = charging.result(), True
             except BaseException:
                 job.state = "open"
                 raise
@@ -384,6 +395,8 @@ class CoordinatorService(pbg.CoordinatorServicer):
                 # charge, and its receipt must say so rather than the job seem to have cost nothing
                 job.receipt = json.dumps({**receipt, "outcome": NOT_YET_RUN}, indent=2)
             self.persist(job)
+            if left_mid_charge:
+                raise asyncio.CancelledError  # failed below, keeping the receipt of its charge
             batch = await self.create_batch(job, plan)
             self.persist(job, batch.batch_id)
             exe = pb.ExecuteRequest(job_id=job.job_id, program=request.program, plan_digest=plan.digest,

@@ -259,6 +259,43 @@ def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cl
     assert res.receipt["differential_privacy"]["releases"][0]["epsilon"] == pytest.approx(1.0)
 
 
+def test_a_caller_leaving_mid_charge_leaves_a_failed_job_with_the_receipt_of_its_charge(cluster: LocalCluster) -> None:
+    """The ledger write runs in a thread nothing can stop: when the caller's deadline passes while the ledger is
+    busy, the charge still lands once the other writer lets go.  The job must then fail with a receipt of the
+    charge -- not go back to open, where a retry would charge again (from a review)."""
+    import sqlite3
+    import time
+
+    from mpcnet.errors import MpcnetError
+    alice = mpcnet.connect(cluster.coordinator, unique("alice"), job_timeout_s=2)
+    job = alice.create_job()
+    alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+    prog = mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name])
+    path = cluster.workdir / "coordinator" / "epsilon-ledger.sqlite"
+    with _ledger(cluster):
+        pass  # the file exists (the coordinator makes it at its first charge)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(MpcnetError):  # the caller's 2 s pass within the ledger's 10 s busy wait
+            alice.run(job, prog)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    deadline = time.monotonic() + 20
+    while alice.job(job).state not in ("failed", "open") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    info = alice.job(job)
+    assert info.state == "failed"
+    assert "cancelled by the caller) before its nodes were told to run" in json.loads(info.receipt_json)["outcome"]
+    with _ledger(cluster) as led:
+        assert [r.name for r in led.releases(f"party:{alice.name}")] == [f"{job}/n"]  # charged once
+    with pytest.raises(MpcnetError):  # and not again: the job is over
+        mpcnet.connect(cluster.coordinator, alice.name).run(job, prog)
+    with _ledger(cluster) as led:
+        assert len(led.releases(f"party:{alice.name}")) == 1
+
+
 def test_a_charged_job_that_fails_before_its_nodes_run_keeps_a_receipt_of_its_charge(tmp_path) -> None:
     """The receipt is journalled with the charge: with the dealer down the job fails after its releases were
     charged and before any node ran (a review found the ledger's charge with no receipt behind it, and `mpcnet
