@@ -61,8 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "cap fixed before looking at the data (default 0: every client weight 1)")
     p.add_argument("--seed", default="mpcnet-fl", help="seeds the split, initial weights and minibatch order (and "
                    "the clients sampled, except under central DP with noise, whose sample comes from OS entropy)")
-    p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes, each final model "
-                   "and its privacy receipt) as JSON here")
+    p.add_argument("--out", default=None, help="write the run (accuracy per round, outcomes, privacy receipts) "
+                   "as JSON here, and each released model beside it as <stem>.<aggregator>.npy")
 
 
 def fedavg_main(args: argparse.Namespace) -> int:
@@ -264,9 +264,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
                   for r, o in zip(rounds, h.rounds)]
         # the run's JSON leaves with the model, as the receipt does: the same counts-only rounds when the sample is
         # secret
-        # the released model itself beside its receipt (what the receipt is about)
         runs[k] = {"accuracy": h.accuracy, "rounds": public_rounds(rounds, dp),
-                   "model": None if h.params is None else h.params.tolist(),
                    "receipt": fedavg_receipt(f"fedavg-{k}", k, rounds, args.clients, dp,
                                              _model_ledger(ledger_state, k, dp, small_delta),
                                              graph=args.graph, weight_cap=args.weight_cap,
@@ -285,6 +283,9 @@ def fedavg_main(args: argparse.Namespace) -> int:
             # The centralised reference is a model of the pooled data without DP: its accuracy is not released
             # with a DP run (it is printed on the operator's console above)
             reference: Any = central if dp is None else "withheld: a non-private model of the pooled data"
+            for k, h in histories.items():  # each released model beside --out, named with its digest in the run
+                if h.params is not None:
+                    runs[k]["model"] = _save_model(Path(args.out), k, h.params)
             Path(args.out).write_text(json.dumps(strict_json({
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
                 "centralised": reference, "runs": runs}), indent=1, default=str, allow_nan=False))
@@ -292,8 +293,19 @@ def fedavg_main(args: argparse.Namespace) -> int:
             errors.print(f"[red]mpcnet fedavg: --out {args.out} could not be written ({exc.strerror or exc}); the "
                           "receipts' summaries are printed above[/]")
             return 1
-        console.print(f"written to {args.out} (the models with their receipts)")
+        console.print(f"written to {args.out}, with the models its receipts are about beside it ("
+                      + ", ".join(run["model"]["file"] for run in runs.values() if "model" in run) + ")")
     return 0
+
+
+def _save_model(out: Path, kind: str, params: Any) -> dict[str, Any]:
+    """Write a released model as ``<out stem>.<kind>.npy`` beside ``--out``; what the run file says of it."""
+    import hashlib
+
+    import numpy as np
+    path = out.with_name(f"{out.stem}.{kind}.npy")
+    np.save(path, np.asarray(params, dtype=np.float64), allow_pickle=False)
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parameters": len(params)}
 
 
 def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,

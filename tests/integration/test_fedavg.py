@@ -3,6 +3,7 @@ are SecAgg dropouts, a round below threshold is skipped with the model unchanged
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -109,7 +110,12 @@ def test_fedavg_cli_runs_both_aggregators_and_writes_the_run(tmp_path: Path) -> 
     assert "percentage points apart" in proc.stdout
     ds, m, _, _ = setup()  # the command's defaults: breast-cancer data, softmax regression
     for kind in ("secagg", "plain"):  # each released model is stored beside its receipt, and is the one measured
-        params = np.array(run["runs"][kind]["model"])
+        stored = run["runs"][kind]["model"]
+        assert stored["file"] == f"run.{kind}.npy"
+        raw = (tmp_path / stored["file"]).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == stored["sha256"]
+        params = np.load(tmp_path / stored["file"])
+        assert len(params) == stored["parameters"] == m.n_params
         assert fedavg.accuracy(m, params, ds.x_test, ds.y_test) == run["runs"][kind]["accuracy"][-1]
         assert run["runs"][kind]["receipt"]["released"] == "the final global model"
 
