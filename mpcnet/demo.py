@@ -295,6 +295,7 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
     try:
         from mpcnet.fl import data as fldata
         from mpcnet.fl import fedavg, models
+        from mpcnet.fl.cli import DEFAULT_BUDGET, ledger_release
         from mpcnet.fl.distributed_dp import calibrate_distributed
         from mpcnet.ledger import EpsilonLedger
         from mpcnet.receipt import fedavg_receipt
@@ -315,11 +316,10 @@ def _federated(cluster: LocalCluster, console: Console) -> int:
     # receipt and the model (a new directory each run: the demo never spends a real ledger's budget)
     store = Path(tempfile.mkdtemp(prefix="mpcnet-demo-"))
     key = "sklearn:breast_cancer"
+    mechanism, release = ledger_release(ddp, clients, "logreg", key)
     with EpsilonLedger(store / "ledger.sqlite") as ledger:
-        ledger.charge_all([(key, "demo-fedavg", "skellam (distributed DP, RDP accounting)",
-                            {"noise_multiplier": ddp.noise_multiplier, "mu": ddp.mu, "clip": clip, "rounds": rounds,
-                             "min_contributors": ddp.min_contributors, "clients": clients, "model": "logreg"},
-                            ddp.epsilon, ddp.delta)], default_budget=(10.0, 1e-4))
+        ledger.charge_all([(key, "demo-fedavg", mechanism, release, ddp.epsilon, ddp.delta)],
+                          default_budget=DEFAULT_BUDGET)
         remaining = list(ledger.remaining(key))
     charged = {"dataset": key, "path": str(ledger.path), "spent_by_this_model": [ddp.epsilon, ddp.delta],
                "remaining": remaining}

@@ -79,7 +79,7 @@ def ledger_main(args: argparse.Namespace) -> int:
     except MpcnetError as exc:
         errors.print(f"[red]mpcnet ledger: {exc}[/]")
         return 2
-    except sqlite3.Error as exc:  # a file that opened as SQLite but holds something else
+    except sqlite3.Error as exc:  # a fallback: the ledger wraps SQLite's errors as LedgerUnusable
         errors.print(f"[red]mpcnet ledger: {args.ledger or 'the ledger'} cannot be read as an epsilon ledger: "
                       f"{exc}[/]")
         return 2

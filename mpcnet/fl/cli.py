@@ -203,7 +203,7 @@ def fedavg_main(args: argparse.Namespace) -> int:
         if dp is not None and dp.noise_multiplier > 0:
             try:
                 ledger_state = _charge(args, dp, kinds, console, small_delta)
-            except sqlite3.Error as exc:  # opened as an SQLite ledger, then failed (a charge in flight rolls back)
+            except sqlite3.Error as exc:  # a fallback: the ledger wraps SQLite's errors as LedgerUnusable
                 errors.print(f"[red]mpcnet fedavg: the epsilon ledger {escape(str(args.ledger or default_path()))} "
                               f"cannot be used: {escape(str(exc))} (`mpcnet ledger show` tells what it holds)[/]")
                 return 2
@@ -298,6 +298,20 @@ def fedavg_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def ledger_release(dp: Any, clients: int, model: str, data: str) -> tuple[str, dict[str, Any]]:
+    """A FedAvg model's ledger row: its mechanism and parameters (``data``: what was trained on, whatever the
+    ledger key)."""
+    from mpcnet.fl.distributed_dp import DistributedDp
+    if isinstance(dp, DistributedDp):
+        return "skellam (distributed DP, RDP accounting)", {
+            "noise_multiplier": dp.noise_multiplier, "mu": dp.mu, "min_contributors": dp.min_contributors,
+            "scale": dp.scale, "l2": dp.l2, "clip": dp.clip, "rounds": dp.rounds, "clients": clients, "model": model,
+            "data": data}
+    return "gaussian (central DP, RDP accounting)", {
+        "noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
+        "sampling_rate": dp.sampling_rate, "clients": clients, "model": model, "data": data}
+
+
 def _save_model(out: Path, kind: str, params: Any) -> dict[str, Any]:
     """Write a released model as ``<out stem>.<kind>.npy`` beside ``--out``; what the run file says of it."""
     import hashlib
@@ -334,17 +348,7 @@ def _charge(args: argparse.Namespace, dp: Any, kinds: list[str], console: Any,
         if existing is not None and args.budget is not None and tuple(args.budget) != existing:
             console.print(f"ledger: --budget not applied: dataset {key} already has the budget epsilon "
                           f"{existing[0]:g}, delta {existing[1]:g} (`mpcnet ledger budget` changes it)")
-        from mpcnet.fl.distributed_dp import DistributedDp
-        if isinstance(dp, DistributedDp):
-            mechanism = "skellam (distributed DP, RDP accounting)"
-            params = {"noise_multiplier": dp.noise_multiplier, "mu": dp.mu, "min_contributors": dp.min_contributors,
-                      "scale": dp.scale, "l2": dp.l2, "clip": dp.clip, "rounds": dp.rounds,
-                      "clients": args.clients, "model": args.model}
-        else:
-            mechanism = "gaussian (central DP, RDP accounting)"
-            params = {"noise_multiplier": dp.noise_multiplier, "clip": dp.clip, "rounds": dp.rounds,
-                      "sampling_rate": dp.sampling_rate, "clients": args.clients, "model": args.model}
-        params["data"] = builtin  # what was trained on, whatever the key
+        mechanism, params = ledger_release(dp, args.clients, args.model, builtin)
         # the default budget is set in the same transaction as the charge: two first runs started together
         # cannot both set one (the later silently replacing the earlier's), nor charge against none
         if small_delta:

@@ -66,13 +66,13 @@ class Aggregator(Protocol):
 
 
 def clip_l2(v: Vector, bound: float) -> Vector:
-    peak = float(np.max(np.abs(v))) if len(v) else 0.0
-    if peak == 0:
-        return v
-    # through v / peak: the squares of a finite update past ~1e154 overflow, and bound / inf would zero it
-    unit = v / peak
-    norm = float(np.linalg.norm(unit))
-    return v if peak * norm <= bound else unit * (bound / norm)
+    with np.errstate(over="ignore"):
+        norm = float(np.linalg.norm(v))
+    if math.isinf(norm) and np.all(np.isfinite(v)):
+        # the squares of a finite update past ~1e154 overflow: through v / max|v|, or bound / inf would zero it
+        unit = v / np.max(np.abs(v))
+        return unit * (bound / float(np.linalg.norm(unit)))
+    return v if norm <= bound or norm == 0 else v * (bound / norm)
 
 
 def weighted_mean(weights: Sequence[float], vectors: Sequence[Vector]) -> Vector:
