@@ -636,7 +636,7 @@ class SecAggService(spbg.SecAggServicer):
 
     async def _abort(self, rnd: _Round, stage: Stage, reason: str) -> None:
         # who dropped and who had sent a masked input go to the journal, for the round's receipt: a round mostly
-        # aborts because clients dropped (the event below carries no membership, as withhold_membership asks)
+        # aborts because clients dropped (the event below carries neither list)
         aborted = spb.SecAggAborted(
             stage=stage.value, reason=reason, participants_recorded=True,
             dropped=[spb.SecAggDropout(client_id=c, stage=s.value) for c, s in sorted(rnd.dropouts.items())],
