@@ -364,14 +364,10 @@ class SecAggService(spbg.SecAggServicer):
     async def _answer(self, rnd: _Round, cid: int, request: spb.SecAggNextRequest,
                       context: grpc.aio.ServicerContext) -> spb.SecAggNextReply:
         """One Next request of an authenticated, registered client: record its answer, wait for what comes next."""
-        if request.want_result and not request.stage_answered and rnd.sum_to_operator_only:
-            raise PermissionDenied(f"round {rnd.round_id}, client {cid}: this round gives its sum to the operator "
-                                   "only (sum_to_operator_only); join without want_result")
+        self._check_join(rnd, cid, request)
         if rnd.state != "running":
             return self._outcome(rnd, request.want_result)
         if not request.stage_answered:
-            if request.response:
-                raise InvalidInput("a join call (empty stage_answered) must not carry a response")
             answered = -1
         else:
             try:
@@ -387,6 +383,18 @@ class SecAggService(spbg.SecAggServicer):
         if answered == -1:
             reply.params.CopyFrom(rnd.proto_params())
         return reply
+
+    @staticmethod
+    def _check_join(rnd: _Round, cid: int, request: spb.SecAggNextRequest) -> None:
+        """What a join (empty stage_answered) may not ask: refused before a Session counts as the client's open
+        connection, so that the client can join again as the message says (not be taken for gone)."""
+        if request.stage_answered:
+            return
+        if request.want_result and rnd.sum_to_operator_only:
+            raise PermissionDenied(f"round {rnd.round_id}, client {cid}: this round gives its sum to the operator "
+                                   "only (sum_to_operator_only); join without want_result")
+        if request.response:
+            raise InvalidInput("a join call (empty stage_answered) must not carry a response")
 
     @servicer_errors
     async def GetResult(self, request: spb.SecAggGetResultRequest,
@@ -460,6 +468,7 @@ class SecAggService(spbg.SecAggServicer):
             return  # the client closed before saying anything: nothing to answer
         cid = first.client_id
         rnd = self._client_round(first.round_id, cid, context)
+        self._check_join(rnd, cid, first)
         if rnd.state != "running":
             yield self._outcome(rnd, first.want_result)
             return
@@ -596,6 +605,10 @@ class SecAggService(spbg.SecAggServicer):
             return self._outcome(rnd, want_result)
         stage = rnd.stages[target]
         if target < rnd.open_index or (target == rnd.open_index and not rnd.accepting):
+            if target == 0 and cid in rnd.responses.get(stage, {}):  # a second join: the client is still in
+                raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: joined already ({stage.value} is "
+                                         "closed); the client is still in the round: answer the stage its last "
+                                         "reply named")
             raise FailedPrecondition(f"round {rnd.round_id}, client {cid}: {stage.value} closed already; "
                                      "the client is a dropout of this round")
         request = rnd.requests.get(stage, {}).get(cid)

@@ -52,9 +52,9 @@ async def coordinator(service_cls: type[SecAggService] = SecAggService
 
 
 async def create(stub: spbg.SecAggStub, ids: list[int], t: int, join_s: float, stage_s: float = 20.0,
-                 length: int = 4) -> tuple[str, dict[int, str]]:
+                 length: int = 4, operator_only: bool = False) -> tuple[str, dict[int, str]]:
     params = spb.SecAggRoundParams(client_ids=ids, threshold=t, vector_length=length, stage_deadline_s=stage_s,
-                                   join_deadline_s=join_s)
+                                   join_deadline_s=join_s, sum_to_operator_only=operator_only)
     reply = await stub.CreateRound(spb.SecAggCreateRoundRequest(params=params), timeout=10,
                                    metadata=((CLUSTER_AUTH_KEY, SECRET),))
     return reply.round_id, dict(reply.client_tokens)
@@ -146,5 +146,35 @@ def test_a_request_that_fails_to_encode_makes_its_client_a_dropout_not_a_wait(mo
             expected = sum(derive_input("encode-fault", c, 8, 32) for c in (1, 3, 4)) & np.uint64(2**32 - 1)
             assert all(np.array_equal(by_id[c].sum, expected) for c in (1, 3, 4))
             assert "did not encode" in service.rounds[rid].gone[2]
+
+    asyncio.run(main())
+
+
+def test_a_session_join_refused_for_what_the_client_can_fix_leaves_it_free_to_join_again() -> None:
+    """want_result on an operator-only round, or a join carrying a response: refused with a message to join
+    again, and the client can (it was taken for gone when the refused Session closed, and its join refused)."""
+
+    async def session_join(stub: spbg.SecAggStub, rid: str, cid: int, token: str, **fields: Any) -> Any:
+        call = stub.Session(timeout=WAIT_S, metadata=md(token))
+        await call.write(spb.SecAggNextRequest(round_id=rid, client_id=cid, **fields))
+        try:
+            return (await asyncio.wait_for(call.read(), WAIT_S)).request.stage
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details()
+        finally:
+            call.cancel()
+
+    async def main() -> None:
+        async with coordinator() as (service, stub, address):
+            rid, tokens = await create(stub, [1, 2, 3], 3, join_s=5.0, operator_only=True)
+            code, why = await session_join(stub, rid, 1, tokens[1], want_result=True)
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "join without want_result" in why
+            code, why = await session_join(stub, rid, 2, tokens[2], response=b"x")
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "must not carry a response" in why
+            await asyncio.sleep(0.2)
+            assert not service.rounds[rid].gone  # nobody was taken for gone
+            joins = [stub.Next(spb.SecAggNextRequest(round_id=rid, client_id=c), timeout=WAIT_S, metadata=md(tokens[c]))
+                     for c in (1, 2, 3)]
+            assert [r.request.stage for r in await asyncio.gather(*joins)] == ["advertise_keys"] * 3
 
     asyncio.run(main())
