@@ -130,6 +130,10 @@ class LocalCluster:
                    PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if name not in self.faults:
             env.pop("MPCNET_FAULTS", None)
+        # the cluster's coordinator keeps its own ledger in its workdir: the user's MPCNET_LEDGER (a real
+        # ledger, or one in a missing directory) must be neither charged by a demo nor stop the role starting
+        for private in ("MPCNET_LEDGER", "MPCNET_DP_BUDGET"):
+            env.pop(private, None)
         if name in ("coordinator", "dealer"):  # their journals (mpcnet/journal.py); nodes get --state-dir
             env["MPCNET_STATE_DIR"] = str(self.workdir / name)
         with open(log_path, "ab") as fh:

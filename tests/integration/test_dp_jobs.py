@@ -417,3 +417,21 @@ def test_a_job_cut_short_after_its_nodes_were_told_to_run_keeps_its_receipt(tmp_
                     break
             assert time.monotonic() < deadline + 120, "node 1 still serves the failed job's output"
             time.sleep(0.2)
+
+
+def test_a_local_cluster_keeps_its_own_ledger_whatever_the_users_mpcnet_ledger(tmp_path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """make demo and mpcnet fedavg start a LocalCluster: the user's MPCNET_LEDGER (here in a directory that does
+    not exist, which would stop a coordinator using it) is not handed to its coordinator, whose DP releases are
+    charged to the cluster's own ledger (a review found make demo charging the user's real ledger)."""
+    users = tmp_path / "missing" / "my-ledger.sqlite"
+    monkeypatch.setenv("MPCNET_LEDGER", str(users))
+    monkeypatch.setenv("MPCNET_DP_BUDGET", "0")  # would refuse every first release
+    with LocalCluster(3, workdir=tmp_path / "c") as own:
+        alice = mpcnet.connect(own.coordinator, "alice")
+        job = alice.create_job()
+        alice.share(job, "flags", np.ones(20, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+        alice.run(job, mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=["alice"]))
+        with EpsilonLedger(own.workdir / "coordinator" / "epsilon-ledger.sqlite") as led:
+            assert [r.name for r in led.releases("party:alice")] == [f"{job}/n"]
+    assert not users.parent.exists()
