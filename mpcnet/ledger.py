@@ -112,6 +112,9 @@ LEDGER_COLUMNS = {"budgets": {"dataset", "epsilon", "delta", "created"},
 # negative epsilon as budget given back, so such a ledger is refused rather than under-counted
 _BAD_AMOUNT = ("NOT (typeof(epsilon) IN ('real', 'integer') AND typeof(delta) IN ('real', 'integer') "
                "AND epsilon >= 0 AND delta >= 0)")
+# a release row out of the shape the ledger writes: its parameters no JSON object, its time no number
+_BAD_ENTRY = ("NOT (json_valid(params) AND json_type(params) = 'object' "
+              "AND typeof(at) IN ('real', 'integer'))")
 
 
 class NoBudget(InvalidInput):
@@ -356,19 +359,25 @@ class EpsilonLedger:
         return (float(row[0]), float(row[1])) if row else None
 
     def spent(self, dataset: str) -> tuple[float, float]:
-        self._check_amounts(dataset)
+        self._check_rows()
         (row,) = self._rows("SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM releases "
                             "WHERE dataset = ?", (dataset,))
         return float(row[0]), float(row[1])
 
-    def _check_amounts(self, dataset: str | None) -> None:
-        where = "dataset = ? AND " if dataset is not None else ""
-        bad = [r[0] for r in self._rows(f"SELECT id FROM releases WHERE {where}{_BAD_AMOUNT} ORDER BY id LIMIT 5",
-                                        (dataset,) if dataset is not None else ())]
+    def _check_rows(self) -> None:
+        """Every release row of the file, whichever dataset is asked about: an edit out of shape anywhere means
+        what the file says was spent cannot be trusted (one scan; a ledger holds thousands of rows, not
+        millions)."""
+        bad = [r[0] for r in self._rows(f"SELECT id FROM releases WHERE {_BAD_AMOUNT} ORDER BY id LIMIT 5")]
         if bad:
             raise LedgerUnusable(f"{self.path}: release(s) {', '.join(map(str, bad))} spend an epsilon or delta that "
                                  "is not a number >= 0: the ledger was edited, and what it says was spent cannot be "
                                  "trusted; refusing to use it")
+        bad = [r[0] for r in self._rows(f"SELECT id FROM releases WHERE {_BAD_ENTRY} ORDER BY id LIMIT 5")]
+        if bad:
+            raise LedgerUnusable(f"{self.path}: release(s) {', '.join(map(str, bad))} are not ledger entries "
+                                 "(parameters not a JSON object, or a time that is no number): the ledger was "
+                                 "edited; refusing to use it")
 
     def remaining(self, dataset: str) -> tuple[float, float]:
         b = self.budget(dataset)
@@ -464,7 +473,7 @@ class EpsilonLedger:
 
     def releases(self, dataset: str | None = None) -> list[Release]:
         q = "SELECT id, dataset, name, mechanism, params, epsilon, delta, at FROM releases"
-        self._check_amounts(dataset or None)
+        self._check_rows()
         rows = self._rows(q + (" WHERE dataset = ? ORDER BY id" if dataset else " ORDER BY id"),
                           (dataset,) if dataset else ())
         out = []

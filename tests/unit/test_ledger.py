@@ -234,6 +234,12 @@ def test_a_coordinator_with_a_ledger_in_a_missing_directory_does_not_start(tmp_p
 @pytest.mark.parametrize("edit, words", [
     ("UPDATE releases SET epsilon = 'abc' WHERE id = 1",
      "release(s) 1 spend an epsilon or delta that is not a number"),
+    ("UPDATE releases SET params = '{not json' WHERE id = 2", "release(s) 2 are not ledger entries"),
+    ("UPDATE releases SET params = 'null' WHERE id = 2", "release(s) 2 are not ledger entries"),
+    ("UPDATE releases SET at = 'yesterday' WHERE id = 1", "release(s) 1 are not ledger entries"),
+    # another dataset's row: what the file says was spent cannot be trusted for any of them
+    ("UPDATE releases SET epsilon = -5, dataset = 'other' WHERE id = 1",
+     "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE releases SET epsilon = -5 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE releases SET delta = -1e-3 WHERE id = 1", "release(s) 1 spend an epsilon or delta that is not a number"),
     ("UPDATE budgets SET epsilon = 'lots'", "the budget of dataset 'd' is not a number"),
@@ -274,7 +280,7 @@ def test_a_ledger_with_foreign_columns_or_parameters_is_refused_in_one_line(tmp_
         led.set_budget("d", 10.0, 1e-4)
         led.charge("d", "first", "gaussian", {"a": 1}, 1.0, 0.0)
         led.db.execute("UPDATE releases SET params = '{not json'")
-        with pytest.raises(LedgerUnusable, match="release 1 is not a ledger entry"):
+        with pytest.raises(LedgerUnusable, match=re.escape("release(s) 1 are not ledger entries")):
             led.releases()  # was json.JSONDecodeError, a traceback from `ledger show`
     with pytest.raises(InvalidInput, match="must not be empty"):
         with EpsilonLedger(params) as led:
