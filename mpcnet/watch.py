@@ -29,6 +29,7 @@ class RoundView:
     threshold: int = 0
     stage: str = "starting"
     expected: int = 0
+    withheld: bool = False  # a FedAvg round: its events carry no stage, count or client
     dropped: list[int] = field(default_factory=list)
     state: str = "running"
     detail: str = ""
@@ -65,7 +66,7 @@ def _render(rounds: dict[str, RoundView], presence: dict[str, str]) -> Any:
         t.add_column(col)
     for r in rounds.values():
         colour = {"done": "green", "aborted": "red"}.get(r.state, "yellow")
-        t.add_row(r.round_id, f"[{colour}]{r.state}[/]", r.stage, str(r.expected),
+        t.add_row(r.round_id, f"[{colour}]{r.state}[/]", r.stage, "-" if r.withheld else str(r.expected),
                   ", ".join(map(str, r.dropped)) or "-", r.detail)
     p = Table(title="presence")
     p.add_column("who")
@@ -121,7 +122,7 @@ async def _watch(broker: str, cluster: str, round_id: str | None, duration: floa
                         what = rest[2]
                         withheld = event.get("membership") == "withheld"  # a FedAvg round: no counts to show
                         if withheld:
-                            view.stage = "-"
+                            view.withheld, view.stage = True, "-"
                         if what == "started" and withheld:
                             view.detail = "membership withheld"
                         elif what == "started":
