@@ -4,7 +4,10 @@ receipt carries the mechanism, epsilon and balance."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from typing import Any, Iterator
+
 import numpy as np
 import pytest
 
@@ -20,6 +23,28 @@ pytestmark = pytest.mark.integration
 
 def _ledger(cluster: LocalCluster) -> EpsilonLedger:
     return EpsilonLedger(cluster.workdir / "coordinator" / "epsilon-ledger.sqlite")
+
+
+@contextlib.contextmanager
+def _ledger_held(cluster: LocalCluster) -> Iterator[None]:
+    """Another writer (this test, inside a write transaction) holds the coordinator's ledger meanwhile."""
+    import sqlite3
+    with _ledger(cluster):
+        pass  # the file exists (the coordinator makes it at its first charge)
+    other = sqlite3.connect(str(cluster.workdir / "coordinator" / "epsilon-ledger.sqlite"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def _count_job(party: Any) -> tuple[str, mpcnet.Program]:
+    """A job of ``party`` whose one output is a DP count of its 50 flags, at epsilon 1."""
+    job = party.create_job()
+    party.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
+    return job, mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[party.name])
 
 
 def test_dp_statistics_receipt_ledger_and_refusal(cluster: LocalCluster) -> None:
@@ -232,26 +257,14 @@ def test_a_busy_ledger_aborts_the_charge_and_leaves_the_job_open_to_run_again(cl
     """Another writer (here: this test, inside a write transaction) holds the coordinator's ledger past its busy
     timeout: the run is ABORTED with a message to run it again -- not UNAVAILABLE, which reads as an unreachable
     coordinator -- nothing is charged, and the same job then runs."""
-    import sqlite3
-
     from mpcnet.errors import Aborted
     alice = mpcnet.connect(cluster.coordinator, unique("alice"))
-    job = alice.create_job()
-    alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
-    prog = mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name])
-    path = cluster.workdir / "coordinator" / "epsilon-ledger.sqlite"
-    with _ledger(cluster):
-        pass  # the file exists (the coordinator makes it at its first charge)
-    other = sqlite3.connect(str(path), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    job, prog = _count_job(alice)
+    with _ledger_held(cluster):
         with pytest.raises(Aborted, match="epsilon ledger is busy with another writer; nothing was charged and the "
                                           "job is still open: run it again") as busy:
             alice.run(job, prog)
-        assert str(path) not in str(busy.value)  # the server's file stays in the server's log
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+        assert "epsilon-ledger.sqlite" not in str(busy.value)  # the server's file stays in the server's log
     with _ledger(cluster) as led:
         assert led.releases(f"party:{alice.name}") == []
     res = alice.run(job, prog)
@@ -263,25 +276,13 @@ def test_a_caller_leaving_mid_charge_leaves_a_failed_job_with_the_receipt_of_its
     """The ledger write runs in a thread nothing can stop: when the caller's deadline passes while the ledger is
     busy, the charge still lands once the other writer lets go.  The job must then fail with a receipt of the
     charge -- not go back to open, where a retry would charge again (from a review)."""
-    import sqlite3
     import time
 
     from mpcnet.errors import MpcnetError
     alice = mpcnet.connect(cluster.coordinator, unique("alice"), job_timeout_s=2)
-    job = alice.create_job()
-    alice.share(job, "flags", np.ones(50, dtype=np.int64), bound=1, nonnegative=True, dp_only=True)
-    prog = mpcnet.Program().dp_count("n", "flags", 1.0).output("n", to=[alice.name])
-    path = cluster.workdir / "coordinator" / "epsilon-ledger.sqlite"
-    with _ledger(cluster):
-        pass  # the file exists (the coordinator makes it at its first charge)
-    other = sqlite3.connect(str(path), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(MpcnetError):  # the caller's 2 s pass within the ledger's 10 s busy wait
-            alice.run(job, prog)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    job, prog = _count_job(alice)
+    with _ledger_held(cluster), pytest.raises(MpcnetError):  # the caller's 2 s pass within the 10 s busy wait
+        alice.run(job, prog)
     deadline = time.monotonic() + 20
     while alice.job(job).state not in ("failed", "open") and time.monotonic() < deadline:
         time.sleep(0.1)
